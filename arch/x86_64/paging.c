@@ -1,0 +1,217 @@
+// The kernel's page tables: one identity map (virtual == physical) of RAM and device memory,
+// built by boot.S for the first 4 GiB and refined here: uncached device ranges, RAM above
+// 4 GiB, an unmapped page at 0 (null dereferences fault) and an unmapped stack guard page.
+//
+// Reference: Intel SDM Vol. 3A, chapter 4 "Paging", section 4.5 "4-Level Paging" (entry
+// formats in Tables 4-14 to 4-20) and 4.10 "Caching Translation Information".
+#include "arch/x86_64/paging.h"
+
+#include <stddef.h>
+
+#include "arch/x86_64/boot_info.h"
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/panic.h"
+#include "arch/x86_64/start.h"
+
+// Paging-structure entry bits (SDM Vol. 3A, Tables 4-15 to 4-20).
+enum page_entry_bits {
+    PTE_PRESENT       = 1ull << 0,
+    PTE_WRITABLE      = 1ull << 1,
+    PTE_USER          = 1ull << 2,
+    PTE_WRITE_THROUGH = 1ull << 3,   // PWT
+    PTE_CACHE_DISABLE = 1ull << 4,   // PCD; PCD|PWT selects PAT entry 3 = UC (SDM 11.12.3)
+    PTE_LARGE         = 1ull << 7,   // PS in a PDPTE/PDE: maps a 1 GiB / 2 MiB page
+    PTE_NO_EXECUTE    = 1ull << 63,  // XD, needs EFER.NXE
+};
+
+enum {
+    PTE_ADDRESS_MASK = 0x000ffffffffff000ull,
+    ENTRIES_PER_TABLE = 512,
+    PAGE_TABLE_POOL_PAGES = 64,
+    IDENTITY_MAPPED_AT_BOOT = 0x100000000ull,  // boot.S maps 0-4 GiB
+    DEVICE_WINDOW_START = 0xc0000000ull,       // PCI hole, IOAPIC 0xfec00000, LAPIC 0xfee00000
+    PHYSICAL_ADDRESS_LIMIT = 1ull << 46,       // well inside any MAXPHYADDR we accept
+};
+
+enum {
+    PAGE_FLAGS_RAM = PTE_PRESENT | PTE_WRITABLE,
+    PAGE_FLAGS_DEVICE = PTE_PRESENT | PTE_WRITABLE | PTE_CACHE_DISABLE | PTE_WRITE_THROUGH,
+};
+
+extern uint64_t boot_pml4[ENTRIES_PER_TABLE];  // boot.S
+
+static uint64_t page_table_pool[PAGE_TABLE_POOL_PAGES][ENTRIES_PER_TABLE]
+    __attribute__((aligned(PAGING_PAGE_SIZE)));
+static int page_table_pool_used;
+static uint64_t no_execute_bit;  // PTE_NO_EXECUTE when EFER.NXE is on, else 0
+
+static unsigned table_index(uint64_t virt, int level) {
+    // level 4 = PML4, 3 = PDPT, 2 = PD, 1 = PT; each level decodes 9 address bits.
+    return (virt >> (12 + 9 * (level - 1))) & 0x1ff;
+}
+
+static uint64_t *entry_table(uint64_t entry) {
+    return (uint64_t *)(uintptr_t)(entry & PTE_ADDRESS_MASK);
+}
+
+static uint64_t *allocate_table(void) {
+    if (page_table_pool_used >= PAGE_TABLE_POOL_PAGES) {
+        panic("paging: out of page-table pages (all %d pages of the static pool in "
+              "arch/x86_64/paging.c are used; raise PAGE_TABLE_POOL_PAGES)", PAGE_TABLE_POOL_PAGES);
+    }
+    uint64_t *table = page_table_pool[page_table_pool_used++];
+    for (int i = 0; i < ENTRIES_PER_TABLE; i++) {
+        table[i] = 0;
+    }
+    return table;
+}
+
+static bool is_canonical(uint64_t virt) {
+    uint64_t top = virt >> 47;
+    return top == 0 || top == 0x1ffff;
+}
+
+// The table one level below entry `*entry` (a table at `level`), creating it if the entry is
+// empty and splitting it into 512 smaller pages with the same attributes if it maps a large
+// page. Identical translations before and after a split keep the switch safe even for the
+// page we are running on (SDM 4.10.2.3); the caller flushes the TLB afterwards.
+static uint64_t *next_table(uint64_t *entry, int level) {
+    if (*entry & PTE_PRESENT) {
+        if (!(*entry & PTE_LARGE)) {
+            return entry_table(*entry);
+        }
+        uint64_t *table = allocate_table();
+        uint64_t base = *entry & PTE_ADDRESS_MASK & ~((1ull << (12 + 9 * (level - 1))) - 1);
+        uint64_t step = 1ull << (12 + 9 * (level - 2));
+        // In a 4 KiB PTE bit 7 is PAT rather than PS (Table 4-20), so drop it at the last level.
+        uint64_t flags = *entry & ~PTE_ADDRESS_MASK;
+        if (level == 2) {
+            flags &= ~PTE_LARGE;
+        }
+        for (int i = 0; i < ENTRIES_PER_TABLE; i++) {
+            table[i] = (base + i * step) | flags;
+        }
+        *entry = (uintptr_t)table | PTE_PRESENT | PTE_WRITABLE;
+        return table;
+    }
+    uint64_t *table = allocate_table();
+    *entry = (uintptr_t)table | PTE_PRESENT | PTE_WRITABLE;
+    return table;
+}
+
+// Identity-map [start, end) (page aligned) with `flags`, using 2 MiB pages where a whole,
+// aligned 2 MiB chunk is covered and 4 KiB pages elsewhere. `flags` 0 unmaps.
+static void map_range(uint64_t start, uint64_t end, uint64_t flags) {
+    uint64_t virt = start;
+    while (virt < end) {
+        uint64_t *pdpt = next_table(&boot_pml4[table_index(virt, 4)], 4);
+        uint64_t *pd = next_table(&pdpt[table_index(virt, 3)], 3);
+        uint64_t *pde = &pd[table_index(virt, 2)];
+        if ((virt & (PAGING_LARGE_PAGE_SIZE - 1)) == 0 && end - virt >= PAGING_LARGE_PAGE_SIZE) {
+            *pde = flags ? (virt | flags | PTE_LARGE) : 0;
+            virt += PAGING_LARGE_PAGE_SIZE;
+            continue;
+        }
+        if (!flags && !(*pde & PTE_PRESENT)) {
+            virt = (virt | (PAGING_LARGE_PAGE_SIZE - 1)) + 1;  // nothing mapped here to remove
+            continue;
+        }
+        uint64_t *pt = next_table(pde, 2);
+        pt[table_index(virt, 1)] = flags ? (virt | flags) : 0;
+        virt += PAGING_PAGE_SIZE;
+    }
+}
+
+// Without global pages every translation is flushed by a CR3 reload (SDM 4.10.4.1).
+static void flush_tlb(void) {
+    write_cr3(read_cr3());
+}
+
+// True when some RAM the firmware reported overlaps [start, end).
+static bool overlaps_ram(uint64_t start, uint64_t end) {
+    for (int i = 0; i < boot_info.mem_count; i++) {
+        const struct boot_mem_region *r = &boot_info.mem[i];
+        bool ram = r->type == BOOT_MEM_USABLE || r->type == BOOT_MEM_ACPI
+                   || r->type == BOOT_MEM_NVS;
+        if (ram && r->base < end && r->base + r->length > start) {
+            return true;
+        }
+    }
+    return boot_info.mem_count == 0 && start < DEVICE_WINDOW_START;
+}
+
+void paging_init(void) {
+    if (rdmsr(MSR_IA32_EFER) & EFER_NXE) {
+        no_execute_bit = PTE_NO_EXECUTE;
+    }
+
+    // Below 4 GiB: whatever is not RAM is device memory (PCI hole, ECAM, IOAPIC, LAPIC, HPET,
+    // flash), and the window from 3 GiB up is device memory on every PC chipset QEMU models.
+    for (uint64_t chunk = 0; chunk < IDENTITY_MAPPED_AT_BOOT; chunk += PAGING_LARGE_PAGE_SIZE) {
+        uint64_t chunk_end = chunk + PAGING_LARGE_PAGE_SIZE;
+        if (chunk >= DEVICE_WINDOW_START || !overlaps_ram(chunk, chunk_end)) {
+            map_range(chunk, chunk_end, PAGE_FLAGS_DEVICE | no_execute_bit);
+        }
+    }
+
+    // RAM above 4 GiB, in 2 MiB units (a partial 2 MiB page at either end is left out).
+    for (int i = 0; i < boot_info.mem_count; i++) {
+        const struct boot_mem_region *r = &boot_info.mem[i];
+        const uint64_t large_page_mask = PAGING_LARGE_PAGE_SIZE - 1;
+        uint64_t start = (r->base + large_page_mask) & ~large_page_mask;
+        uint64_t end = (r->base + r->length) & ~large_page_mask;
+        if (r->type != BOOT_MEM_USABLE || end <= IDENTITY_MAPPED_AT_BOOT) {
+            continue;
+        }
+        if (start < IDENTITY_MAPPED_AT_BOOT) {
+            start = IDENTITY_MAPPED_AT_BOOT;
+        }
+        if (end > PHYSICAL_ADDRESS_LIMIT) {
+            end = PHYSICAL_ADDRESS_LIMIT;
+        }
+        if (start < end) {
+            map_range(start, end, PAGE_FLAGS_RAM);
+        }
+    }
+
+    // Legacy VGA memory in the first megabyte is a device window too.
+    map_range(0xa0000, 0xc0000, PAGE_FLAGS_DEVICE | no_execute_bit);
+    // Null pointers fault; so does running off the bottom of the kernel stack.
+    map_range(0, PAGING_PAGE_SIZE, 0);
+    map_range((uintptr_t)kernel_stack_guard, (uintptr_t)kernel_stack_bottom, 0);
+
+    flush_tlb();
+}
+
+void *paging_map_mmio(uint64_t phys, uint64_t size) {
+    if (size == 0) {
+        return (void *)(uintptr_t)phys;
+    }
+    uint64_t start = phys & ~(uint64_t)(PAGING_PAGE_SIZE - 1);
+    uint64_t end = (phys + size + PAGING_PAGE_SIZE - 1) & ~(uint64_t)(PAGING_PAGE_SIZE - 1);
+    if (end < start || end > PHYSICAL_ADDRESS_LIMIT) {
+        panic("paging: cannot map device range 0x%lx+0x%lx (beyond the supported physical "
+              "address space)", phys, size);
+    }
+    map_range(start, end, PAGE_FLAGS_DEVICE | no_execute_bit);
+    flush_tlb();
+    return (void *)(uintptr_t)phys;
+}
+
+bool paging_is_mapped(uint64_t virt) {
+    if (!is_canonical(virt)) {
+        return false;
+    }
+    const uint64_t *table = boot_pml4;
+    for (int level = 4; level >= 1; level--) {
+        uint64_t entry = table[table_index(virt, level)];
+        if (!(entry & PTE_PRESENT)) {
+            return false;
+        }
+        if (level == 1 || ((level == 2 || level == 3) && (entry & PTE_LARGE))) {
+            return true;
+        }
+        table = entry_table(entry);
+    }
+    return false;
+}

@@ -1,0 +1,26 @@
+// The kernel's page tables: one identity map (virtual == physical) of RAM and device memory,
+// built by boot.S for the first 4 GiB and refined here: uncached device ranges, RAM above
+// 4 GiB, an unmapped page at 0 (null dereferences fault) and an unmapped stack guard page.
+#ifndef ARCH_X86_64_PAGING_H
+#define ARCH_X86_64_PAGING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum {
+    PAGING_PAGE_SIZE = 4096,
+    PAGING_LARGE_PAGE_SIZE = 2 * 1024 * 1024,
+};
+
+// Called once by arch_start64 after boot_info_parse.
+void paging_init(void);
+
+// Identity-map [phys, phys + size) uncached (for device registers, e.g. a 64-bit PCI BAR
+// above 4 GiB or the LAPIC), also when the range was already mapped cacheable. Returns the
+// virtual address, equal to `phys`. Panics if it runs out of page-table pages.
+void *paging_map_mmio(uint64_t phys, uint64_t size);
+
+// True when a read of `virt` would not page-fault.
+bool paging_is_mapped(uint64_t virt);
+
+#endif

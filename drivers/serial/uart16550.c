@@ -1,0 +1,167 @@
+// Driver for the 16550 UART, the PC's serial port (COM1 at I/O port 0x3f8, IRQ 4). It is the
+// kernel's console: polled output, polled or interrupt-driven input.
+//
+// Register map and bit names follow the TI PC16550D datasheet (SNLS378C), Table 2
+// "Register Summary for an Individual Channel" and section 8 "Registers".
+#include "drivers/serial/uart16550.h"
+
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/interrupts.h"
+#include "arch/x86_64/pic.h"
+
+// Register offsets from the base port (datasheet Table 2). DLL/DLM overlay RBR/THR/IER while
+// LCR.DLAB is set.
+enum uart_register {
+    UART_RBR = 0,  // receiver buffer (read)
+    UART_THR = 0,  // transmitter holding (write)
+    UART_DLL = 0,  // divisor latch low (DLAB=1)
+    UART_IER = 1,  // interrupt enable
+    UART_DLM = 1,  // divisor latch high (DLAB=1)
+    UART_IIR = 2,  // interrupt identification (read)
+    UART_FCR = 2,  // FIFO control (write)
+    UART_LCR = 3,  // line control
+    UART_MCR = 4,  // modem control
+    UART_LSR = 5,  // line status
+    UART_MSR = 6,  // modem status
+    UART_SCR = 7,  // scratch
+};
+
+enum uart_ier_bits {
+    UART_IER_ERBFI = 1u << 0,  // received data available (and character timeout)
+    UART_IER_ETBEI = 1u << 1,  // transmitter holding register empty
+    UART_IER_ELSI  = 1u << 2,  // receiver line status
+    UART_IER_EDSSI = 1u << 3,  // modem status
+};
+
+enum uart_fcr_bits {
+    UART_FCR_ENABLE      = 1u << 0,
+    UART_FCR_CLEAR_RX    = 1u << 1,
+    UART_FCR_CLEAR_TX    = 1u << 2,
+    UART_FCR_TRIGGER_14  = 3u << 6,  // RX interrupt once 14 bytes wait (or on timeout)
+};
+
+enum uart_lcr_bits {
+    UART_LCR_8N1  = 0x03,     // 8 data bits (WLS=11), 1 stop bit, no parity
+    UART_LCR_DLAB = 1u << 7,  // divisor latch access
+};
+
+enum uart_mcr_bits {
+    UART_MCR_DTR  = 1u << 0,
+    UART_MCR_RTS  = 1u << 1,
+    UART_MCR_OUT2 = 1u << 3,  // on PC boards OUT2 gates the UART's interrupt onto the ISA IRQ line
+    UART_MCR_LOOP = 1u << 4,
+};
+
+enum uart_lsr_bits {
+    UART_LSR_DR   = 1u << 0,  // data ready
+    UART_LSR_THRE = 1u << 5,  // transmitter holding register empty
+};
+
+// The divisor latch divides the 1.8432 MHz crystal by 16: divisor = 115200 / baud.
+enum { UART_BASE_BAUD = 115200 };
+
+static uint16_t console_base = UART_COM1_BASE;
+static void (*rx_callback)(uint8_t byte);
+static volatile bool rx_interrupt_enabled;
+// Set while the consumer cannot take more bytes: they stay in the UART, and QEMU (which only
+// offers a byte when the FIFO has room) holds back the rest, so input is throttled, not lost.
+static volatile bool rx_paused;
+
+static inline void uart_write_register(enum uart_register reg, uint8_t value) {
+    outb(console_base + reg, value);
+}
+
+static inline uint8_t uart_read_register(enum uart_register reg) {
+    return inb(console_base + reg);
+}
+
+bool uart_present(uint16_t base) {
+    // The scratch register has no function but holds what was written (datasheet 8.10);
+    // with nothing on the bus, reads return 0xff.
+    outb(base + UART_SCR, 0x5a);
+    if (inb(base + UART_SCR) != 0x5a) {
+        return false;
+    }
+    outb(base + UART_SCR, 0xa5);
+    return inb(base + UART_SCR) == 0xa5;
+}
+
+void uart_init(uint16_t base, uint32_t baud) {
+    console_base = base;
+    uint32_t divisor = baud ? UART_BASE_BAUD / baud : 1;
+    if (divisor == 0) {
+        divisor = 1;
+    }
+    uart_write_register(UART_IER, 0);
+    uart_write_register(UART_LCR, UART_LCR_DLAB);
+    uart_write_register(UART_DLL, divisor & 0xff);
+    uart_write_register(UART_DLM, (divisor >> 8) & 0xff);
+    uart_write_register(UART_LCR, UART_LCR_8N1);
+    uart_write_register(UART_FCR, UART_FCR_ENABLE | UART_FCR_CLEAR_RX | UART_FCR_CLEAR_TX
+                                  | UART_FCR_TRIGGER_14);
+    uart_write_register(UART_MCR, UART_MCR_DTR | UART_MCR_RTS);
+}
+
+void uart_putc(char c) {
+    while (!(uart_read_register(UART_LSR) & UART_LSR_THRE)) {
+        cpu_relax();
+    }
+    uart_write_register(UART_THR, (uint8_t)c);
+}
+
+void uart_write(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uart_putc(s[i]);
+    }
+}
+
+int uart_getc_nonblock(void) {
+    if (uart_read_register(UART_LSR) & UART_LSR_DR) {
+        return uart_read_register(UART_RBR);
+    }
+    return -1;
+}
+
+void uart_set_rx_callback(void (*callback)(uint8_t byte)) {
+    rx_callback = callback;
+}
+
+// Reading RBR until LSR.DR clears empties the FIFO and so clears both the "data available"
+// and the "character timeout" interrupt causes (datasheet Table 4).
+static void uart_drain_rx(void) {
+    while (!rx_paused && (uart_read_register(UART_LSR) & UART_LSR_DR)) {
+        uint8_t byte = uart_read_register(UART_RBR);
+        if (rx_callback) {
+            rx_callback(byte);
+        }
+    }
+}
+
+static void uart_rx_interrupt(struct interrupt_frame *frame, void *context) {
+    (void)frame;
+    (void)context;
+    uart_drain_rx();
+    pic_eoi(UART_COM1_IRQ);
+}
+
+void uart_enable_rx_interrupt(void) {
+    uint64_t flags = read_rflags();
+    cli();
+    interrupt_register(UART_COM1_VECTOR, uart_rx_interrupt, NULL);
+    rx_interrupt_enabled = true;
+    uart_write_register(UART_IER, UART_IER_ERBFI);
+    uart_write_register(UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
+    pic_unmask(UART_COM1_IRQ);
+    // Bytes that arrived while receive interrupts were off are handed over now.
+    uart_drain_rx();
+    if (flags & RFLAGS_IF) {
+        sti();
+    }
+}
+
+void uart_disable_rx_interrupt(void) {
+    // Only IER changes: the handler, OUT2 and the PIC line stay as they are, so a later
+    // uart_enable_rx_interrupt is cheap. Received bytes wait in the 16-byte FIFO meanwhile.
+    rx_interrupt_enabled = false;
+    uart_write_register(UART_IER, 0);
+}
