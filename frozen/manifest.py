@@ -1,0 +1,7 @@
+# What is frozen into the manticore image. Paths are relative to this file.
+
+# MicroPython's asyncio (the C part, _asyncio, is built in).
+include("$(MPY_DIR)/extmod/asyncio")
+
+# The boot script, run once after every (soft) reset before the REPL.
+module("_boot.py", opt=3)

@@ -1,0 +1,161 @@
+// The C boot sequence of the manticore port: from kernel_main (entered by arch/x86_64 in long
+// mode with the boot information parsed) to the MicroPython REPL.
+//
+// arch_start64 has already set up the serial console, GDT/IDT, paging, the (masked) 8259 PIC
+// and the TSC. Order here: the command line before anything reads it, the memory map before
+// the GC heap, interrupts last before Python.
+#include <string.h>
+
+#include "py/builtin.h"
+#include "py/compile.h"
+#include "py/gc.h"
+#include "py/mperrno.h"
+#include "py/mphal.h"
+#include "py/runtime.h"
+#include "py/stackctrl.h"
+#include "shared/runtime/gchelper.h"
+#include "shared/runtime/pyexec.h"
+
+#include "arch/x86_64/boot_info.h"
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/fw_cfg.h"
+#include "arch/x86_64/panic.h"
+#include "arch/x86_64/power.h"
+#include "arch/x86_64/rtc.h"
+#include "arch/x86_64/start.h"
+#include "drivers/serial/uart16550.h"
+#include "mm/mm.h"
+
+#include "ports/manticore/manticore.h"
+
+// The fw_cfg file that replaces the boot loader's command line, so that one ISO can run any
+// app: qemu -fw_cfg name=opt/manticore/cmdline,string=app=echod
+#define FW_CFG_CMDLINE_FILE "opt/manticore/cmdline"
+
+// The frozen Python boot script: reads the command line, starts an app or returns to the REPL.
+#define BOOT_SCRIPT "_boot.py"
+
+char manticore_cpu_brand[49];
+const char *manticore_cmdline_source = "boot loader";
+
+static void apply_fw_cfg_cmdline(void) {
+    char override[sizeof(boot_info.cmdline)];
+    long len = fw_cfg_read_file(FW_CFG_CMDLINE_FILE, override, sizeof(override) - 1);
+    if (len < 0) {
+        return;
+    }
+    // QEMU's string files may or may not carry a terminating NUL.
+    override[len] = '\0';
+    memcpy(boot_info.cmdline, override, (size_t)len + 1);
+    manticore_cmdline_source = "fw_cfg";
+}
+
+static void print_boot_line(void) {
+    mp_printf(&mp_plat_print,
+        "manticore: %s, RAM %u MiB, heap %u KiB, DMA pool %u KiB, boot %s, cmdline '%s' (%s)\n",
+        manticore_cpu_brand,
+        (unsigned)(mm_layout.ram_total >> 20),
+        (unsigned)(mm_layout.heap_total >> 10),
+        (unsigned)(mm_layout.dma.size >> 10),
+        boot_info.loader, boot_info.cmdline, manticore_cmdline_source);
+}
+
+static void start_gc_heap(void) {
+    const struct mm_region *first = &mm_layout.heap[0];
+    gc_init((void *)(uintptr_t)first->base, (void *)(uintptr_t)(first->base + first->size));
+    for (int i = 1; i < mm_layout.heap_count; i++) {
+        const struct mm_region *r = &mm_layout.heap[i];
+        gc_add((void *)(uintptr_t)r->base, (void *)(uintptr_t)(r->base + r->size));
+    }
+}
+
+void kernel_main(void) {
+    mp_hal_boot_unix_time = rtc_read_unix_time();
+    cpu_brand_string(manticore_cpu_brand);
+    apply_fw_cfg_cmdline();
+
+    const char *why = NULL;
+    if (mm_init(&boot_info, (uint64_t)(uintptr_t)__kernel_end, &why) != 0) {
+        panic("memory: %s", why);
+    }
+
+    mp_hal_console_init();
+    __asm__ volatile ("sti");
+
+    // The C stack: Python recursion must hit MicroPython's limit (RuntimeError) long before
+    // the guard page below the stack (a panic).
+    mp_stack_ctrl_init();
+    mp_stack_set_limit((mp_uint_t)(kernel_stack_top - kernel_stack_bottom) - 16 * 1024);
+    start_gc_heap();
+
+    for (;;) {
+        mp_init();
+        print_boot_line();
+
+        pyexec_frozen_module(BOOT_SCRIPT, true);
+
+        int exit_kind = 0;
+        for (;;) {
+            if (pyexec_mode_kind == PYEXEC_MODE_RAW_REPL) {
+                if ((exit_kind = pyexec_raw_repl()) != 0) {
+                    break;
+                }
+            } else {
+                if ((exit_kind = pyexec_friendly_repl()) != 0) {
+                    break;
+                }
+            }
+        }
+
+        // Both Ctrl-D and SystemExit end the REPL with PYEXEC_FORCED_EXIT. Ctrl-D and
+        // SystemExit in the raw REPL (tools, tests: "raise SystemExit" means "skip") soft
+        // reset, as on every MicroPython board; SystemExit typed at the friendly REPL
+        // (sys.exit()) powers the machine off.
+        if (pyexec_mode_kind == PYEXEC_MODE_FRIENDLY_REPL
+            && mp_hal_last_rx_char != CHAR_CTRL_D) {
+            mp_printf(&mp_plat_print, "manticore: power off\n");
+            power_off();
+        }
+
+        mp_printf(&mp_plat_print, "MPY: soft reboot\n");
+        gc_sweep_all();
+        mp_deinit();
+    }
+}
+
+void gc_collect(void) {
+    gc_collect_start();
+    gc_helper_collect_regs_and_stack();
+    gc_collect_end();
+}
+
+void nlr_jump_fail(void *val) {
+    panic("uncaught NLR jump (exception object %p)", val);
+}
+
+void NORETURN __fatal_error(const char *msg) {
+    panic("MicroPython fatal error: %s", msg);
+}
+
+#ifndef NDEBUG
+void MP_WEAK __assert_func(const char *file, int line, const char *func, const char *expr) {
+    panic("assertion '%s' failed in %s at %s:%d", expr, func, file, line);
+}
+#endif
+
+// MicroPython's import system asks the filesystem first; there is none yet, only frozen
+// modules.
+mp_import_stat_t mp_import_stat(const char *path) {
+    (void)path;
+    return MP_IMPORT_STAT_NO_EXIST;
+}
+
+mp_lexer_t *mp_lexer_new_from_file(qstr filename) {
+    mp_raise_OSError(MP_ENOENT);
+}
+
+// open(): there is no filesystem yet.
+mp_obj_t mp_builtin_open(size_t n_args, const mp_obj_t *args, mp_map_t *kwargs) {
+    mp_raise_OSError(MP_ENOENT);
+}
+MP_DEFINE_CONST_FUN_OBJ_KW(mp_builtin_open_obj, 1, mp_builtin_open);

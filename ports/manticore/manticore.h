@@ -1,0 +1,16 @@
+// State shared between the files of the manticore port.
+#ifndef MICROPY_INCLUDED_MANTICORE_MANTICORE_H
+#define MICROPY_INCLUDED_MANTICORE_MANTICORE_H
+
+#include <stdint.h>
+
+#define CHAR_CTRL_D (4)
+
+// The CPU's brand string (CPUID leaves 0x80000002-4), for the banner and machine.
+extern char manticore_cpu_brand[49];
+// Where the kernel command line came from: "boot loader" or "fw_cfg".
+extern const char *manticore_cmdline_source;
+// The last byte the REPL read from the console (tells Ctrl-D from sys.exit()).
+extern volatile int mp_hal_last_rx_char;
+
+#endif // MICROPY_INCLUDED_MANTICORE_MANTICORE_H

@@ -1,0 +1,116 @@
+// MicroPython configuration for the manticore port: bare x86-64 under QEMU.
+//
+// The port starts from the "full features" level (the one ports/unix and rp2 use) and lists
+// only its deviations below, one per line.
+
+#include <stdint.h>
+
+// Feature level and core options.
+#define MICROPY_CONFIG_ROM_LEVEL                (MICROPY_CONFIG_ROM_LEVEL_FULL_FEATURES)
+#define MICROPY_ENABLE_GC                       (1)
+#define MICROPY_GC_SPLIT_HEAP                   (1) // one GC area per RAM region of the memory map
+#define MICROPY_ENABLE_FINALISER                (1)
+#define MICROPY_STACK_CHECK                     (1)
+#define MICROPY_STACK_CHECK_MARGIN              (8192)
+#define MICROPY_ENABLE_EMERGENCY_EXCEPTION_BUF  (1)
+#define MICROPY_EMERGENCY_EXCEPTION_BUF_SIZE    (256)
+#define MICROPY_LONGINT_IMPL                    (MICROPY_LONGINT_IMPL_MPZ)
+#define MICROPY_FLOAT_IMPL                      (MICROPY_FLOAT_IMPL_DOUBLE)
+#define MICROPY_OPT_COMPUTED_GOTO               (1)
+#define MICROPY_ROM_TEXT_COMPRESSION            (0) // size is not tight; readable messages
+#define MICROPY_MALLOC_USES_ALLOCATED_SIZE      (1)
+#define MICROPY_MEM_STATS                       (1)
+#define MICROPY_PERSISTENT_CODE_LOAD            (1)
+#define MICROPY_WARNINGS                        (1)
+#define MICROPY_ERROR_REPORTING                 (MICROPY_ERROR_REPORTING_DETAILED)
+#define MICROPY_ENABLE_SCHEDULER                (1)
+#define MICROPY_SCHEDULER_DEPTH                 (16)
+#define MICROPY_KBD_EXCEPTION                   (1)
+#define MICROPY_READER_VFS                      (0)
+#define MICROPY_VFS                             (0) // no block devices yet
+#define MICROPY_HELPER_REPL                     (1)
+#define MICROPY_REPL_AUTO_INDENT                (1)
+#define MICROPY_REPL_EMACS_KEYS                 (1)
+
+// Native code emitters: the x64 code generator for @micropython.native and .viper. The heap
+// is identity mapped without NX, so emitted code runs where the GC puts it.
+#define MICROPY_EMIT_X64                        (1)
+
+// Modules and their options.
+#define MICROPY_PY_SYS_PLATFORM                 "manticore"
+#define MICROPY_PY_SYS_STDFILES                 (1)
+#define MICROPY_PY_SYS_STDIO_BUFFER             (1)
+#define MICROPY_PY_SYS_EXIT                     (1)
+#define MICROPY_PY_SYS_SETTRACE                 (0)
+#define MICROPY_PY_OS                           (1)
+#define MICROPY_PY_OS_INCLUDEFILE               "ports/manticore/modos.c"
+#define MICROPY_PY_OS_UNAME                     (1)
+#define MICROPY_PY_OS_URANDOM                   (1)
+#define MICROPY_PY_OS_DUPTERM                   (0)
+#define MICROPY_PY_OS_SYNC                      (0)
+#define MICROPY_PY_TIME                         (1)
+#define MICROPY_PY_TIME_INCLUDEFILE             "ports/manticore/modtime.c"
+#define MICROPY_PY_TIME_TIME_TIME_NS            (1)
+#define MICROPY_PY_TIME_GMTIME_LOCALTIME_MKTIME (1)
+#define MICROPY_EPOCH_IS_1970                   (1) // time() and the RTC count from 1970, as CPython
+#define MICROPY_PY_MACHINE                      (1)
+#define MICROPY_PY_MACHINE_INCLUDEFILE          "ports/manticore/modmachine.c"
+#define MICROPY_PY_MACHINE_RESET                (1)
+#define MICROPY_PY_MACHINE_BARE_METAL_FUNCS     (1)
+#define MICROPY_PY_MACHINE_DISABLE_IRQ_ENABLE_IRQ (1)
+#define MICROPY_PY_MACHINE_PIN_BASE             (0)
+#define MICROPY_PY_MACHINE_PULSE                (0)
+#define MICROPY_PY_MACHINE_SOFTI2C              (0)
+#define MICROPY_PY_MACHINE_SOFTSPI              (0)
+#define MICROPY_PY_MACHINE_EXTRA_GLOBALS \
+    { MP_ROM_QSTR(MP_QSTR_poweroff), MP_ROM_PTR(&machine_poweroff_obj) }, \
+    { MP_ROM_QSTR(MP_QSTR_cmdline), MP_ROM_PTR(&machine_cmdline_obj) },
+#define MICROPY_PY_SELECT                       (1)
+#define MICROPY_PY_ASYNCIO                      (1)
+#define MICROPY_PY_RANDOM_SEED_INIT_FUNC        (mp_hal_random_seed())
+#define MICROPY_PY_HASHLIB_SHA1                 (0) // needs mbedtls/axtls, not in the source package
+#define MICROPY_PY_HASHLIB_MD5                  (0)
+#define MICROPY_PY_CRYPTOLIB                    (0)
+#define MICROPY_PY_SSL                          (0)
+#define MICROPY_PY_BTREE                        (0)
+#define MICROPY_PY_NETWORK                      (0)
+#define MICROPY_PY_SOCKET                       (0)
+#define MICROPY_PY_BLUETOOTH                    (0)
+#define MICROPY_PY_FRAMEBUF                     (0)
+#define MICROPY_PY_OPENAMP                      (0)
+#define MICROPY_PY_ONEWIRE                      (0)
+
+// Banner: "MicroPython v1.25.0 on <date>; manticore x86-64 with <CPU>" is completed at run
+// time with the CPU brand string, see main.c.
+#define MICROPY_HW_BOARD_NAME                   "manticore x86-64"
+#define MICROPY_HW_MCU_NAME                     "x86-64"
+#define MICROPY_BANNER_MACHINE                  MICROPY_HW_BOARD_NAME " with " MICROPY_HW_MCU_NAME
+
+// Type definitions for x86-64 (LP64).
+#define MP_SSIZE_MAX                            (0x7fffffffffffffff)
+#define UINT_FMT                                "%lu"
+#define INT_FMT                                 "%ld"
+typedef int64_t mp_int_t;   // must be pointer size
+typedef uint64_t mp_uint_t; // must be pointer size
+typedef long mp_off_t;
+
+#include <alloca.h>
+
+// lib/libm_dbl has no log2; py/modmath.c provides one.
+#define MP_NEED_LOG2                            (1)
+
+#define MP_STATE_PORT MP_STATE_VM
+
+// Waiting for an event: with no timeout the core halts until the next interrupt (serial
+// input is interrupt driven); with a timeout it pauses briefly, as no timer interrupt is
+// armed yet.
+#define MICROPY_INTERNAL_WFE(timeout_ms)        mp_hal_wait_for_event(timeout_ms)
+
+// Interrupts are the only concurrency on one core: an atomic section masks them.
+#define MICROPY_BEGIN_ATOMIC_SECTION()          mp_hal_disable_irq()
+#define MICROPY_END_ATOMIC_SECTION(state)       mp_hal_restore_irq(state)
+
+uint64_t mp_hal_random_seed(void);
+void mp_hal_wait_for_event(int timeout_ms);
+uint64_t mp_hal_disable_irq(void);
+void mp_hal_restore_irq(uint64_t state);

@@ -1,0 +1,172 @@
+// The HAL: serial console with an interrupt-fed receive ring, TSC time, idle and atomics.
+#include <string.h>
+
+#include "py/runtime.h"
+#include "py/stream.h"
+#include "py/mphal.h"
+#include "shared/runtime/interrupt_char.h"
+
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/tsc.h"
+#include "drivers/serial/uart16550.h"
+#include "ports/manticore/manticore.h"
+
+int64_t mp_hal_boot_unix_time;
+volatile int mp_hal_last_rx_char = -1;
+
+// ---------------------------------------------------------------------------------------
+// Console input.
+//
+// The UART's receive interrupt pushes bytes into this ring; the REPL pops them. When the ring
+// is nearly full the receive interrupt is switched off, so the bytes wait in the UART and
+// QEMU holds back the rest (it only offers a byte when the FIFO has room): fast input is
+// throttled, never dropped. The slack covers one 16-byte FIFO drained after the switch-off.
+
+#define RX_RING_SIZE (4096)
+#define RX_RING_SLACK (32)
+
+static uint8_t rx_ring[RX_RING_SIZE];
+static volatile uint32_t rx_head; // written by the interrupt handler
+static volatile uint32_t rx_tail; // written by the reader
+static volatile bool rx_throttled;
+
+static uint32_t rx_ring_used(void) {
+    return rx_head - rx_tail;
+}
+
+static void console_rx_byte(uint8_t byte) {
+    if (byte == mp_interrupt_char) {
+        // Ctrl-C: raise KeyboardInterrupt in whatever Python code runs now, at the next
+        // bytecode branch; pending input before it is discarded as a terminal would.
+        rx_tail = rx_head;
+        mp_sched_keyboard_interrupt();
+        return;
+    }
+    if (rx_ring_used() < RX_RING_SIZE) {
+        rx_ring[rx_head % RX_RING_SIZE] = byte;
+        rx_head++;
+    }
+    if (RX_RING_SIZE - rx_ring_used() <= RX_RING_SLACK && !rx_throttled) {
+        rx_throttled = true;
+        uart_disable_rx_interrupt();
+    }
+}
+
+void mp_hal_console_init(void) {
+    uart_set_rx_callback(console_rx_byte);
+    uart_enable_rx_interrupt();
+}
+
+static int console_pop(void) {
+    uint64_t state = mp_hal_disable_irq();
+    int c = -1;
+    if (rx_ring_used() > 0) {
+        c = rx_ring[rx_tail % RX_RING_SIZE];
+        rx_tail++;
+    }
+    if (rx_throttled && RX_RING_SIZE - rx_ring_used() > RX_RING_SIZE / 2) {
+        rx_throttled = false;
+        uart_enable_rx_interrupt();
+    }
+    mp_hal_restore_irq(state);
+    return c;
+}
+
+int mp_hal_stdin_rx_chr(void) {
+    for (;;) {
+        int c = console_pop();
+        if (c >= 0) {
+            mp_hal_last_rx_char = c;
+            return c;
+        }
+        // Runs pending callbacks (and raises a pending KeyboardInterrupt), then sleeps
+        // until the next interrupt.
+        mp_event_wait_indefinite();
+    }
+}
+
+uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
+    uintptr_t ret = 0;
+    if ((poll_flags & MP_STREAM_POLL_RD) && rx_ring_used() > 0) {
+        ret |= MP_STREAM_POLL_RD;
+    }
+    if (poll_flags & MP_STREAM_POLL_WR) {
+        ret |= MP_STREAM_POLL_WR;
+    }
+    return ret;
+}
+
+mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
+    uart_write(str, len);
+    return len;
+}
+
+// ---------------------------------------------------------------------------------------
+// Time, from the TSC (calibrated at boot).
+
+mp_uint_t mp_hal_ticks_cpu(void) {
+    return (mp_uint_t)tsc_read();
+}
+
+mp_uint_t mp_hal_ticks_us(void) {
+    return (mp_uint_t)tsc_to_us(tsc_read());
+}
+
+mp_uint_t mp_hal_ticks_ms(void) {
+    return (mp_uint_t)(tsc_to_us(tsc_read()) / 1000);
+}
+
+uint64_t mp_hal_time_ns(void) {
+    return (uint64_t)mp_hal_boot_unix_time * 1000000000ULL + tsc_to_us(tsc_read()) * 1000ULL;
+}
+
+void mp_hal_delay_us(mp_uint_t us) {
+    tsc_delay_us(us);
+}
+
+void mp_hal_delay_ms(mp_uint_t ms) {
+    // Stay responsive during long sleeps: Ctrl-C and scheduled callbacks run here.
+    uint64_t start = tsc_to_us(tsc_read());
+    uint64_t wait_us = (uint64_t)ms * 1000;
+    while (tsc_to_us(tsc_read()) - start < wait_us) {
+        mp_event_handle_nowait();
+        cpu_relax();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle and atomics.
+
+void mp_hal_wait_for_event(int timeout_ms) {
+    if (timeout_ms < 0) {
+        // Check for work with interrupts masked, then "sti; hlt" back to back: STI delays
+        // interrupt delivery by one instruction (Intel SDM vol. 3A, section 6.8.3), so an
+        // interrupt arriving after the check still wakes the HLT instead of being missed.
+        __asm__ volatile ("cli" ::: "memory");
+        if (rx_ring_used() == 0 && MP_STATE_VM(sched_state) == MP_SCHED_IDLE) {
+            __asm__ volatile ("sti; hlt" ::: "memory");
+        } else {
+            __asm__ volatile ("sti" ::: "memory");
+        }
+    } else {
+        cpu_relax();
+    }
+}
+
+uint64_t mp_hal_disable_irq(void) {
+    uint64_t rflags;
+    __asm__ volatile ("pushfq; pop %0; cli" : "=r" (rflags) :: "memory");
+    return rflags;
+}
+
+void mp_hal_restore_irq(uint64_t state) {
+    // RFLAGS.IF is bit 9 (Intel SDM vol. 1, section 3.4.3).
+    if (state & (1 << 9)) {
+        __asm__ volatile ("sti" ::: "memory");
+    }
+}
+
+uint64_t mp_hal_random_seed(void) {
+    uint64_t seed = tsc_read();
+    return seed ^ (seed >> 29) ^ ((uint64_t)mp_hal_boot_unix_time << 17);
+}

@@ -1,0 +1,21 @@
+// Hardware abstraction for MicroPython's core on manticore: console, time and interrupts.
+#ifndef MICROPY_INCLUDED_MANTICORE_MPHALPORT_H
+#define MICROPY_INCLUDED_MANTICORE_MPHALPORT_H
+
+#include <stdint.h>
+#include "shared/runtime/interrupt_char.h"
+
+void mp_hal_console_init(void);
+void mp_hal_set_interrupt_char(int c);
+
+mp_uint_t mp_hal_ticks_ms(void);
+mp_uint_t mp_hal_ticks_us(void);
+mp_uint_t mp_hal_ticks_cpu(void);
+uint64_t mp_hal_time_ns(void);
+void mp_hal_delay_ms(mp_uint_t ms);
+void mp_hal_delay_us(mp_uint_t us);
+
+// Unix time read from the CMOS RTC at boot; time() advances it with the TSC.
+extern int64_t mp_hal_boot_unix_time;
+
+#endif // MICROPY_INCLUDED_MANTICORE_MPHALPORT_H
