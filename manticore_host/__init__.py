@@ -1,0 +1,1 @@
+"""Host-side tooling for the manticore MicroPython parakernel."""

@@ -1,0 +1,343 @@
+"""Fetch pinned upstream sources from Debian source packages.
+
+One mechanism for every third-party tree the build needs: a private apt
+configuration whose deb-src entry reuses the URIs of this machine's own Debian
+sources (suite ``trixie``), ``apt-get source --download-only``, a sha256 check
+of the upstream ("orig") tarball, and an unpack into the user cache:
+
+    $XDG_CACHE_HOME/manticore/<package>-<upstream version>/  (or ~/.cache)
+
+Nothing in /etc/apt is touched.  ``MICROPY_DIR`` / ``LWIP_DIR`` point at an
+existing tree instead (for machines without apt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "trixie"
+COMPONENT = "main"
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One pinned Debian source package."""
+
+    version: str      # Debian version, for `apt-get source NAME=VERSION`
+    orig: str         # upstream tarball file name
+    sha256: str       # of the upstream tarball
+    unpacked: str     # directory name under the cache
+    env: str          # environment variable that overrides the fetch
+    probe: str        # a file that every good tree has (relative path)
+
+
+PINNED = {
+    "micropython": Pin(
+        version="1.25.0+ds-1",
+        orig="micropython_1.25.0+ds.orig.tar.xz",
+        sha256="7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea",
+        unpacked="micropython-1.25.0+ds",
+        env="MICROPY_DIR",
+        probe="py/mkenv.mk",
+    ),
+    "lwip": Pin(
+        version="2.2.1+dfsg1-1+deb13u1",
+        orig="lwip_2.2.1+dfsg1.orig.tar.xz",
+        sha256="83729c274c499d3348e9fbbe043a3113f3fa8953e7efddc7c21c7fcbb1f2b7b1",
+        unpacked="lwip-2.2.1+dfsg1",
+        env="LWIP_DIR",
+        probe="src/core/tcp.c",
+    ),
+}
+
+STAMP = ".manticore-source"
+
+
+class FetchError(RuntimeError):
+    """A source tree could not be had; the message says what to do."""
+
+
+# -- locations --------------------------------------------------------------
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "manticore"
+
+
+def tree_path(name: str) -> Path:
+    """Where the unpacked tree of package `name` lives (fetched or not)."""
+    return cache_root() / PINNED[name].unpacked
+
+
+# -- the machine's Debian sources --------------------------------------------
+
+def os_codename(os_release: str | None = None) -> str | None:
+    """VERSION_CODENAME from /etc/os-release (or the given text)."""
+    if os_release is None:
+        try:
+            os_release = Path("/etc/os-release").read_text()
+        except OSError:
+            return None
+    for line in os_release.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "VERSION_CODENAME":
+            return value.strip().strip('"') or None
+    return None
+
+
+def parse_deb822(text: str) -> list[dict[str, str]]:
+    """Stanzas of a deb822 file (.sources) as dicts; comments dropped,
+    continuation lines joined with a newline."""
+    stanzas: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    key = None
+    for raw in text.splitlines():
+        if raw.startswith("#"):
+            continue
+        if not raw.strip():
+            if current:
+                stanzas.append(current)
+            current, key = {}, None
+            continue
+        if raw[0] in " \t" and key is not None:
+            current[key] += "\n" + raw.strip()
+            continue
+        key, _, value = raw.partition(":")
+        key = key.strip()
+        current[key] = value.strip()
+    if current:
+        stanzas.append(current)
+    return stanzas
+
+
+def parse_one_line_sources(text: str) -> list[dict[str, str]]:
+    """sources.list one-line entries, in the deb822 shape."""
+    entries = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        line = re.sub(r"\[[^\]]*\]", " ", line)   # drop [option=value ...]
+        words = line.split()
+        if len(words) < 3 or words[0] not in ("deb", "deb-src"):
+            continue
+        entries.append({"Types": words[0], "URIs": words[1],
+                        "Suites": words[2], "Components": " ".join(words[3:])})
+    return entries
+
+
+def debian_uris(entries: list[dict[str, str]], release: str) -> list[str]:
+    """URIs of the entries whose Suites include `release` itself (not
+    `release`-security or -updates), in order, without duplicates."""
+    uris: list[str] = []
+    for entry in entries:
+        if entry.get("Enabled", "yes").lower() == "no":
+            continue
+        if release not in entry.get("Suites", "").split():
+            continue
+        for uri in entry.get("URIs", "").split():
+            if uri not in uris:
+                uris.append(uri)
+    return uris
+
+
+def system_debian_uris(etc_apt: Path = Path("/etc/apt")) -> list[str]:
+    """The archive URIs this machine's own apt configuration uses."""
+    release = os_codename()
+    if release is None:
+        raise FetchError("cannot tell the Debian release: /etc/os-release "
+                         "has no VERSION_CODENAME")
+    entries: list[dict[str, str]] = []
+    for path in sorted((etc_apt / "sources.list.d").glob("*.sources")):
+        entries += parse_deb822(path.read_text())
+    for path in [etc_apt / "sources.list",
+                 *sorted((etc_apt / "sources.list.d").glob("*.list"))]:
+        if path.is_file():
+            entries += parse_one_line_sources(path.read_text())
+    uris = debian_uris(entries, release)
+    if not uris:
+        raise FetchError(
+            f"no apt source for Debian release {release!r} found in "
+            f"{etc_apt}/sources.list or {etc_apt}/sources.list.d/*.sources")
+    return uris
+
+
+def private_sources(uris: list[str]) -> str:
+    """The deb822 text of the private deb-src entry."""
+    return (f"Types: deb-src\nURIs: {' '.join(uris)}\nSuites: {SUITE}\n"
+            f"Components: {COMPONENT}\nSigned-By: {KEYRING}\n")
+
+
+# -- fetching -----------------------------------------------------------------
+
+def _apt_options(apt_dir: Path) -> list[str]:
+    return [
+        "-o", f"Dir::Etc::SourceList={apt_dir / 'sources.list'}",
+        "-o", f"Dir::Etc::SourceParts={apt_dir / 'sources.list.d'}",
+        "-o", f"Dir::State::Lists={apt_dir / 'lists'}",
+        "-o", f"Dir::Cache={apt_dir / 'cache'}",
+        "-o", "APT::Sandbox::User=root",
+        "-q",
+    ]
+
+
+def _prepare_apt_dir() -> Path:
+    apt_dir = cache_root() / "apt"
+    for sub in ("sources.list.d", "lists/partial", "cache/archives/partial"):
+        (apt_dir / sub).mkdir(parents=True, exist_ok=True)
+    (apt_dir / "sources.list").write_text("")
+    text = private_sources(system_debian_uris())
+    sources = apt_dir / "sources.list.d" / "manticore.sources"
+    if not sources.is_file() or sources.read_text() != text:
+        sources.write_text(text)
+        for old in (apt_dir / "lists").glob("*_Sources*"):
+            old.unlink()
+    return apt_dir
+
+
+def _run_apt(args: list[str],
+             cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(name: str, pin: Pin, workdir: Path) -> Path:
+    """apt-get source --download-only into workdir; the orig tarball."""
+    if shutil.which("apt-get") is None:
+        raise FetchError(
+            f"apt-get not found, so the Debian source package {name} "
+            f"{pin.version} cannot be fetched; unpack upstream "
+            f"{pin.unpacked} somewhere and set {pin.env}=/path/to/it")
+    if not KEYRING.is_file():
+        raise FetchError(f"{KEYRING} is missing: apt-get install "
+                         "debian-archive-keyring")
+    apt_dir = _prepare_apt_dir()
+    opts = _apt_options(apt_dir)
+    source = ["apt-get", *opts, "source", "--download-only",
+              f"{name}={pin.version}"]
+    have_lists = any((apt_dir / "lists").glob(f"*{SUITE}*Sources*"))
+    result = _run_apt(source, cwd=workdir) if have_lists else None
+    if result is None or result.returncode != 0:
+        update = _run_apt(["apt-get", *opts, "update"])
+        if update.returncode != 0:
+            raise FetchError(
+                f"apt-get update (private configuration in {apt_dir}) "
+                f"failed:\n{update.stdout.strip()}\n"
+                "Check network access to the Debian archive, or set "
+                f"{pin.env} to an unpacked {pin.unpacked} tree.")
+        result = _run_apt(source, cwd=workdir)
+    if result.returncode != 0:
+        raise FetchError(
+            f"apt-get source {name}={pin.version} failed (suite {SUITE}):\n"
+            f"{result.stdout.strip()}\n"
+            f"Set {pin.env} to an unpacked {pin.unpacked} tree instead.")
+    orig = workdir / pin.orig
+    if not orig.is_file():
+        raise FetchError(f"apt-get source {name}={pin.version} did not "
+                         f"produce {pin.orig}")
+    return orig
+
+
+def _unpack(tarball: Path, dest: Path) -> None:
+    """Unpack a tarball with one top-level directory so that `dest` is that
+    directory; atomic (rename) so a half-unpacked tree is never seen."""
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
+    try:
+        with tarfile.open(tarball) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(staging, filter="data")
+            else:                                   # Python < 3.11.4
+                tar.extractall(staging)
+        tops = list(staging.iterdir())
+        root = tops[0] if len(tops) == 1 and tops[0].is_dir() else staging
+        (root / STAMP).write_text(sha256_of(tarball) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        root.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_fetched(name: str) -> bool:
+    """True if `name` is there without fetching (override or cache)."""
+    pin = PINNED[name]
+    if os.environ.get(pin.env):
+        return True
+    stamp = tree_path(name) / STAMP
+    return stamp.is_file() and stamp.read_text().strip() == pin.sha256
+
+
+def fetch(name: str, quiet: bool = False) -> Path:
+    """The unpacked tree of pinned package `name`, fetching it if needed.
+    Honours the package's environment override (MICROPY_DIR, LWIP_DIR)."""
+    pin = PINNED[name]
+    override = os.environ.get(pin.env)
+    if override:
+        tree = Path(override).expanduser().resolve()
+        if not (tree / pin.probe).is_file():
+            raise FetchError(f"{pin.env}={override} is not a {name} tree "
+                             f"({pin.probe} missing)")
+        return tree
+    dest = tree_path(name)
+    if is_fetched(name):
+        return dest
+    if not quiet:
+        print(f"fetch: Debian source package {name} {pin.version} "
+              f"-> {dest}", file=sys.stderr)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-",
+                                     dir=dest.parent) as tmp:
+        orig = _download(name, pin, Path(tmp))
+        digest = sha256_of(orig)
+        if digest != pin.sha256:
+            raise FetchError(f"{pin.orig}: sha256 {digest}, expected "
+                             f"{pin.sha256}; refusing to unpack")
+        _unpack(orig, dest)
+    return dest
+
+
+def micropython_dir(quiet: bool = False) -> Path:
+    """The MicroPython 1.25.0 tree (MICROPY_DIR, or fetched into the cache)."""
+    return fetch("micropython", quiet=quiet)
+
+
+def lwip_dir(quiet: bool = False) -> Path:
+    """The lwIP 2.2.1 tree (LWIP_DIR, or fetched into the cache)."""
+    return fetch("lwip", quiet=quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (argv if argv is not None else sys.argv[1:]) or ["micropython"]
+    try:
+        for name in names:
+            if name not in PINNED:
+                print(f"unknown package {name!r}; pinned: "
+                      f"{', '.join(PINNED)}", file=sys.stderr)
+                return 2
+            print(fetch(name))
+    except FetchError as e:
+        print(f"fetch: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

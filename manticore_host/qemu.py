@@ -1,0 +1,932 @@
+"""The one QEMU launcher: used by `invoke run`, the tests and the benchmarks.
+
+    from manticore_host.qemu import VMConfig, VM
+
+    with VM(VMConfig(boot="kernel", machine="q35")).start() as vm:
+        vm.console.expect_prompt()
+        assert vm.console.repl("1 + 1") == "2"
+        vm.console.write("import machine; machine.poweroff()\\r")
+        assert vm.wait(10) == 0
+
+`build_command` turns a `VMConfig` into QEMU's argument list; `VM` runs it
+with QMP and the serial console on unix sockets in a private temporary
+directory, starting the guest paused and letting it run only once both are
+connected, so that no serial output is ever lost.  `resolve_accel` decides
+between KVM and TCG (KVM only after a probe boot succeeded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+QEMU = "qemu-system-x86_64"
+MACHINES = ("q35", "pc", "microvm")
+ACCELS = ("auto", "kvm", "tcg")
+BOOTS = ("kernel", "iso")
+NETS = ("none", "user")
+FW_CFG_CMDLINE = "opt/manticore/cmdline"
+DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x04"
+PROMPT = b">>> "
+KVM_PROBE_SECONDS = 5.0
+
+
+def repo_root() -> Path:
+    """The repository root (the directory holding tasks.py)."""
+    return Path(__file__).resolve().parent.parent
+
+
+# -- configuration -----------------------------------------------------------
+
+class PortForward(NamedTuple):
+    host: int
+    guest: int
+    proto: str = "tcp"
+
+    def hostfwd(self) -> str:
+        return f"hostfwd={self.proto}::{self.host}-:{self.guest}"
+
+    def __str__(self) -> str:
+        return f"{self.host}->{self.guest}/{self.proto}"
+
+
+_PUBLISH = re.compile(r"^(\d+)(?::(\d+))?(?:/([A-Za-z]+))?$")
+
+
+def parse_publish(spec: str) -> PortForward:
+    """Parse HOST[:GUEST][/PROTO] (proto tcp|udp, default tcp; GUEST
+    defaults to HOST).  Raises ValueError saying what is wrong."""
+    m = _PUBLISH.match(spec.strip())
+    if not m:
+        raise ValueError(f"--publish {spec!r}: expected HOST[:GUEST][/PROTO], "
+                         "e.g. 8080, 8080:80 or 5353:53/udp")
+    host = int(m.group(1))
+    guest = int(m.group(2)) if m.group(2) else host
+    proto = (m.group(3) or "tcp").lower()
+    for what, port in (("host", host), ("guest", guest)):
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--publish {spec!r}: {what} port {port} is "
+                             "outside 1..65535")
+    if proto not in ("tcp", "udp"):
+        raise ValueError(f"--publish {spec!r}: protocol {proto!r} is not "
+                         "tcp or udp")
+    return PortForward(host, guest, proto)
+
+
+@dataclass
+class VMConfig:
+    boot: str = "kernel"            # kernel (-kernel ELF, PVH) | iso (-cdrom)
+    machine: str = "q35"            # q35 | pc | microvm
+    cpus: int = 1
+    memory: str = "128M"
+    accel: str = "tcg"              # auto | kvm | tcg
+    append: str = ""                # kernel command line
+    app: str | None = None          # adds app=NAME through fw_cfg
+    fw_cfg_cmdline: str | None = None   # explicit fw_cfg opt/manticore/cmdline
+    publish: list[str] = field(default_factory=list)  # HOST[:GUEST][/PROTO]
+    serial: str = "unix"            # stdio | pty | unix | unix:PATH
+    debug_exit: bool = True         # -device isa-debug-exit
+    gdb: bool = False               # -s -S
+    extra_args: list[str] = field(default_factory=list)
+    kernel: Path = field(
+        default_factory=lambda: repo_root() / "build" / "kernel.elf")
+    iso: Path = field(
+        default_factory=lambda: repo_root() / "build" / "kernel.iso")
+    net: str = "none"               # none | user
+    cpu: str | None = None          # CPU model; default: host (kvm), max (tcg)
+    qemu: str = QEMU                # the QEMU binary
+
+    @property
+    def ports(self) -> list[PortForward]:
+        return [parse_publish(p) for p in self.publish]
+
+    def image(self) -> Path:
+        return Path(self.kernel if self.boot == "kernel" else self.iso)
+
+    def cmdline_override(self) -> str | None:
+        """The string for fw_cfg opt/manticore/cmdline, or None.
+
+        An explicit `fw_cfg_cmdline` wins; `app` adds `app=NAME` to it.
+        Without one: ISO boot carries `append` (GRUB's command line cannot
+        be changed from outside), and `app` makes an override that repeats
+        `append` (the override replaces the boot command line)."""
+        words = []
+        if self.fw_cfg_cmdline is not None:
+            words.append(self.fw_cfg_cmdline)
+        elif self.boot == "iso" or self.app:
+            words.append(self.append)
+        if self.app:
+            words.append(f"app={self.app}")
+        if self.fw_cfg_cmdline is None and not self.app and \
+                (self.boot != "iso" or not self.append):
+            return None
+        return " ".join(w for w in words if w)
+
+    def validate(self) -> None:
+        """Raise ValueError with a message a user can act on."""
+        if self.boot not in BOOTS:
+            raise ValueError(f"boot {self.boot!r}: expected kernel or iso")
+        if self.machine not in MACHINES:
+            raise ValueError(f"machine {self.machine!r}: expected one of "
+                             f"{', '.join(MACHINES)}")
+        if self.accel not in ACCELS:
+            raise ValueError(f"accel {self.accel!r}: expected one of "
+                             f"{', '.join(ACCELS)}")
+        if self.net not in NETS:
+            raise ValueError(f"net {self.net!r}: expected one of "
+                             f"{', '.join(NETS)}")
+        if self.boot == "iso" and self.machine == "microvm":
+            raise ValueError("microvm has no BIOS to boot a CD-ROM: ISO boot "
+                             "needs machine q35 or pc (or use boot=kernel)")
+        if self.net != "none" and self.machine == "microvm":
+            raise ValueError("microvm has no PCI bus for virtio-net-pci: "
+                             "use machine q35 or pc for networking")
+        if not isinstance(self.cpus, int) or self.cpus < 1:
+            raise ValueError(f"cpus {self.cpus!r}: expected an integer >= 1")
+        if not re.fullmatch(r"\d+(\.\d+)?[KMGTkmgt]?", str(self.memory)):
+            raise ValueError(f"memory {self.memory!r}: expected a size such "
+                             "as 256M or 1G")
+        if not (self.serial in ("stdio", "pty", "unix")
+                or self.serial.startswith("unix:")
+                and len(self.serial) > len("unix:")):
+            raise ValueError(f"serial {self.serial!r}: expected stdio, pty, "
+                             "unix or unix:PATH")
+        self.ports  # parses every publish entry
+
+
+def qemu_escape(value: str) -> str:
+    """Escape a value for QEMU's option parser (key=value,key=value):
+    a literal comma is written as two."""
+    return str(value).replace(",", ",,")
+
+
+def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
+                  serial_path: str | os.PathLike | None, *,
+                  accel: str | None = None, paused: bool = False) -> list[str]:
+    """QEMU's argument list for `cfg`.
+
+    qmp_path: unix socket for QMP (None: no QMP).  serial_path: the socket
+    for serial "unix" (for "unix:PATH" the PATH in cfg wins).  accel: the
+    resolved accelerator (default: resolve cfg.accel, probing for "auto").
+    paused: add -S (VM.start does, and continues once it is connected)."""
+    cfg.validate()
+    if accel is None:
+        accel = resolve_accel(cfg.accel)[0]
+    if accel not in ("kvm", "tcg"):
+        raise ValueError(f"resolved accel {accel!r}: expected kvm or tcg")
+    cpu = cfg.cpu or ("host" if accel == "kvm" else "max")
+    cmd = [cfg.qemu, "-M", cfg.machine, "-accel", accel, "-cpu", cpu,
+           "-smp", str(cfg.cpus), "-m", str(cfg.memory),
+           "-display", "none", "-no-reboot"]
+
+    if cfg.boot == "kernel":
+        cmd += ["-kernel", str(cfg.kernel)]
+        if cfg.append:
+            cmd += ["-append", cfg.append]
+    else:
+        cmd += ["-cdrom", str(cfg.iso), "-boot", "d"]
+    override = cfg.cmdline_override()
+    if override is not None:
+        cmd += ["-fw_cfg",
+                f"name={FW_CFG_CMDLINE},string={qemu_escape(override)}"]
+
+    if cfg.serial == "stdio":
+        cmd += ["-chardev", "stdio,id=ser0,mux=on,signal=off",
+                "-serial", "chardev:ser0",
+                "-mon", "chardev=ser0,mode=readline"]
+    elif cfg.serial == "pty":
+        cmd += ["-serial", "pty"]
+    else:
+        path = cfg.serial[len("unix:"):] if cfg.serial.startswith("unix:") \
+            else serial_path
+        if not path:
+            raise ValueError("serial 'unix' needs a serial_path")
+        cmd += ["-chardev", "socket,id=ser0,path="
+                f"{qemu_escape(os.fspath(path))},server=on,wait=off",
+                "-serial", "chardev:ser0"]
+
+    if qmp_path is not None:
+        qmp = os.fspath(qmp_path)
+        if "," in qmp:
+            raise ValueError(f"QMP socket path {qmp!r} contains a comma")
+        cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+
+    if cfg.debug_exit:
+        cmd += ["-device", DEBUG_EXIT]
+
+    if cfg.net == "user":
+        netdev = "user,id=net0" + "".join(
+            "," + p.hostfwd() for p in cfg.ports)
+        cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+
+    if cfg.gdb:
+        cmd += ["-s", "-S"]
+    elif paused:
+        cmd += ["-S"]
+    cmd += [str(a) for a in cfg.extra_args]
+    return cmd
+
+
+# -- accelerator choice ------------------------------------------------------
+
+_accel_cache: dict[str, tuple[str, str]] = {}
+
+
+def _probe_image() -> tuple[Path, bytes] | None:
+    kernel = repo_root() / "build" / "kernel.elf"
+    if kernel.is_file():
+        return kernel, PROMPT
+    floor = repo_root() / "build" / "floor" / "floor.elf"
+    if floor.is_file():
+        return floor, b"*"
+    return None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def probe_kvm(image: Path, expect: bytes,
+              seconds: float = KVM_PROBE_SECONDS) -> tuple[bool, str]:
+    """Boot `image` under KVM; (True, how long) if `expect` shows up on the
+    serial console within `seconds`, else (False, why not)."""
+    cfg = VMConfig(boot="kernel", kernel=image, accel="kvm", memory="128M")
+    t0 = time.monotonic()
+    try:
+        with VM(cfg) as vm:
+            vm.start(timeout=seconds)
+            vm.console.read_until(expect, timeout=seconds)
+            return True, f"KVM probe boot reached {expect!r} in " \
+                f"{time.monotonic() - t0:.2f} s"
+    except VMStartError as e:
+        why = re.sub(r"^\S*qemu-system-\S+: (\S+:\d+: )?", "", e.last_line())
+        return False, f"KVM probe failed: {why}"
+    except ConsoleClosed as e:
+        return False, f"KVM probe: QEMU exited before {expect!r} " \
+            f"({e.exit_detail or 'no output'})"
+    except ConsoleTimeout:
+        return False, f"KVM probe boot did not reach {expect!r} within " \
+            f"{seconds:g} s (nested KVM?)"
+    except (OSError, RuntimeError) as e:
+        return False, f"KVM probe failed: {e}"
+
+
+def resolve_accel(requested: str) -> tuple[str, str]:
+    """("kvm" | "tcg", reason).  "auto" means KVM only if /dev/kvm is usable
+    and a short probe boot under KVM reaches the prompt; the answer is
+    cached for the process and in build/.accel-probe.json (keyed by the
+    probed image, the host's boot id and QEMU)."""
+    if requested == "tcg":
+        return "tcg", "tcg requested"
+    if requested == "kvm":
+        return "kvm", "kvm requested (not probed)"
+    if requested != "auto":
+        raise ValueError(f"accel {requested!r}: expected auto, kvm or tcg")
+    if "auto" in _accel_cache:
+        return _accel_cache["auto"]
+    result = _resolve_auto()
+    _accel_cache["auto"] = result
+    return result
+
+
+def _resolve_auto() -> tuple[str, str]:
+    if not os.path.exists("/dev/kvm"):
+        return "tcg", "/dev/kvm does not exist"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg", "/dev/kvm is not accessible to this user"
+    found = _probe_image()
+    if found is None:
+        return "tcg", "KVM not probed: no build/kernel.elf to boot"
+    image, expect = found
+    st = image.stat()
+    key = {"image": str(image), "mtime": st.st_mtime_ns, "size": st.st_size,
+           "boot_id": _boot_id(), "qemu": shutil.which(QEMU) or ""}
+    cache = repo_root() / "build" / ".accel-probe.json"
+    try:
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return saved["accel"], saved["reason"] + " (cached)"
+    except (OSError, ValueError, KeyError):
+        pass
+    ok, why = probe_kvm(image, expect)
+    result = ("kvm" if ok else "tcg", why)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": key, "accel": result[0],
+                                     "reason": result[1]}))
+    except OSError:
+        pass
+    return result
+
+
+# -- serial console ----------------------------------------------------------
+
+class ConsoleTimeout(TimeoutError):
+    """The expected output did not arrive; the message shows what was
+    expected and the tail of the serial log."""
+
+    def __init__(self, message: str, pattern=None, log_tail: str = ""):
+        super().__init__(message)
+        self.pattern = pattern
+        self.log_tail = log_tail
+
+
+class ConsoleClosed(ConsoleTimeout):
+    """The serial line closed (QEMU exited) while output was expected."""
+
+    def __init__(self, message: str, pattern=None, log_tail: str = "",
+                 exit_detail: str = ""):
+        super().__init__(message, pattern, log_tail)
+        self.exit_detail = exit_detail
+
+
+class ConsoleError(RuntimeError):
+    """The guest answered, but not as the REPL protocol says."""
+
+
+class _SocketTransport:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def read(self) -> bytes:
+        try:
+            return self.sock.recv(65536)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class _FdTransport:
+    """A pty (one fd) or QEMU's stdio (two pipes).  QEMU's stdio chardev is
+    muxed with the monitor, so a literal Ctrl-A is sent as Ctrl-A Ctrl-A."""
+
+    def __init__(self, rfd: int, wfd: int, escape_ctrl_a: bool = False,
+                 owns_fds: bool = True):
+        self.rfd, self.wfd, self.escape = rfd, wfd, escape_ctrl_a
+        self.owns_fds = owns_fds
+
+    def read(self) -> bytes:
+        try:
+            return os.read(self.rfd, 65536)
+        except OSError:                 # EIO on a pty whose peer is gone
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if self.escape:
+            data = data.replace(b"\x01", b"\x01\x01")
+        view = memoryview(data)
+        while view:
+            n = os.write(self.wfd, view)
+            view = view[n:]
+
+    def close(self) -> None:
+        if not self.owns_fds:           # the VM closes QEMU's pipes
+            return
+        for fd in {self.rfd, self.wfd}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _as_regex(pattern) -> re.Pattern:
+    if isinstance(pattern, re.Pattern):
+        if isinstance(pattern.pattern, str):
+            return re.compile(pattern.pattern.encode(),
+                              pattern.flags & ~re.UNICODE)
+        return pattern
+    if isinstance(pattern, str):
+        pattern = pattern.encode()
+    return re.compile(re.escape(pattern))
+
+
+def _describe(pattern) -> str:
+    if isinstance(pattern, re.Pattern):
+        return f"/{pattern.pattern}/"
+    return repr(pattern)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+class Console:
+    """The guest's serial console.  A background thread reads everything
+    into `log` (complete even when nobody reads) and into the buffer that
+    read_until consumes."""
+
+    TAIL = 3000
+
+    def __init__(self, transport, kernel: Path | None = None,
+                 log_path: Path | None = None,
+                 exit_detail: Callable[[], str] | None = None):
+        self._transport = transport
+        self._kernel = kernel
+        self._cond = threading.Condition()
+        self._buf = bytearray()
+        self._log = bytearray()
+        self._closed = False
+        self._exit_detail = exit_detail or (lambda: "")
+        self._log_file = open(log_path, "wb") if log_path else None
+        self._thread = threading.Thread(target=self._reader, daemon=True,
+                                        name="serial-reader")
+        self._thread.start()
+
+    def _reader(self) -> None:
+        while True:
+            data = self._transport.read()
+            with self._cond:
+                if not data:
+                    self._closed = True
+                    self._cond.notify_all()
+                    break
+                self._buf += data
+                self._log += data
+                if self._log_file:
+                    self._log_file.write(data)
+                    self._log_file.flush()
+                self._cond.notify_all()
+
+    # -- raw access --
+
+    @property
+    def log(self) -> bytes:
+        with self._cond:
+            return bytes(self._log)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self._transport.write(data)
+
+    def _fail(self, what: str, timeout: float, pattern=None):
+        tail = self.symbolized_log()[-self.TAIL:]
+        if self._closed:
+            detail = self._exit_detail()
+            why = f" ({detail})" if detail else ""
+            message = f"serial console closed{why} while waiting for {what}"
+            cls, extra = ConsoleClosed, {"exit_detail": detail}
+        else:
+            message = f"timed out after {timeout:g} s waiting for {what}"
+            cls, extra = ConsoleTimeout, {}
+        message += (f"\n--- last {min(len(tail), self.TAIL)} characters of "
+                    f"the serial log ---\n{tail}\n--- end of serial log ---")
+        return cls(message, pattern, tail, **extra)
+
+    def read_until(self, pattern, timeout: float) -> bytes:
+        """Everything up to and including the first match of `pattern`
+        (bytes, str or compiled regex), consumed from the buffer."""
+        regex = _as_regex(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = regex.search(self._buf)
+                if m:
+                    data = bytes(self._buf[:m.end()])
+                    del self._buf[:m.end()]
+                    return data
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0:
+                    raise self._fail(_describe(pattern), timeout, pattern)
+                self._cond.wait(remaining)
+
+    def read_exact(self, n: int, timeout: float) -> bytes:
+        """Exactly n bytes from the buffer."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._buf) < n:
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0:
+                    raise self._fail(f"{n} bytes", timeout)
+                self._cond.wait(remaining)
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+            return data
+
+    def pending(self) -> int:
+        """Bytes received and not yet consumed."""
+        with self._cond:
+            return len(self._buf)
+
+    def drain(self) -> bytes:
+        """Consume and return whatever has been received so far."""
+        with self._cond:
+            data = bytes(self._buf)
+            self._buf.clear()
+            return data
+
+    # -- the REPL --
+
+    def expect_prompt(self, timeout: float = 30) -> bytes:
+        return self.read_until(PROMPT, timeout)
+
+    def repl(self, line: str, timeout: float = 30) -> str:
+        """Type one line at the friendly REPL; the output between the echo
+        and the next prompt, with \\r\\n -> \\n, stripped."""
+        with self._cond:                # drop a prompt nobody consumed
+            last = self._buf.rfind(PROMPT)
+            if last >= 0:
+                del self._buf[:last + len(PROMPT)]
+        self.write(line + "\r")
+        data = self.read_until(PROMPT, timeout)[:-len(PROMPT)]
+        echo = line.encode("utf-8") + b"\r\n"
+        at = data.find(echo)
+        if at >= 0:
+            data = data[at + len(echo):]
+        return _text(data).strip()
+
+    def _enter_raw(self, timeout: float) -> None:
+        self.write(b"\r\x03")           # interrupt whatever runs
+        time.sleep(0.05)
+        self.drain()
+        self.write(b"\r\x01")           # Ctrl-A: raw REPL
+        self.read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout)
+
+    def _exit_raw(self, timeout: float) -> None:
+        self.write(b"\x02")             # Ctrl-B: friendly REPL
+        self.read_until(PROMPT, timeout)
+
+    def _follow(self, timeout: float) -> tuple[str, str]:
+        out = self.read_until(b"\x04", timeout)[:-1]
+        err = self.read_until(b"\x04", timeout)[:-1]
+        self.read_until(b">", timeout)  # the raw REPL's prompt
+        return _text(out), _text(err)
+
+    def _raw_send(self, code: bytes, timeout: float) -> None:
+        for i in range(0, len(code), 256):
+            self.write(code[i:i + 256])
+        self.write(b"\x04")
+        ok = self.read_exact(2, timeout)
+        if ok != b"OK":
+            raise ConsoleError(f"raw REPL did not accept the code: {ok!r}")
+
+    def raw_exec(self, code: str, timeout: float = 60) -> tuple[str, str]:
+        """Run `code` through the raw REPL (Ctrl-A ... Ctrl-D); returns
+        (stdout, stderr) with \\r\\n -> \\n, then back to the friendly REPL."""
+        self._enter_raw(timeout)
+        self._raw_send(code.encode("utf-8"), timeout)
+        result = self._follow(timeout)
+        self._exit_raw(timeout)
+        return result
+
+    def raw_paste_exec(self, code: str,
+                       timeout: float = 60) -> tuple[str, str]:
+        """Run `code` with the raw-paste protocol and its flow control (as
+        MicroPython's tools/pyboard.py does; falls back to the plain raw
+        REPL if the guest does not support it)."""
+        data = code.encode("utf-8")
+        self._enter_raw(timeout)
+        self.write(b"\x05A\x01")
+        answer = self.read_exact(2, timeout)
+        if answer == b"R\x01":
+            self._raw_paste_write(data, timeout)
+        elif answer == b"R\x00":        # understood, not supported
+            self._raw_send(data, timeout)
+        else:
+            raise ConsoleError(f"raw-paste request answered with {answer!r}")
+        result = self._follow(timeout)
+        self._exit_raw(timeout)
+        return result
+
+    def _raw_paste_write(self, data: bytes, timeout: float) -> None:
+        window = int.from_bytes(self.read_exact(2, timeout), "little")
+        if window == 0:
+            raise ConsoleError("raw-paste window size 0")
+        remain = window
+        i = 0
+        while i < len(data):
+            while remain == 0 or self.pending():
+                b = self.read_exact(1, timeout)
+                if b == b"\x01":        # the guest freed another window
+                    remain += window
+                elif b == b"\x04":      # the guest ended the transfer early
+                    self.write(b"\x04")
+                    return
+                else:
+                    raise ConsoleError(f"unexpected {b!r} during raw paste")
+            chunk = data[i:i + remain]
+            self.write(chunk)
+            remain -= len(chunk)
+            i += len(chunk)
+        self.write(b"\x04")             # end of data
+        self.read_until(b"\x04", timeout)   # acknowledged
+
+    def symbolized_log(self) -> str:
+        """The log decoded, with panic addresses symbolized against the
+        kernel ELF (when it and pyelftools are there)."""
+        text = self.log.decode("utf-8", "replace").replace("\r\n", "\n")
+        if self._kernel and Path(self._kernel).is_file():
+            try:
+                from manticore_host.symbolize import annotate_with
+                return annotate_with(self._kernel, text)
+            except Exception:           # never hide the log behind this
+                pass
+        return text
+
+    def close(self) -> None:
+        self._transport.close()
+        self._thread.join(timeout=2)
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+
+
+# -- QMP ---------------------------------------------------------------------
+
+class QMPClient:
+    """A synchronous face on qemu.qmp's asyncio QMPClient, which runs in a
+    private event loop on its own thread (so callers may be in any thread,
+    with or without their own event loop)."""
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 10):
+        from qemu.qmp import QMPClient as AsyncQMPClient
+        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        daemon=True, name="qmp")
+        self._thread.start()
+        self._client = AsyncQMPClient("manticore")
+        self._seen: list[dict] = []
+        try:
+            self._run(self._client.connect(os.fspath(path)), timeout)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _run(self, coro, timeout: float | None = None):
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self.timeout if timeout is None else timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def cmd(self, name: str, args: dict | None = None, **kwargs):
+        """Execute a QMP command; its return value (a dict for most).
+        Arguments with dashes go in `args`.  Raises qemu.qmp.ExecuteError
+        when QEMU answers with an error."""
+        arguments = {**(args or {}), **kwargs} or None
+        return self._run(self._client.execute(name, arguments))
+
+    def hmp(self, command_line: str) -> str:
+        """A human monitor command through QMP, e.g. "info registers"."""
+        return self.cmd("human-monitor-command",
+                        {"command-line": command_line})
+
+    def events(self) -> list[dict]:
+        """All events received so far (and not returned before)."""
+        async def pull():
+            return [dict(e) for e in self._client.events.clear()]
+        got = self._seen + self._run(pull())
+        self._seen = []
+        return got
+
+    def wait_event(self, name: str, timeout: float = 10) -> dict:
+        """The next event called `name` (earlier others are kept)."""
+        for i, event in enumerate(self._seen):
+            if event.get("event") == name:
+                return self._seen.pop(i)
+
+        async def wait():
+            while True:
+                event = dict(await self._client.events.get())
+                if event.get("event") == name:
+                    return event
+                self._seen.append(event)
+        return self._run(asyncio.wait_for(wait(), timeout), timeout + 1)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self._client.disconnect(), 3)
+        except Exception:
+            pass
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=3)
+        if not self._loop.is_running():
+            self._loop.close()
+
+
+# -- the VM ------------------------------------------------------------------
+
+class VMStartError(RuntimeError):
+    """QEMU did not come up; the message carries QEMU's own words."""
+
+    def last_line(self) -> str:
+        lines = [ln for ln in str(self).splitlines() if ln.strip()]
+        return lines[-1] if lines else "unknown error"
+
+
+def _exit_status(code: int | None) -> str:
+    if code is None:
+        return "QEMU still running"
+    if code < 0:
+        return f"QEMU killed by signal {-code}"
+    return f"QEMU exited with status {code}"
+
+
+class VM:
+    """One QEMU process; a context manager.  After start(): `console`
+    (serial), `qmp` (QMPClient), `command`, `accel`, `accel_reason`."""
+
+    def __init__(self, cfg: VMConfig, log_path: Path | None = None):
+        self.cfg = cfg
+        self.log_path = Path(log_path) if log_path else None
+        self.console: Console | None = None
+        self.qmp: QMPClient | None = None
+        self.proc: subprocess.Popen | None = None
+        self.command: list[str] = []
+        self.accel, self.accel_reason = None, None
+        self.pty: str | None = None
+        self.started_at: float | None = None
+        self._tmp: str | None = None
+        self._stderr = None
+
+    # -- lifecycle --
+
+    def start(self, timeout: float = 10) -> "VM":
+        cfg = self.cfg
+        cfg.validate()
+        image = cfg.image()
+        if not image.is_file():
+            raise FileNotFoundError(
+                f"{image} does not exist: run `invoke build"
+                f"{' iso' if cfg.boot == 'iso' else ''}` first")
+        self.accel, self.accel_reason = resolve_accel(cfg.accel)
+        self._tmp = tempfile.mkdtemp(prefix="manticore-vm-")
+        tmp = Path(self._tmp)
+        qmp_path, serial_path = tmp / "qmp.sock", tmp / "serial.sock"
+        self.command = build_command(cfg, qmp_path, serial_path,
+                                     accel=self.accel, paused=True)
+        self._stderr = open(tmp / "qemu.stderr", "w+b")
+        stdio = cfg.serial == "stdio"
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.command,
+            stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
+            stderr=self._stderr, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            self._wait_for_socket(qmp_path, deadline)
+            self.qmp = QMPClient(qmp_path, timeout=max(1.0, timeout))
+            transport = self._serial_transport(serial_path, deadline)
+            self.console = Console(transport, kernel=cfg.kernel,
+                                   log_path=self.log_path,
+                                   exit_detail=self._exit_detail)
+            if not cfg.gdb:
+                self.qmp.cmd("cont")
+        except BaseException as e:
+            error = self._start_error(e)
+            self.close()
+            if error is None:
+                raise
+            raise error from e
+        return self
+
+    def _serial_transport(self, serial_path: Path, deadline: float):
+        cfg = self.cfg
+        if cfg.serial == "stdio":
+            return _FdTransport(self.proc.stdout.fileno(),
+                                self.proc.stdin.fileno(), escape_ctrl_a=True,
+                                owns_fds=False)
+        if cfg.serial == "pty":
+            info = self.qmp.cmd("query-chardev")
+            for dev in info:
+                if dev.get("label") == "serial0" and \
+                        dev.get("filename", "").startswith("pty:"):
+                    self.pty = dev["filename"][len("pty:"):]
+                    break
+            else:
+                raise VMStartError(f"no pty in query-chardev: {info}")
+            fd = os.open(self.pty, os.O_RDWR | os.O_NOCTTY)
+            import tty
+            tty.setraw(fd)
+            return _FdTransport(fd, fd)
+        path = Path(cfg.serial[len("unix:"):]) \
+            if cfg.serial.startswith("unix:") else serial_path
+        self._wait_for_socket(path, deadline)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(os.fspath(path))
+        return _SocketTransport(sock)
+
+    def _wait_for_socket(self, path: Path, deadline: float) -> None:
+        while not path.exists():
+            if self.proc.poll() is not None:
+                raise VMStartError(f"{_exit_status(self.proc.returncode)} "
+                                   f"at startup")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"QEMU did not create {path} in time")
+            time.sleep(0.005)
+
+    def _start_error(self, e: BaseException) -> VMStartError | None:
+        if isinstance(e, KeyboardInterrupt):
+            return None
+        time.sleep(0.05)
+        stderr = self.stderr_text().strip()
+        return VMStartError(
+            f"QEMU failed to start ({type(e).__name__}: {e}); "
+            f"{_exit_status(self.proc.poll() if self.proc else None)}\n"
+            f"command: {' '.join(self.command)}\n{stderr}")
+
+    def stderr_text(self) -> str:
+        """What QEMU wrote on stderr so far."""
+        if self._tmp is None:
+            return ""
+        try:
+            path = Path(self._tmp) / "qemu.stderr"
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _exit_detail(self) -> str:
+        if self.proc is None:
+            return ""
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return ""
+        detail = _exit_status(self.proc.returncode)
+        stderr = self.stderr_text().strip()
+        return f"{detail}: {stderr.splitlines()[-1]}" if stderr else detail
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def wait(self, timeout: float) -> int:
+        """Wait for QEMU to exit; its exit status.  TimeoutError if not."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"QEMU still running after {timeout:g} s") \
+                from None
+
+    def kill(self) -> None:
+        """Terminate QEMU (SIGTERM, then SIGKILL after 3 s)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.kill()
+        if self.qmp is not None:
+            self.qmp.close()
+        if self.console is not None:
+            self.console.close()            # joins the reader (QEMU is gone)
+        for pipe in (self.proc.stdin, self.proc.stdout) if self.proc else ():
+            if pipe:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        if self._stderr:
+            self._stderr.close()
+            self._stderr = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "VM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

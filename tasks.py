@@ -1,0 +1,330 @@
+"""Tasks for building, running and testing manticore (run from the repo root).
+
+    invoke deps         system packages, Python packages, MicroPython source
+    invoke build        build/kernel.elf            (invoke build iso: + ISO)
+    invoke iso          build/kernel.iso (GRUB, multiboot2)
+    invoke run          boot it in QEMU with the serial console here
+    invoke gdb          attach gdb to `invoke run --debug`
+    invoke test         build, then pytest tests/
+    invoke bench boot   boot-time benchmark -> build/bench/boot.json
+    invoke clean        remove build/
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from invoke import Exit, task
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from manticore_host import fetch, image  # noqa: E402
+from manticore_host.fetch import FetchError, micropython_dir  # noqa: E402
+
+APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
+                "mtools", "gcc", "make", "gdb")
+# requirements.txt name -> module that proves it is installed
+PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
+              "pyelftools": "elftools", "mpremote": "mpremote",
+              "pyserial": "serial", "pytest-timeout": "pytest_timeout"}
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _jobs() -> int:
+    return os.cpu_count() or 1
+
+
+# -- deps ---------------------------------------------------------------------
+
+def _missing_apt() -> list[str]:
+    missing = []
+    for pkg in APT_PACKAGES:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
+                             capture_output=True, text=True)
+        if out.returncode != 0 or "install ok installed" not in out.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def _module_present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@task
+def deps(c):
+    """Install what the build and tests need (idempotent; quiet when done)."""
+    did = []
+    if shutil.which("dpkg-query") is None:
+        print("deps: not a Debian system; install QEMU (x86-64), GRUB (BIOS), "
+              "xorriso and mtools yourself", file=sys.stderr)
+    else:
+        missing = _missing_apt()
+        if missing:
+            cmd = (f"apt-get update && apt-get install -y -q "
+                   f"--no-install-recommends {' '.join(missing)}")
+            if os.geteuid() != 0:
+                raise Exit(f"deps: missing system packages: "
+                           f"{' '.join(missing)}\n  run: sudo sh -c '{cmd}'",
+                           code=1)
+            print(f"deps: installing {' '.join(missing)}")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            c.run(cmd, env=env, in_stream=False)
+            did.append("system packages")
+    missing_py = [name for name, mod in PY_MODULES.items()
+                  if not _module_present(mod)]
+    if missing_py:
+        print(f"deps: installing Python packages {' '.join(missing_py)}")
+        requirements = shlex.quote(str(ROOT / "requirements.txt"))
+        c.run(f"{shlex.quote(sys.executable)} -m pip install -q "
+              f"-r {requirements}", in_stream=False)
+        did.append("Python packages")
+    fetched_before = fetch.is_fetched("micropython")
+    try:
+        tree = micropython_dir()
+    except FetchError as e:
+        raise Exit(f"deps: {e}", code=1)
+    if not fetched_before:
+        did.append("MicroPython source")
+    if did:
+        print(f"deps: installed {', '.join(did)}; MicroPython at {tree}")
+    else:
+        print(f"deps: all present (MicroPython at {tree})")
+
+
+# -- build --------------------------------------------------------------------
+
+def _build_kernel(c, quiet: bool = False) -> None:
+    makefile = ROOT / "ports" / "manticore" / "Makefile"
+    if not makefile.is_file():
+        raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
+    try:
+        top = micropython_dir()
+    except FetchError as e:
+        raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
+    cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
+           f"MICROPY_TOP={shlex.quote(str(top))} -j{_jobs()}")
+    if quiet:
+        cmd = "make -s --no-print-directory" + cmd[len("make"):]
+    result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
+    if not result.ok:
+        if quiet:
+            print(result.stdout + result.stderr, file=sys.stderr)
+        raise Exit(f"build: make failed (status {result.exited})",
+                   code=result.exited or 1)
+    if not image.KERNEL.is_file():
+        raise Exit(f"build: make succeeded but {_rel(image.KERNEL)} is "
+                   "missing", code=1)
+
+
+def _build_iso(quiet: bool = False) -> None:
+    try:
+        image.make_iso(quiet=quiet)
+    except image.BuildError as e:
+        raise Exit(f"iso: {e}", code=1)
+
+
+@task
+def build(c):
+    """build/kernel.elf (`invoke build iso` also makes build/kernel.iso)."""
+    _build_kernel(c)
+
+
+@task(pre=[build])
+def iso(c):
+    """build/kernel.iso (GRUB, multiboot2); only when kernel.elf changed."""
+    _build_iso()
+
+
+# -- run ----------------------------------------------------------------------
+
+@task(iterable=["publish"], help={
+    "app": "start app NAME (fw_cfg opt/manticore/cmdline app=NAME)",
+    "boot": "iso (GRUB, default) or kernel (direct PVH boot)",
+    "machine": "q35 (default), pc or microvm (direct boot only)",
+    "cpus": "number of CPUs (default 1)",
+    "memory": "guest memory (default 256M)",
+    "accel": "auto (default: KVM if a probe boot works, else TCG), kvm, tcg",
+    "publish": "HOST[:GUEST][/PROTO] port forward; repeatable",
+    "append": "kernel command line words",
+    "serial": "stdio (default: this terminal), pty, unix:PATH",
+    "net": "user or none (default: user if --publish is given, else none)",
+    "dry-run": "print the QEMU command line and exit",
+    "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
+})
+def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
+        accel="auto", publish=None, append="", serial="stdio", net=None,
+        dry_run=False, debug=False):
+    """Boot manticore in QEMU, serial console on this terminal
+    (Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor)."""
+    from manticore_host.qemu import VMConfig, build_command, resolve_accel
+    from manticore_host.symbolize import SymbolizingStream
+
+    publish = list(publish or [])
+    cfg = VMConfig(boot=boot, machine=machine, cpus=int(cpus), memory=memory,
+                   accel=accel, append=append, app=app, publish=publish,
+                   serial=serial, gdb=debug,
+                   net=net or ("user" if publish else "none"))
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise Exit(f"run: {e}", code=2)
+
+    if not dry_run:
+        _build_kernel(c, quiet=True)
+        if boot == "iso":
+            _build_iso(quiet=True)
+    accel_name, reason = resolve_accel(accel)
+    tmp = Path(tempfile.mkdtemp(prefix="manticore-run-"))
+    qmp = tmp / "qmp.sock"
+    cmd = build_command(cfg, qmp, tmp / "serial.sock", accel=accel_name)
+
+    ports = ", ".join(str(p) for p in cfg.ports) or "none"
+    if cfg.ports and cfg.net == "none":
+        ports += " (not forwarded: --net none)"
+    path = "GRUB multiboot2" if boot == "iso" else "direct PVH"
+    cpus = f"{cfg.cpus} cpu{'s' if cfg.cpus > 1 else ''}"
+    print(f"run: {_rel(cfg.image())} ({path}) on {machine}, {accel_name} "
+          f"({reason}), {memory}, {cpus}, ports {ports}", flush=True)
+    if dry_run:
+        print(shlex.join(cmd))
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if debug:
+        print("run: paused for gdb on :1234; in another terminal: "
+              "invoke gdb   (or: gdb build/kernel.elf -ex 'target remote "
+              ":1234')", flush=True)
+    if serial == "stdio":
+        print("run: Ctrl-A X quits, Ctrl-A C switches to the QEMU monitor; "
+              f"QMP on {qmp}", flush=True)
+    elif serial.startswith("unix:"):
+        print(f"run: serial on unix socket {serial[5:]}; QMP on {qmp}",
+              flush=True)
+
+    try:
+        code = _run_qemu(cmd, serial, qmp, SymbolizingStream(
+            sys.stdout.buffer, image.KERNEL))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if code != 0:
+        raise Exit(code=code)
+
+
+def _run_qemu(cmd: list[str], serial: str, qmp: Path, stream) -> int:
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # QEMU gets Ctrl-C
+    try:
+        if serial != "stdio":
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                    restore_signals=True)
+            if serial == "pty":
+                _print_pty(qmp, proc)
+            return proc.wait()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+        fd = proc.stdout.fileno()
+        while True:
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            stream.feed(data)
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _print_pty(qmp: Path, proc) -> None:
+    import time
+    from manticore_host.qemu import QMPClient
+    deadline = time.monotonic() + 10
+    while not qmp.exists() and proc.poll() is None and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is not None or not qmp.exists():
+        return
+    client = QMPClient(qmp)
+    try:
+        for dev in client.cmd("query-chardev"):
+            if dev.get("filename", "").startswith("pty:"):
+                pty = dev["filename"][4:]
+                print(f"run: serial on {pty} (e.g. mpremote connect {pty}, "
+                      f"or screen {pty}); Ctrl-C here stops QEMU", flush=True)
+    finally:
+        client.close()
+
+
+@task
+def gdb(c):
+    """Attach gdb (with build/kernel.elf's symbols) to `invoke run --debug`."""
+    if not image.KERNEL.is_file():
+        raise Exit("gdb: build/kernel.elf missing: run `invoke build`", code=1)
+    c.run(f"gdb {shlex.quote(str(image.KERNEL))} -ex 'target remote :1234'",
+          pty=True)
+
+
+# -- test, bench, clean -------------------------------------------------------
+
+@task(help={"args": "extra pytest arguments, e.g. --args='-x -v'",
+            "k": "only tests matching this pytest -k expression",
+            "no-build": "do not build kernel.elf and kernel.iso first"})
+def test(c, args="", k=None, no_build=False):
+    """Build kernel.elf and kernel.iso, then run pytest on tests/
+    (more pytest arguments after `--`: invoke test -- -x tests/host)."""
+    if not no_build:
+        _build_kernel(c, quiet=True)
+        _build_iso(quiet=True)
+    cmd = [sys.executable, "-m", "pytest"]
+    extra = shlex.split(args) + shlex.split(c.remainder or "")
+    if k:
+        extra += ["-k", k]
+    if not any(os.path.exists(ROOT / a.split("::")[0]) for a in extra
+               if not a.startswith("-")):
+        cmd.append("tests")             # no path given: the whole suite
+    cmd += extra
+    print(f"test: {shlex.join(cmd)}", flush=True)
+    code = subprocess.run(cmd, cwd=ROOT).returncode
+    if code == 5:
+        raise Exit("test: pytest collected no tests; that counts as a failure",
+                   code=5)
+    if code != 0:
+        raise Exit(code=code)
+
+
+@task(positional=["name"], help={
+    "name": "which benchmark: boot",
+    "runs": "boots per case (default 5; --quick: 2)",
+    "quick": "fewer runs and a coarser memory bisection",
+    "accel": "auto (default), kvm or tcg",
+    "no-build": "time the images as they are (no build first)"})
+def bench(c, name, runs=None, quick=False, accel="auto", no_build=False):
+    """Benchmarks: `invoke bench boot` times QEMU launch -> `>>> `."""
+    if name != "boot":
+        raise Exit(f"bench: unknown benchmark {name!r} (have: boot)", code=2)
+    if not no_build:
+        _build_kernel(c, quiet=True)
+        _build_iso(quiet=True)
+    from manticore_host.bench import run_boot_bench
+    run_boot_bench(runs=int(runs) if runs else (2 if quick else 5),
+                   quick=quick, accel=accel)
+
+
+@task
+def clean(c):
+    """Remove build/."""
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    print("clean: removed build/")

@@ -1,0 +1,213 @@
+"""build_command and friends: the QEMU command line for each option (no QEMU runs)."""
+
+from pathlib import Path
+
+import pytest
+
+from manticore_host.qemu import (DEBUG_EXIT, VMConfig, build_command, parse_publish,
+                                 qemu_escape, resolve_accel, repo_root)
+
+KERNEL = Path("/img/kernel.elf")
+ISO = Path("/img/kernel.iso")
+
+
+def cmd(accel="tcg", paused=False, **kw):
+    kw.setdefault("kernel", KERNEL)
+    kw.setdefault("iso", ISO)
+    return build_command(VMConfig(**kw), "/t/qmp.sock", "/t/serial.sock",
+                         accel=accel, paused=paused)
+
+
+def option(command, name):
+    """Values of every occurrence of option `name`."""
+    return [command[i + 1] for i, a in enumerate(command[:-1]) if a == name]
+
+
+def test_defaults():
+    c = cmd()
+    assert c[0] == "qemu-system-x86_64"
+    assert option(c, "-M") == ["q35"]
+    assert option(c, "-accel") == ["tcg"] and option(c, "-cpu") == ["max"]
+    assert option(c, "-smp") == ["1"] and option(c, "-m") == ["128M"]
+    assert option(c, "-kernel") == [str(KERNEL)]
+    assert "-append" not in c and "-fw_cfg" not in c and "-cdrom" not in c
+    assert option(c, "-device") == [DEBUG_EXIT]
+    assert "-no-reboot" in c and option(c, "-display") == ["none"]
+    assert "-nodefaults" not in c
+    assert option(c, "-qmp") == ["unix:/t/qmp.sock,server=on,wait=off"]
+    assert option(c, "-chardev") == ["socket,id=ser0,path=/t/serial.sock,server=on,wait=off"]
+    assert option(c, "-serial") == ["chardev:ser0"]
+    assert "-S" not in c and "-s" not in c and "-netdev" not in c
+
+
+def test_defaults_point_at_build():
+    cfg = VMConfig()
+    assert cfg.kernel == repo_root() / "build" / "kernel.elf"
+    assert cfg.iso == repo_root() / "build" / "kernel.iso"
+    assert (repo_root() / "tasks.py").is_file()
+
+
+@pytest.mark.parametrize("machine", ["q35", "pc", "microvm"])
+def test_machines_direct_boot(machine):
+    assert option(cmd(machine=machine), "-M") == [machine]
+
+
+@pytest.mark.parametrize("machine", ["q35", "pc"])
+def test_iso_boot(machine):
+    c = cmd(boot="iso", machine=machine)
+    assert option(c, "-cdrom") == [str(ISO)] and option(c, "-boot") == ["d"]
+    assert "-kernel" not in c
+
+
+def test_iso_on_microvm_refused():
+    with pytest.raises(ValueError, match="microvm.*q35 or pc"):
+        cmd(boot="iso", machine="microvm")
+
+
+def test_kvm_uses_host_cpu():
+    c = cmd(accel="kvm")
+    assert option(c, "-accel") == ["kvm"] and option(c, "-cpu") == ["host"]
+    assert option(cmd(accel="kvm", cpu="qemu64"), "-cpu") == ["qemu64"]
+
+
+def test_cpus_memory():
+    c = cmd(cpus=4, memory="1G")
+    assert option(c, "-smp") == ["4"] and option(c, "-m") == ["1G"]
+
+
+@pytest.mark.parametrize("bad", [{"cpus": 0}, {"memory": "lots"}, {"machine": "virt"},
+                                 {"boot": "pxe"}, {"serial": "tcp"}, {"net": "tap"},
+                                 {"accel": "hvf"}])
+def test_bad_values(bad):
+    with pytest.raises(ValueError):
+        cmd(**bad)
+
+
+def test_append_direct_boot():
+    c = cmd(append="quiet foo=1,2")
+    assert option(c, "-append") == ["quiet foo=1,2"]   # its own argv word: no escaping
+    assert "-fw_cfg" not in c
+
+
+def test_append_iso_goes_through_fw_cfg():
+    c = cmd(boot="iso", append="quiet")
+    assert "-append" not in c
+    assert option(c, "-fw_cfg") == ["name=opt/manticore/cmdline,string=quiet"]
+
+
+def test_app_direct_boot_repeats_append():
+    c = cmd(app="echod", append="quiet")
+    assert option(c, "-append") == ["quiet"]
+    assert option(c, "-fw_cfg") == ["name=opt/manticore/cmdline,string=quiet app=echod"]
+
+
+def test_app_iso():
+    assert option(cmd(boot="iso", app="echod"), "-fw_cfg") == \
+        ["name=opt/manticore/cmdline,string=app=echod"]
+
+
+def test_explicit_fw_cfg_cmdline_and_commas():
+    c = cmd(fw_cfg_cmdline="a=1,2,,3", append="ignored")
+    assert option(c, "-fw_cfg") == ["name=opt/manticore/cmdline,string=a=1,,2,,,,3"]
+    c = cmd(fw_cfg_cmdline="x", app="web")
+    assert option(c, "-fw_cfg") == ["name=opt/manticore/cmdline,string=x app=web"]
+
+
+def test_qemu_escape():
+    assert qemu_escape("a,b") == "a,,b"
+    assert qemu_escape("plain") == "plain"
+    assert qemu_escape(",,") == ",,,,"
+
+
+def test_serial_stdio_is_muxed_with_monitor():
+    c = cmd(serial="stdio")
+    assert option(c, "-chardev") == ["stdio,id=ser0,mux=on,signal=off"]
+    assert option(c, "-serial") == ["chardev:ser0"]
+    assert option(c, "-mon") == ["chardev=ser0,mode=readline"]
+
+
+def test_serial_pty():
+    c = build_command(VMConfig(serial="pty", kernel=KERNEL), None, None, accel="tcg")
+    assert option(c, "-serial") == ["pty"] and "-chardev" not in c and "-qmp" not in c
+
+
+def test_serial_unix_path_with_comma():
+    c = cmd(serial="unix:/tmp/a,b.sock")
+    assert option(c, "-chardev") == ["socket,id=ser0,path=/tmp/a,,b.sock,server=on,wait=off"]
+
+
+def test_qmp_path_with_comma_refused():
+    with pytest.raises(ValueError, match="comma"):
+        build_command(VMConfig(kernel=KERNEL), "/t/a,b", "/t/s", accel="tcg")
+
+
+def test_debug_exit_can_be_dropped():
+    assert DEBUG_EXIT not in cmd(debug_exit=False)
+
+
+def test_gdb_and_paused():
+    c = cmd(gdb=True)
+    assert "-s" in c and c.count("-S") == 1
+    c = cmd(paused=True)
+    assert "-S" in c and "-s" not in c
+    assert cmd(gdb=True, paused=True).count("-S") == 1
+
+
+def test_extra_args_last():
+    c = cmd(extra_args=["-d", "int"])
+    assert c[-2:] == ["-d", "int"]
+
+
+def test_publish_stored_without_net():
+    c = cmd(publish=["8080:80"])
+    assert "-netdev" not in c
+
+
+def test_net_user_with_publish():
+    c = cmd(net="user", publish=["8080:80", "5353:53/udp", "2222"])
+    assert option(c, "-netdev") == [
+        "user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53,hostfwd=tcp::2222-:2222"]
+    assert "virtio-net-pci,netdev=net0" in option(c, "-device")
+
+
+def test_net_on_microvm_refused():
+    with pytest.raises(ValueError, match="microvm"):
+        cmd(net="user", machine="microvm")
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("80", (80, 80, "tcp")),
+    ("8080:80", (8080, 80, "tcp")),
+    ("53/udp", (53, 53, "udp")),
+    ("5353:53/UDP", (5353, 53, "udp")),
+    ("1:65535/tcp", (1, 65535, "tcp")),
+])
+def test_parse_publish(spec, expected):
+    assert tuple(parse_publish(spec)) == expected
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("", "HOST\\[:GUEST\\]"),
+    ("http", "HOST\\[:GUEST\\]"),
+    ("80:", "HOST\\[:GUEST\\]"),
+    ("80:80:80", "HOST\\[:GUEST\\]"),
+    ("0", "host port 0"),
+    ("70000:80", "host port 70000"),
+    ("80:70000", "guest port 70000"),
+    ("80/sctp", "protocol 'sctp'"),
+])
+def test_parse_publish_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_publish(spec)
+
+
+def test_bad_publish_fails_validation():
+    with pytest.raises(ValueError, match="outside"):
+        cmd(publish=["99999"])
+
+
+def test_resolve_accel_explicit():
+    assert resolve_accel("tcg")[0] == "tcg"
+    assert resolve_accel("kvm")[0] == "kvm"
+    with pytest.raises(ValueError):
+        resolve_accel("fast")
