@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "arch/x86_64/gdt.h"
+#include "arch/x86_64/lapic.h"
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/pic.h"
 
@@ -110,5 +111,9 @@ void interrupt_dispatch(struct interrupt_frame *frame) {
     interrupt_spurious_count++;
     if (pic_active() && vector >= PIC_VECTOR_BASE && vector < PIC_VECTOR_BASE + PIC_IRQ_COUNT) {
         pic_acknowledge_unhandled(vector - PIC_VECTOR_BASE);
+    } else if (lapic_enabled() && vector != LAPIC_SPURIOUS_VECTOR) {
+        // A stray APIC interrupt (e.g. on a vector just freed) still sets its in-service
+        // bit; without an EOI it would block every lower-priority vector.
+        lapic_eoi();
     }
 }

@@ -3,7 +3,8 @@
 // unmasks only the lines a driver asked for.
 //
 // Command words follow the Intel 8259A datasheet (order no. 231468), "Programming the 8259A".
-// The local APIC is touched only to let the 8259's output through (virtual-wire mode).
+// Once the I/O APIC routes the legacy IRQs (irq.c), the 8259 stays fully masked; only on a
+// machine without an I/O APIC does it deliver them, through LINT0 (lapic_route_extint).
 #include "arch/x86_64/pic.h"
 
 #include <stdint.h>
@@ -26,61 +27,7 @@ enum pic_command {
     PIC_SLAVE_ON_IRQ   = 2,     // the slave cascades into master input 2
 };
 
-// Local APIC registers for virtual-wire mode (SDM Vol. 3A 11.4.1 "The Local APIC Block
-// Diagram", Table 11-1 "Local APIC Register Address Map"; 11.5.1 "Local Vector Table").
-enum lapic_register {
-    LAPIC_SPURIOUS_VECTOR = 0x0f0,
-    LAPIC_LVT_LINT0 = 0x350,
-};
-
-enum lapic_bits {
-    APIC_BASE_X2APIC_ENABLE = 1u << 10,   // IA32_APIC_BASE: x2APIC mode (registers are MSRs)
-    APIC_BASE_GLOBAL_ENABLE = 1u << 11,   // IA32_APIC_BASE: the local APIC is on
-    APIC_BASE_ADDRESS_MASK = 0xfffff000u,
-    LAPIC_SOFTWARE_ENABLE = 1u << 8,      // spurious-interrupt vector register
-    LAPIC_SPURIOUS_VECTOR_NUMBER = 0xff,
-    LAPIC_LVT_MASKED = 1u << 16,
-    LAPIC_LVT_DELIVERY_EXTINT = 7u << 8,  // the 8259 supplies the vector
-    X2APIC_MSR_BASE = 0x800,              // x2APIC register n lives at MSR 0x800 + n / 16
-    CPUID_1_EDX_APIC = 1u << 9,
-};
-
 static bool pic_in_use;
-
-static uint32_t lapic_read(uint64_t apic_base, enum lapic_register reg) {
-    if (apic_base & APIC_BASE_X2APIC_ENABLE) {
-        return rdmsr(X2APIC_MSR_BASE + reg / 16);
-    }
-    return *(volatile uint32_t *)(uintptr_t)((apic_base & APIC_BASE_ADDRESS_MASK) + reg);
-}
-
-static void lapic_write(uint64_t apic_base, enum lapic_register reg, uint32_t value) {
-    if (apic_base & APIC_BASE_X2APIC_ENABLE) {
-        wrmsr(X2APIC_MSR_BASE + reg / 16, value);
-        return;
-    }
-    *(volatile uint32_t *)(uintptr_t)((apic_base & APIC_BASE_ADDRESS_MASK) + reg) = value;
-}
-
-// With a local APIC enabled, the 8259's INTR output only reaches the CPU through LINT0 set to
-// ExtINT ("virtual wire" mode, MultiProcessor Specification 1.4, 3.6.2.2). PC BIOSes set that
-// up; QEMU microvm's qboot firmware does not, so do it here.
-static void lapic_route_pic_through_lint0(void) {
-    if (!(cpuid(1, 0).edx & CPUID_1_EDX_APIC)) {
-        return;
-    }
-    uint64_t apic_base = rdmsr(MSR_IA32_APIC_BASE);
-    if (!(apic_base & APIC_BASE_GLOBAL_ENABLE)) {
-        return;  // APIC off: the 8259 drives the CPU's INTR pin directly
-    }
-    uint32_t spurious = lapic_read(apic_base, LAPIC_SPURIOUS_VECTOR);
-    if (!(spurious & LAPIC_SOFTWARE_ENABLE)) {
-        // A software-disabled APIC forces every LVT entry masked (SDM 11.4.7.2).
-        lapic_write(apic_base, LAPIC_SPURIOUS_VECTOR,
-                    LAPIC_SOFTWARE_ENABLE | LAPIC_SPURIOUS_VECTOR_NUMBER);
-    }
-    lapic_write(apic_base, LAPIC_LVT_LINT0, LAPIC_LVT_DELIVERY_EXTINT);
-}
 
 static uint16_t pic_data_port(unsigned irq) {
     return irq < 8 ? PIC_MASTER_DATA : PIC_SLAVE_DATA;
@@ -106,7 +53,6 @@ void pic_init(void) {
     // OCW1: mask every line except the cascade, which slave IRQs need to get through.
     outb(PIC_MASTER_DATA, 0xff & ~(1u << PIC_SLAVE_ON_IRQ));
     outb(PIC_SLAVE_DATA, 0xff);
-    lapic_route_pic_through_lint0();
     pic_in_use = true;
 }
 

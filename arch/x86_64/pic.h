@@ -1,6 +1,6 @@
 // The pair of 8259A programmable interrupt controllers that deliver the PC's 16 legacy ISA
 // IRQs. The kernel remaps them above the CPU exception vectors (IRQ n -> vector 0x20 + n) and
-// unmasks only the lines a driver asked for.
+// masks them all once the I/O APIC takes over; they deliver IRQs only without an I/O APIC.
 #ifndef ARCH_X86_64_PIC_H
 #define ARCH_X86_64_PIC_H
 

@@ -1,5 +1,6 @@
 // The time-stamp counter, the CPU's free-running cycle counter: the kernel's clock for short
-// intervals. Its rate is measured once at boot against the 8254 PIT (or read from CPUID).
+// intervals. Its rate is read from CPUID (leaves 0x15/0x16, or the hypervisor's timing leaf)
+// or else measured once at boot against the 8254 PIT.
 //
 // Calibration uses PIT channel 2, whose gate and output are wired to port 0x61 on every PC
 // (Intel 8254 datasheet, order no. 231164, "Mode 0: Interrupt on Terminal Count"; the port
@@ -9,7 +10,9 @@
 
 #include <stdbool.h>
 
+#include "arch/x86_64/acpi.h"
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/paging.h"
 
 enum pit_port {
     PIT_CHANNEL0_DATA = 0x40,
@@ -41,22 +44,44 @@ enum {
 };
 
 uint64_t tsc_hz;
+const char *tsc_calibration_source = "none";
 
 uint64_t tsc_read(void) {
     return rdtsc();
 }
 
-// CPUID leaf 0x15 gives TSC/crystal ratio and (on newer parts) the crystal frequency
-// (SDM Vol. 2A, CPUID, "Time Stamp Counter and Nominal Core Crystal Clock Information").
+// CPUID leaf 0x15 gives the TSC/crystal ratio and (on newer parts) the crystal frequency
+// (SDM Vol. 2A, CPUID, "Time Stamp Counter and Nominal Core Crystal Clock Information"). When
+// the crystal field is 0, leaf 0x16's base frequency (MHz) is the TSC's nominal rate, as
+// Linux's native_calibrate_tsc assumes (SDM Vol. 3B 18.7.3, "Determining the Processor Base
+// Frequency").
 static uint64_t tsc_hz_from_cpuid(void) {
-    if (cpuid(0, 0).eax < 0x15) {
+    uint32_t max_leaf = cpuid(0, 0).eax;
+    if (max_leaf < 0x15) {
         return 0;
     }
     struct cpuid_result leaf = cpuid(0x15, 0);
-    if (leaf.eax == 0 || leaf.ebx == 0 || leaf.ecx == 0) {
+    if (leaf.eax == 0 || leaf.ebx == 0) {
         return 0;
     }
-    return (uint64_t)leaf.ecx * leaf.ebx / leaf.eax;
+    if (leaf.ecx != 0) {
+        return (uint64_t)leaf.ecx * leaf.ebx / leaf.eax;
+    }
+    if (max_leaf >= 0x16) {
+        uint64_t base_mhz = cpuid(0x16, 0).eax & 0xffff;
+        return base_mhz * 1000000;
+    }
+    return 0;
+}
+
+// The hypervisor timing leaf (0x40000010, VMware's convention that KVM and QEMU follow with
+// "vmware-cpuid-freq"): EAX is the TSC rate in kHz. Only when CPUID.01H:ECX[31] says there is
+// a hypervisor and its maximum leaf (0x40000000.EAX) includes it.
+static uint64_t tsc_hz_from_hypervisor(void) {
+    if (!(cpuid(1, 0).ecx & (1u << 31)) || cpuid(0x40000000, 0).eax < 0x40000010) {
+        return 0;
+    }
+    return (uint64_t)cpuid(0x40000010, 0).eax * 1000;
 }
 
 static uint64_t tsc_hz_from_pit(void) {
@@ -82,6 +107,73 @@ static uint64_t tsc_hz_from_pit(void) {
         return 0;  // no PIT answering (e.g. -M microvm,pit=off)
     }
     return (end - start) * 1000 / CALIBRATION_MS;
+}
+
+// The HPET (IA-PC HPET Specification 1.0a): a free-running counter of at least 10 MHz whose
+// period (femtoseconds, GCAP_ID bits 63:32, section 2.3.4) is exact, found through the ACPI
+// HPET table (its Generic Address Structure at offset 40). Each sample pairs a counter read
+// with the TSC reads around it and keeps the tightest of several pairs, so a host that
+// deschedules the vCPU in the middle of one (common under TCG) does not skew the result.
+enum hpet_register {
+    HPET_GCAP_ID = 0x000 / 8,
+    HPET_GEN_CONF = 0x010 / 8,
+    HPET_MAIN_COUNTER = 0x0f0 / 8,
+    HPET_ENABLE_CNF = 1u << 0,
+    HPET_TABLE_ADDRESS = 40 + 4,            // the GAS's 64-bit address field
+    HPET_MAX_PERIOD_FS = 100000000,         // 100 ns (section 2.3.4)
+    HPET_CALIBRATION_MS = 20,
+};
+
+struct paired_sample {
+    uint64_t tsc, counter;
+};
+
+static struct paired_sample hpet_sample(volatile uint64_t *hpet) {
+    struct paired_sample best = { 0, 0 };
+    uint64_t tightest = ~0ull;
+    for (int i = 0; i < 8; i++) {
+        uint64_t before = rdtsc();
+        uint64_t counter = hpet[HPET_MAIN_COUNTER];
+        uint64_t after = rdtsc();
+        if (after - before < tightest) {
+            tightest = after - before;
+            best = (struct paired_sample){ before + (after - before) / 2, counter };
+        }
+    }
+    return best;
+}
+
+static uint64_t tsc_hz_from_hpet(void) {
+    const uint8_t *table = acpi_find_table("HPET");
+    if (!table || ((const uint32_t *)table)[1] < HPET_TABLE_ADDRESS + 8 || table[40] != 0) {
+        return 0;   // absent, too short, or not in memory space
+    }
+    uint64_t base = 0;
+    for (int i = 7; i >= 0; i--) {
+        base = base << 8 | table[HPET_TABLE_ADDRESS + i];
+    }
+    volatile uint64_t *hpet = paging_map_mmio(base, 1024);
+    uint64_t period_fs = hpet[HPET_GCAP_ID] >> 32;
+    if (period_fs == 0 || period_fs > HPET_MAX_PERIOD_FS) {
+        return 0;
+    }
+    uint64_t conf = hpet[HPET_GEN_CONF];
+    hpet[HPET_GEN_CONF] = conf | HPET_ENABLE_CNF;
+    uint64_t window = (uint64_t)HPET_CALIBRATION_MS * 1000000000000ull / period_fs;
+    struct paired_sample start = hpet_sample(hpet);
+    uint64_t polls = 0;
+    while (hpet[HPET_MAIN_COUNTER] - start.counter < window && polls++ < PIT_MAX_POLLS) {
+        cpu_relax();
+    }
+    struct paired_sample end = hpet_sample(hpet);
+    hpet[HPET_GEN_CONF] = conf;
+    uint64_t ticks = end.counter - start.counter;
+    if (ticks < window) {
+        return 0;   // the counter does not run
+    }
+    // hz = tsc ticks / (ticks * period_fs / 1e15), kept in 128 bits.
+    return (uint64_t)((unsigned __int128)(end.tsc - start.tsc) * 1000000000000000ull
+                      / ((unsigned __int128)ticks * period_fs));
 }
 
 static uint16_t pit_channel0_count(void) {
@@ -117,18 +209,39 @@ static bool is_sane(uint64_t hz) {
     return hz >= SANE_TSC_HZ_MIN && hz <= SANE_TSC_HZ_MAX;
 }
 
+static uint64_t median3(uint64_t a, uint64_t b, uint64_t c) {
+    if (a > b) { uint64_t t = a; a = b; b = t; }
+    if (b > c) { b = c; }
+    return a > b ? a : b;
+}
+
 void tsc_calibrate(void) {
     uint64_t hz = tsc_hz_from_cpuid();
-    // A measurement can come out implausible (no PIT, or a host that stalled the vCPU for
-    // a long time); try again a couple of times before settling for a guess.
-    bool have_gate_port = inb(PIT_GATE_CONTROL) != 0xff;  // an absent port reads as all ones
-    for (int attempt = 0; !is_sane(hz) && attempt < 3; attempt++) {
-        uint64_t measured = have_gate_port ? tsc_hz_from_pit() : tsc_hz_from_pit_channel0();
-        if (is_sane(measured)) {
-            hz = measured;
-        }
+    tsc_calibration_source = "cpuid";
+    if (!is_sane(hz)) {
+        hz = tsc_hz_from_hypervisor();
+        tsc_calibration_source = "hypervisor";
     }
-    tsc_hz = is_sane(hz) ? hz : FALLBACK_TSC_HZ;
+    if (!is_sane(hz)) {
+        hz = tsc_hz_from_hpet();
+        tsc_calibration_source = "hpet";
+    }
+    if (!is_sane(hz)) {
+        // Three measurements against the PIT, the median wins: one can come out wrong when
+        // the host stalls the vCPU in the middle of it (or implausible when no PIT answers).
+        bool have_gate_port = inb(PIT_GATE_CONTROL) != 0xff;  // an absent port reads all ones
+        uint64_t m[3];
+        for (int i = 0; i < 3; i++) {
+            m[i] = have_gate_port ? tsc_hz_from_pit() : tsc_hz_from_pit_channel0();
+        }
+        hz = median3(m[0], m[1], m[2]);
+        tsc_calibration_source = "pit";
+    }
+    if (!is_sane(hz)) {
+        hz = FALLBACK_TSC_HZ;
+        tsc_calibration_source = "guess";
+    }
+    tsc_hz = hz;
 }
 
 uint64_t tsc_to_us(uint64_t ticks) {

@@ -6,8 +6,7 @@
 #include "drivers/serial/uart16550.h"
 
 #include "arch/x86_64/cpu.h"
-#include "arch/x86_64/interrupts.h"
-#include "arch/x86_64/pic.h"
+#include "arch/x86_64/irq.h"
 
 // Register offsets from the base port (datasheet Table 2). DLL/DLM overlay RBR/THR/IER while
 // LCR.DLAB is set.
@@ -66,6 +65,7 @@ static volatile bool rx_interrupt_enabled;
 // Set while the consumer cannot take more bytes: they stay in the UART, and QEMU (which only
 // offers a byte when the FIFO has room) holds back the rest, so input is throttled, not lost.
 static volatile bool rx_paused;
+static int rx_vector = -1;     // from irq_route_legacy, once
 
 static inline void uart_write_register(enum uart_register reg, uint8_t value) {
     outb(console_base + reg, value);
@@ -137,21 +137,22 @@ static void uart_drain_rx(void) {
     }
 }
 
-static void uart_rx_interrupt(struct interrupt_frame *frame, void *context) {
-    (void)frame;
+// irq dispatch sends the EOI after this returns.
+static void uart_rx_interrupt(void *context) {
     (void)context;
     uart_drain_rx();
-    pic_eoi(UART_COM1_IRQ);
 }
 
 void uart_enable_rx_interrupt(void) {
     uint64_t flags = read_rflags();
     cli();
-    interrupt_register(UART_COM1_VECTOR, uart_rx_interrupt, NULL);
+    if (rx_vector < 0) {
+        // ISA IRQ 4 through the I/O APIC (edge, active high unless the MADT overrides it).
+        rx_vector = irq_route_legacy(UART_COM1_IRQ, uart_rx_interrupt, NULL, "com1");
+    }
     rx_interrupt_enabled = true;
     uart_write_register(UART_IER, UART_IER_ERBFI);
     uart_write_register(UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
-    pic_unmask(UART_COM1_IRQ);
     // Bytes that arrived while receive interrupts were off are handed over now.
     uart_drain_rx();
     if (flags & RFLAGS_IF) {
@@ -160,7 +161,7 @@ void uart_enable_rx_interrupt(void) {
 }
 
 void uart_disable_rx_interrupt(void) {
-    // Only IER changes: the handler, OUT2 and the PIC line stay as they are, so a later
+    // Only IER changes: the handler, OUT2 and the I/O APIC pin stay as they are, so a later
     // uart_enable_rx_interrupt is cheap. Received bytes wait in the 16-byte FIFO meanwhile.
     rx_interrupt_enabled = false;
     uart_write_register(UART_IER, 0);

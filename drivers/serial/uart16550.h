@@ -9,8 +9,7 @@
 
 enum {
     UART_COM1_BASE = 0x3f8,
-    UART_COM1_IRQ = 4,
-    UART_COM1_VECTOR = 0x20 + UART_COM1_IRQ,  // legacy IRQ n arrives on vector 0x20 + n
+    UART_COM1_IRQ = 4,      // ISA IRQ; irq_route_legacy picks the vector
 };
 
 // True when a 16550-compatible UART answers at `base` (its scratch register holds a value).
@@ -29,9 +28,9 @@ void uart_write(const char *s, size_t n);
 int uart_getc_nonblock(void);
 
 // Receive by interrupt: the callback runs in interrupt context (interrupts disabled) once
-// per received byte. Set the callback first, then enable; enabling registers the handler on
-// vector UART_COM1_VECTOR, sets IER.ERBFI and MCR.OUT2 and unmasks IRQ 4 at the 8259 PIC.
-// The caller still has to `sti`.
+// per received byte. Set the callback first, then enable; the first enable routes ISA IRQ 4
+// through the I/O APIC (irq_route_legacy, after irq_init), and every enable sets IER.ERBFI and
+// MCR.OUT2. The caller still has to `sti`.
 void uart_set_rx_callback(void (*callback)(uint8_t byte));
 void uart_enable_rx_interrupt(void);
 

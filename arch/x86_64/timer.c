@@ -1,0 +1,153 @@
+// The kernel's one-shot timer on the local APIC: TSC-deadline mode when the CPU has it, else
+// one-shot countdown calibrated against the TSC. Tickless: nothing is periodic, an interrupt
+// fires only when someone armed a deadline, so an idle CPU stays halted.
+//
+// Intel SDM Vol. 3A 10.5.4 "APIC Timer" (divide configuration Figure 10-10, LVT timer modes
+// Figure 10-8) and 10.5.4.1 "TSC-Deadline Mode" (IA32_TSC_DEADLINE, MSR 0x6E0; CPUID.01H:
+// ECX[24] says the mode exists). The hypervisor CPUID leaf 0x40000010 (VMware/KVM "timing
+// information": EAX TSC kHz, EBX APIC bus kHz) gives the timer rate when present.
+#include "arch/x86_64/timer.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/interrupts.h"
+#include "arch/x86_64/irq.h"
+#include "arch/x86_64/lapic.h"
+#include "arch/x86_64/tsc.h"
+
+enum {
+    MSR_IA32_TSC_DEADLINE = 0x6e0,
+    CPUID_1_ECX_TSC_DEADLINE = 1u << 24,
+    CPUID_1_ECX_HYPERVISOR = 1u << 31,
+    CPUID_HYPERVISOR_BASE = 0x40000000,
+    CPUID_HYPERVISOR_TIMING = 0x40000010,
+    ONE_SHOT_DIVIDE = 16,
+    CALIBRATION_MS = 20,
+    MAX_ONE_SHOT_SECONDS = 30,   // longer sleeps are a chain of one-shots (the caller loops)
+};
+
+static enum { TIMER_NONE, TIMER_TSC_DEADLINE, TIMER_ONE_SHOT } mode;
+static int vector = -1;
+static uint64_t lapic_timer_hz;   // one-shot mode: countdown rate after the divider
+
+static void timer_interrupt(void *context) {
+    (void)context;
+    // Nothing to do: the interrupt exists to end a HLT. Dispatch counts it and sends EOI.
+}
+
+static uint64_t hypervisor_apic_bus_hz(void) {
+    if (!(cpuid(1, 0).ecx & CPUID_1_ECX_HYPERVISOR)
+        || cpuid(CPUID_HYPERVISOR_BASE, 0).eax < CPUID_HYPERVISOR_TIMING) {
+        return 0;
+    }
+    return (uint64_t)cpuid(CPUID_HYPERVISOR_TIMING, 0).ebx * 1000;
+}
+
+// Let the LAPIC timer count down from its maximum and read it twice, CALIBRATION_MS of TSC
+// time apart, each read paired with the TSC read right before it (so the cost of a register
+// access appears at both ends and cancels). The count cannot reach zero meanwhile (2^32 at
+// 1 GHz / 16 is > 60 s), so no interrupt fires.
+static uint64_t measure_lapic_timer_hz(void) {
+    uint64_t window = tsc_hz * CALIBRATION_MS / 1000;
+    lapic_timer_set_initial_count(0xffffffffu);
+    uint64_t start = rdtsc();
+    uint32_t first = lapic_timer_current_count();
+    while (rdtsc() - start < window) {
+        cpu_relax();
+    }
+    uint64_t end = rdtsc();
+    uint32_t second = lapic_timer_current_count();
+    lapic_timer_set_initial_count(0);
+    uint64_t counted = first - second;
+    return end > start ? (uint64_t)((unsigned __int128)counted * tsc_hz / (end - start)) : 0;
+}
+
+void timer_init(void) {
+    if (!lapic_enabled()) {
+        mode = TIMER_NONE;
+        return;
+    }
+    vector = irq_alloc_vector();
+    if (vector < 0 || irq_install(vector, timer_interrupt, NULL, "timer") != 0) {
+        mode = TIMER_NONE;
+        return;
+    }
+    if (cpuid(1, 0).ecx & CPUID_1_ECX_TSC_DEADLINE) {
+        lapic_timer_setup(vector, LAPIC_TIMER_TSC_DEADLINE, 1);
+        wrmsr(MSR_IA32_TSC_DEADLINE, 0);
+        mode = TIMER_TSC_DEADLINE;
+        return;
+    }
+    lapic_timer_setup(vector, LAPIC_TIMER_ONE_SHOT, ONE_SHOT_DIVIDE);
+    uint64_t bus_hz = hypervisor_apic_bus_hz();
+    lapic_timer_hz = bus_hz ? bus_hz / ONE_SHOT_DIVIDE : measure_lapic_timer_hz();
+    mode = lapic_timer_hz ? TIMER_ONE_SHOT : TIMER_NONE;
+}
+
+const char *timer_mode(void) {
+    switch (mode) {
+        case TIMER_TSC_DEADLINE:
+            return "tsc-deadline";
+        case TIMER_ONE_SHOT:
+            return "one-shot";
+        default:
+            return "none";
+    }
+}
+
+uint64_t timer_lapic_hz(void) {
+    return lapic_timer_hz;
+}
+
+int timer_vector(void) {
+    return vector;
+}
+
+uint64_t timer_interrupt_count(void) {
+    return vector >= 0 ? interrupt_count[vector] : 0;
+}
+
+void timer_arm_at(uint64_t tsc_deadline) {
+    if (mode == TIMER_TSC_DEADLINE) {
+        wrmsr(MSR_IA32_TSC_DEADLINE, tsc_deadline);
+        return;
+    }
+    if (mode != TIMER_ONE_SHOT) {
+        return;
+    }
+    if (tsc_deadline == 0) {
+        lapic_timer_set_initial_count(0);   // writing 0 stops the countdown (10.5.4)
+        return;
+    }
+    uint64_t now = rdtsc();
+    uint64_t delta = tsc_deadline > now ? tsc_deadline - now : 0;
+    uint64_t max_delta = tsc_hz * MAX_ONE_SHOT_SECONDS;
+    if (delta > max_delta) {
+        delta = max_delta;
+    }
+    // Round up: waking a little late is fine, early costs another round trip.
+    uint64_t count = (uint64_t)(((unsigned __int128)delta * lapic_timer_hz + tsc_hz - 1) / tsc_hz);
+    if (count == 0) {
+        count = 1;
+    } else if (count > 0xffffffffu) {
+        count = 0xffffffffu;
+    }
+    lapic_timer_set_initial_count((uint32_t)count);
+}
+
+void timer_sleep_until(uint64_t tsc_deadline) {
+    cli();
+    if (mode == TIMER_NONE) {
+        sti();
+        cpu_relax();
+        return;
+    }
+    if (rdtsc() < tsc_deadline) {
+        timer_arm_at(tsc_deadline);
+        sti_hlt();
+    } else {
+        sti();
+    }
+}
