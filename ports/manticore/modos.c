@@ -5,27 +5,46 @@
 #include "py/runtime.h"
 
 #include "arch/x86_64/cpu.h"
+#include "drivers/virtio/virtio_rng.h"
+#include "ports/manticore/manticore.h"
 
-// os.urandom(n): RDRAND when the CPU has it (CPUID.01H:ECX bit 30, Intel SDM vol. 1,
-// section 7.3.17), else a xorshift generator seeded from the TSC. A later driver feeds it
-// from virtio-rng.
+// Entropy sources, best first: virtio-rng (the host's /dev/urandom through the device), then
+// the CPU's RDRAND (CPUID.01H:ECX bit 30) and RDSEED (CPUID.(EAX=07H,ECX=0):EBX bit 18;
+// Intel SDM vol. 1, 7.3.17), then a xorshift generator stirred with the TSC.
 static bool cpu_has_rdrand(void) {
     return (cpuid(1, 0).ecx >> 30) & 1;
 }
 
-static uint64_t random_word(void) {
-    static uint64_t state;
-    if (cpu_has_rdrand()) {
-        // RDRAND may transiently fail (CF=0); retry a few times as the SDM recommends.
-        for (int i = 0; i < 10; i++) {
-            uint64_t value;
-            uint8_t ok;
-            __asm__ volatile ("rdrand %0; setc %1" : "=r" (value), "=qm" (ok));
-            if (ok) {
-                return value;
-            }
+static bool cpu_has_rdseed(void) {
+    return cpuid(0, 0).eax >= 7 && ((cpuid(7, 0).ebx >> 18) & 1);
+}
+
+// RDRAND/RDSEED may transiently fail (CF=0); retry a few times as the SDM recommends (7.3.17.1).
+static bool rdrand64(uint64_t *out) {
+    for (int i = 0; i < 10; i++) {
+        uint8_t ok;
+        __asm__ volatile ("rdrand %0; setc %1" : "=r" (*out), "=qm" (ok));
+        if (ok) {
+            return true;
         }
     }
+    return false;
+}
+
+static bool rdseed64(uint64_t *out) {
+    for (int i = 0; i < 100; i++) {
+        uint8_t ok;
+        __asm__ volatile ("rdseed %0; setc %1" : "=r" (*out), "=qm" (ok));
+        if (ok) {
+            return true;
+        }
+        cpu_relax();
+    }
+    return false;
+}
+
+static uint64_t xorshift_word(void) {
+    static uint64_t state;
     if (state == 0) {
         state = rdtsc() | 1;
     }
@@ -35,6 +54,30 @@ static uint64_t random_word(void) {
     return state ^ rdtsc();
 }
 
+// A word from the CPU: RDRAND for bulk output, RDSEED when asked for seed quality.
+static uint64_t cpu_random_word(bool seed) {
+    uint64_t value;
+    if (seed && cpu_has_rdseed() && rdseed64(&value)) {
+        return value;
+    }
+    if (cpu_has_rdrand() && rdrand64(&value)) {
+        return value;
+    }
+    if (!seed && cpu_has_rdseed() && rdseed64(&value)) {
+        return value;
+    }
+    return xorshift_word();
+}
+
+// The seed of the random module (MICROPY_PY_RANDOM_SEED_INIT_FUNC via mp_hal_random_seed).
+uint64_t manticore_random_seed(void) {
+    uint64_t seed;
+    if (virtio_rng_read(&seed, sizeof(seed)) == (long)sizeof(seed)) {
+        return seed;
+    }
+    return cpu_random_word(true);
+}
+
 static mp_obj_t mp_os_urandom(mp_obj_t num) {
     mp_int_t n = mp_obj_get_int(num);
     if (n < 0) {
@@ -42,10 +85,12 @@ static mp_obj_t mp_os_urandom(mp_obj_t num) {
     }
     vstr_t vstr;
     vstr_init_len(&vstr, n);
-    for (mp_int_t i = 0; i < n; i += 8) {
-        uint64_t word = random_word();
-        size_t chunk = n - i < 8 ? n - i : 8;
-        memcpy(vstr.buf + i, &word, chunk);
+    if (n == 0 || virtio_rng_read(vstr.buf, n) != n) {
+        for (mp_int_t i = 0; i < n; i += 8) {
+            uint64_t word = cpu_random_word(false);
+            size_t chunk = n - i < 8 ? n - i : 8;
+            memcpy(vstr.buf + i, &word, chunk);
+        }
     }
     return mp_obj_new_bytes_from_vstr(&vstr);
 }
