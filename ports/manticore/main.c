@@ -23,7 +23,9 @@
 #include "arch/x86_64/power.h"
 #include "arch/x86_64/rtc.h"
 #include "arch/x86_64/start.h"
+#include "drivers/pci/pci.h"
 #include "drivers/serial/uart16550.h"
+#include "drivers/virtio/virtio_rng.h"
 #include "mm/mm.h"
 
 #include "ports/manticore/manticore.h"
@@ -78,6 +80,11 @@ void kernel_main(void) {
     if (mm_init(&boot_info, (uint64_t)(uintptr_t)__kernel_end, &why) != 0) {
         panic("memory: %s", why);
     }
+
+    // Devices, once the platform (ACPI, APICs, irq, timer: arch_start64) and the DMA pool
+    // are up.
+    pci_init();
+    virtio_rng_probe();
 
     mp_hal_console_init();
     __asm__ volatile ("sti");

@@ -13,4 +13,7 @@ extern const char *manticore_cmdline_source;
 // The last byte the REPL read from the console (tells Ctrl-D from sys.exit()).
 extern volatile int mp_hal_last_rx_char;
 
+// 64 bits of entropy: virtio-rng when present, else RDSEED/RDRAND, else the TSC (modos.c).
+uint64_t manticore_random_seed(void);
+
 #endif // MICROPY_INCLUDED_MANTICORE_MANTICORE_H

@@ -101,9 +101,8 @@ typedef long mp_off_t;
 
 #define MP_STATE_PORT MP_STATE_VM
 
-// Waiting for an event: with no timeout the core halts until the next interrupt (serial
-// input is interrupt driven); with a timeout it pauses briefly, as no timer interrupt is
-// armed yet.
+// Waiting for an event: the core halts until the next interrupt (serial input is interrupt
+// driven); with a timeout it arms the one-shot LAPIC timer for the deadline first.
 #define MICROPY_INTERNAL_WFE(timeout_ms)        mp_hal_wait_for_event(timeout_ms)
 
 // Interrupts are the only concurrency on one core: an atomic section masks them.

@@ -7,6 +7,7 @@
 #include "shared/runtime/interrupt_char.h"
 
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/timer.h"
 #include "arch/x86_64/tsc.h"
 #include "drivers/serial/uart16550.h"
 #include "ports/manticore/manticore.h"
@@ -120,37 +121,86 @@ uint64_t mp_hal_time_ns(void) {
     return (uint64_t)mp_hal_boot_unix_time * 1000000000ULL + tsc_to_us(tsc_read()) * 1000ULL;
 }
 
+// ---------------------------------------------------------------------------------------
+// Sleeping: halt the CPU until the LAPIC timer (armed for the deadline) or another interrupt
+// wakes it. Tickless: nothing fires unless a sleep armed the timer.
+
+static uint64_t deadline_after_us(uint64_t us) {
+    return tsc_read() + (us / 1000000) * tsc_hz + (us % 1000000) * tsc_hz / 1000000;
+}
+
+// Whether the caller has work waiting: input for the REPL, or a scheduled callback or
+// KeyboardInterrupt. Called with interrupts disabled, so nothing can slip in before the halt.
+static bool work_pending(bool console_input) {
+    return (console_input && rx_ring_used() > 0) || MP_STATE_VM(sched_state) != MP_SCHED_IDLE;
+}
+
+// One halt, at most until `deadline`: returns when it passed or any interrupt arrived (the
+// caller loops). With interrupts disabled by the caller (machine.disable_irq()) it must not
+// enable them, so it spins instead.
+static void halt_until(uint64_t deadline, bool console_input) {
+    if (!interrupts_enabled()) {
+        cpu_relax();
+        return;
+    }
+    cli();
+    if (work_pending(console_input)) {
+        sti();
+        return;
+    }
+    timer_sleep_until(deadline);   // arm; sti; hlt (returns with interrupts enabled)
+}
+
 void mp_hal_delay_us(mp_uint_t us) {
-    tsc_delay_us(us);
+    // Short waits spin: a halt and its timer interrupt cost more than a few microseconds.
+    if (us < 100) {
+        tsc_delay_us(us);
+        return;
+    }
+    uint64_t deadline = deadline_after_us(us);
+    while (tsc_read() < deadline) {
+        halt_until(deadline, false);
+    }
 }
 
 void mp_hal_delay_ms(mp_uint_t ms) {
-    // Stay responsive during long sleeps: Ctrl-C and scheduled callbacks run here.
-    uint64_t start = tsc_to_us(tsc_read());
-    uint64_t wait_us = (uint64_t)ms * 1000;
-    while (tsc_to_us(tsc_read()) - start < wait_us) {
+    // Stay responsive during long sleeps: Ctrl-C and scheduled callbacks run between halts.
+    uint64_t deadline = deadline_after_us((uint64_t)ms * 1000);
+    for (;;) {
         mp_event_handle_nowait();
-        cpu_relax();
+        if (tsc_read() >= deadline) {
+            break;
+        }
+        halt_until(deadline, false);
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Idle and atomics.
 
+// MICROPY_INTERNAL_WFE: wait for an interrupt, at most timeout_ms (< 0: no limit). The core
+// calls it after running pending callbacks; select.poll and asyncio sleeps end up here.
 void mp_hal_wait_for_event(int timeout_ms) {
+    if (timeout_ms == 0) {
+        return;
+    }
     if (timeout_ms < 0) {
         // Check for work with interrupts masked, then "sti; hlt" back to back: STI delays
         // interrupt delivery by one instruction (Intel SDM vol. 3A, section 6.8.3), so an
         // interrupt arriving after the check still wakes the HLT instead of being missed.
-        __asm__ volatile ("cli" ::: "memory");
-        if (rx_ring_used() == 0 && MP_STATE_VM(sched_state) == MP_SCHED_IDLE) {
-            __asm__ volatile ("sti; hlt" ::: "memory");
-        } else {
-            __asm__ volatile ("sti" ::: "memory");
+        if (!interrupts_enabled()) {
+            cpu_relax();
+            return;
         }
-    } else {
-        cpu_relax();
+        cli();
+        if (work_pending(true)) {
+            sti();
+        } else {
+            sti_hlt();
+        }
+        return;
     }
+    halt_until(deadline_after_us((uint64_t)timeout_ms * 1000), true);
 }
 
 uint64_t mp_hal_disable_irq(void) {
@@ -166,7 +216,7 @@ void mp_hal_restore_irq(uint64_t state) {
     }
 }
 
+// The random module's seed: virtio-rng, else RDSEED/RDRAND, else the TSC (modos.c).
 uint64_t mp_hal_random_seed(void) {
-    uint64_t seed = tsc_read();
-    return seed ^ (seed >> 29) ^ ((uint64_t)mp_hal_boot_unix_time << 17);
+    return manticore_random_seed();
 }
