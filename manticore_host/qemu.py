@@ -550,17 +550,14 @@ class Console:
 
     def repl(self, line: str, timeout: float = 30) -> str:
         """Type one line at the friendly REPL; the output between the echo
-        and the next prompt, with \\r\\n -> \\n, stripped."""
-        with self._cond:                # drop a prompt nobody consumed
-            last = self._buf.rfind(PROMPT)
-            if last >= 0:
-                del self._buf[:last + len(PROMPT)]
+        and the next prompt, with \\r\\n -> \\n, stripped.
+
+        The REPL's echo of the line is awaited first, so a prompt still in
+        flight from earlier input is consumed before it, never taken for the
+        end of this line's output."""
         self.write(line + "\r")
+        self.read_until(line.encode("utf-8") + b"\r\n", timeout)
         data = self.read_until(PROMPT, timeout)[:-len(PROMPT)]
-        echo = line.encode("utf-8") + b"\r\n"
-        at = data.find(echo)
-        if at >= 0:
-            data = data[at + len(echo):]
         return _text(data).strip()
 
     def _enter_raw(self, timeout: float) -> None:
