@@ -6,10 +6,8 @@
 // the GC heap, interrupts last before Python.
 #include <string.h>
 
-#include "py/builtin.h"
 #include "py/compile.h"
 #include "py/gc.h"
-#include "py/mperrno.h"
 #include "py/mphal.h"
 #include "py/runtime.h"
 #include "py/stackctrl.h"
@@ -149,20 +147,3 @@ void MP_WEAK __assert_func(const char *file, int line, const char *func, const c
     panic("assertion '%s' failed in %s at %s:%d", expr, func, file, line);
 }
 #endif
-
-// MicroPython's import system asks the filesystem first; there is none yet, only frozen
-// modules.
-mp_import_stat_t mp_import_stat(const char *path) {
-    (void)path;
-    return MP_IMPORT_STAT_NO_EXIST;
-}
-
-mp_lexer_t *mp_lexer_new_from_file(qstr filename) {
-    mp_raise_OSError(MP_ENOENT);
-}
-
-// open(): there is no filesystem yet.
-mp_obj_t mp_builtin_open(size_t n_args, const mp_obj_t *args, mp_map_t *kwargs) {
-    mp_raise_OSError(MP_ENOENT);
-}
-MP_DEFINE_CONST_FUN_OBJ_KW(mp_builtin_open_obj, 1, mp_builtin_open);

@@ -26,8 +26,8 @@
 #define MICROPY_ENABLE_SCHEDULER                (1)
 #define MICROPY_SCHEDULER_DEPTH                 (16)
 #define MICROPY_KBD_EXCEPTION                   (1)
-#define MICROPY_READER_VFS                      (0)
-#define MICROPY_VFS                             (0) // no block devices yet
+#define MICROPY_READER_VFS                      (1)
+#define MICROPY_VFS                             (1) // the vfs module; nothing is mounted yet
 #define MICROPY_HELPER_REPL                     (1)
 #define MICROPY_REPL_AUTO_INDENT                (1)
 #define MICROPY_REPL_EMACS_KEYS                 (1)
@@ -80,9 +80,9 @@
 #define MICROPY_PY_OPENAMP                      (0)
 #define MICROPY_PY_ONEWIRE                      (0)
 
-// Banner: "MicroPython v1.25.0 on <date>; manticore x86-64 with <CPU>" is completed at run
-// time with the CPU brand string, see main.c.
-#define MICROPY_HW_BOARD_NAME                   "manticore x86-64"
+// Banner: "MicroPython v1.25.0 on <date>; manticore with x86-64"; the line before it (main.c)
+// names the CPU, RAM and heap, which are only known at run time.
+#define MICROPY_HW_BOARD_NAME                   "manticore"
 #define MICROPY_HW_MCU_NAME                     "x86-64"
 #define MICROPY_BANNER_MACHINE                  MICROPY_HW_BOARD_NAME " with " MICROPY_HW_MCU_NAME
 
