@@ -15,6 +15,30 @@ def parse_cmdline(text):
     return options
 
 
+def start_network(timeout_ms=10000):
+    """Bring up network.LAN when the machine has a NIC: DHCP, or the static ip=/netmask=/
+    gw=/dns= of the command line. Waits for an address (at most timeout_ms) so that the app
+    starts on a configured interface; returns the LAN object or None."""
+    try:
+        import network
+        nic = network.LAN()
+    except (ImportError, OSError):
+        return None     # no NIC (or no network support): the app runs without
+    import time
+
+    nic.active(True)
+    start = time.ticks_ms()
+    while not nic.isconnected() and time.ticks_diff(time.ticks_ms(), start) < timeout_ms:
+        time.sleep_ms(5)
+    addr, mask = nic.ipconfig("addr4")
+    how = "dhcp" if nic.ipconfig("dhcp4") else "static"
+    if nic.isconnected():
+        print("net: en0 %s/%s gw %s (%s)" % (addr, mask, nic.ipconfig("gw4"), how))
+    else:
+        print("net: en0 has no address after %d ms (%s); the app starts anyway" % (timeout_ms, how))
+    return nic
+
+
 def start_app(name):
     try:
         module = __import__("apps." + name, None, None, ("main",))
@@ -26,5 +50,6 @@ def start_app(name):
 
 _options = parse_cmdline(machine.cmdline())
 if _options.get("app"):
+    start_network()
     start_app(_options["app"])
 del _options

@@ -32,9 +32,38 @@ static enum { TIMER_NONE, TIMER_TSC_DEADLINE, TIMER_ONE_SHOT } mode;
 static int vector = -1;
 static uint64_t lapic_timer_hz;   // one-shot mode: countdown rate after the divider
 
+// Multiplexing: the sleeper's deadline (timer_arm_at) and a list of armed events, earliest
+// first. The hardware always holds the earliest of them. Touched with interrupts off only.
+static uint64_t sleep_deadline;
+static struct timer_event *events;
+
+static void program_hardware(uint64_t tsc_deadline);
+
+static void reprogram(void) {
+    uint64_t next = sleep_deadline;
+    if (events != NULL && (next == 0 || events->deadline < next)) {
+        next = events->deadline;
+    }
+    program_hardware(next);
+}
+
 static void timer_interrupt(void *context) {
     (void)context;
-    // Nothing to do: the interrupt exists to end a HLT. Dispatch counts it and sends EOI.
+    // Run the events that are due (each once; a handler may re-arm its own or another event),
+    // then program the next deadline. The sleeper needs nothing: the interrupt ended its HLT.
+    // Dispatch counts the interrupt and sends EOI.
+    uint64_t now = rdtsc();
+    while (events != NULL && events->deadline <= now) {
+        struct timer_event *due = events;
+        events = due->next;
+        due->next = NULL;
+        due->deadline = 0;
+        due->handler(due->context);
+    }
+    if (sleep_deadline != 0 && sleep_deadline <= now) {
+        sleep_deadline = 0;
+    }
+    reprogram();
 }
 
 static uint64_t hypervisor_apic_bus_hz(void) {
@@ -109,7 +138,7 @@ uint64_t timer_interrupt_count(void) {
     return vector >= 0 ? interrupt_count[vector] : 0;
 }
 
-void timer_arm_at(uint64_t tsc_deadline) {
+static void program_hardware(uint64_t tsc_deadline) {
     if (mode == TIMER_TSC_DEADLINE) {
         wrmsr(MSR_IA32_TSC_DEADLINE, tsc_deadline);
         return;
@@ -137,6 +166,61 @@ void timer_arm_at(uint64_t tsc_deadline) {
     lapic_timer_set_initial_count((uint32_t)count);
 }
 
+void timer_arm_at(uint64_t tsc_deadline) {
+    uint64_t flags = read_rflags();
+    cli();
+    sleep_deadline = tsc_deadline;
+    reprogram();
+    if (flags & RFLAGS_IF) {
+        sti();
+    }
+}
+
+static void unlink_event(struct timer_event *event) {
+    for (struct timer_event **link = &events; *link != NULL; link = &(*link)->next) {
+        if (*link == event) {
+            *link = event->next;
+            break;
+        }
+    }
+    event->next = NULL;
+    event->deadline = 0;
+}
+
+void timer_event_init(struct timer_event *event, void (*handler)(void *context), void *context) {
+    event->deadline = 0;
+    event->handler = handler;
+    event->context = context;
+    event->next = NULL;
+}
+
+void timer_event_arm(struct timer_event *event, uint64_t tsc_deadline) {
+    uint64_t flags = read_rflags();
+    cli();
+    uint64_t old_head = events != NULL ? events->deadline : 0;
+    unlink_event(event);
+    if (tsc_deadline != 0) {
+        struct timer_event **link = &events;
+        while (*link != NULL && (*link)->deadline <= tsc_deadline) {
+            link = &(*link)->next;
+        }
+        event->deadline = tsc_deadline;
+        event->next = *link;
+        *link = event;
+    }
+    // The hardware only needs touching when the earliest deadline changed.
+    if ((events != NULL ? events->deadline : 0) != old_head) {
+        reprogram();
+    }
+    if (flags & RFLAGS_IF) {
+        sti();
+    }
+}
+
+void timer_event_cancel(struct timer_event *event) {
+    timer_event_arm(event, 0);
+}
+
 void timer_sleep_until(uint64_t tsc_deadline) {
     cli();
     if (mode == TIMER_NONE) {
@@ -145,7 +229,8 @@ void timer_sleep_until(uint64_t tsc_deadline) {
         return;
     }
     if (rdtsc() < tsc_deadline) {
-        timer_arm_at(tsc_deadline);
+        sleep_deadline = tsc_deadline;
+        reprogram();
         sti_hlt();
     } else {
         sti();

@@ -23,10 +23,14 @@
 #include "arch/x86_64/start.h"
 #include "drivers/pci/pci.h"
 #include "drivers/serial/uart16550.h"
+#include "drivers/virtio/virtio_net.h"
 #include "drivers/virtio/virtio_rng.h"
 #include "mm/mm.h"
 
 #include "ports/manticore/manticore.h"
+#include "ports/manticore/netif_virtio.h"
+#include "ports/manticore/nic.h"
+#include "extmod/modnetwork.h"
 
 // The fw_cfg file that replaces the boot loader's command line, so that one ISO can run any
 // app: qemu -fw_cfg name=opt/manticore/cmdline,string=app=echod
@@ -83,6 +87,8 @@ void kernel_main(void) {
     // are up.
     pci_init();
     virtio_rng_probe();
+    virtio_net_probe();
+    netif_virtio_init();   // lwIP (once per boot) and its netif over virtio-net
 
     mp_hal_console_init();
     __asm__ volatile ("sti");
@@ -95,6 +101,7 @@ void kernel_main(void) {
 
     for (;;) {
         mp_init();
+        mod_network_init();   // network.LAN's registry (a root pointer: after every mp_init)
         print_boot_line();
 
         pyexec_frozen_module(BOOT_SCRIPT, true);
@@ -123,6 +130,7 @@ void kernel_main(void) {
         }
 
         mp_printf(&mp_plat_print, "MPY: soft reboot\n");
+        nic_raw_release();   // an app's raw NIC queue goes back to lwIP
         gc_sweep_all();
         mp_deinit();
     }

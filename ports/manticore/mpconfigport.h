@@ -25,6 +25,7 @@
 #define MICROPY_ERROR_REPORTING                 (MICROPY_ERROR_REPORTING_DETAILED)
 #define MICROPY_ENABLE_SCHEDULER                (1)
 #define MICROPY_SCHEDULER_DEPTH                 (16)
+#define MICROPY_SCHEDULER_STATIC_NODES          (1) // soft IRQs: C work queued from hard IRQs (softirq.c)
 #define MICROPY_KBD_EXCEPTION                   (1)
 #define MICROPY_READER_VFS                      (1)
 #define MICROPY_VFS                             (1) // the vfs module; nothing is mounted yet
@@ -73,12 +74,27 @@
 #define MICROPY_PY_CRYPTOLIB                    (0)
 #define MICROPY_PY_SSL                          (0)
 #define MICROPY_PY_BTREE                        (0)
-#define MICROPY_PY_NETWORK                      (0)
-#define MICROPY_PY_SOCKET                       (0)
+#define MICROPY_PY_NETWORK                      (1)
+#define MICROPY_PY_NETWORK_HOSTNAME_DEFAULT     "manticore"
+#define MICROPY_PY_SOCKET                       (1) // lwIP's (extmod/modlwip.c; MICROPY_PY_LWIP from the Makefile)
+#define MICROPY_PY_LWIP_SOCK_RAW                (1)
 #define MICROPY_PY_BLUETOOTH                    (0)
 #define MICROPY_PY_FRAMEBUF                     (0)
 #define MICROPY_PY_OPENAMP                      (0)
 #define MICROPY_PY_ONEWIRE                      (0)
+
+// network.LAN: the virtio-net NIC under lwIP (network_lan.c).
+extern const struct _mp_obj_type_t network_lan_type;
+#define MICROPY_PORT_NETWORK_INTERFACES \
+    { MP_ROM_QSTR(MP_QSTR_LAN), MP_ROM_PTR(&network_lan_type) },
+
+// lwIP runs only in thread context (Python, its bytecode-boundary soft IRQs and the idle
+// loop), never in a hard IRQ, so the stack needs no lock. Leaving a section of lwIP calls
+// re-arms the kernel timer for lwIP's next timeout, which those calls may have moved.
+void netif_virtio_lwip_exit(void);
+#define MICROPY_PY_LWIP_ENTER
+#define MICROPY_PY_LWIP_REENTER
+#define MICROPY_PY_LWIP_EXIT                    { netif_virtio_lwip_exit(); }
 
 // Banner: "MicroPython v1.25.0 on <date>; manticore with x86-64"; the line before it (main.c)
 // names the CPU, RAM and heap, which are only known at run time.

@@ -178,9 +178,21 @@ void mp_hal_delay_ms(mp_uint_t ms) {
 // ---------------------------------------------------------------------------------------
 // Idle and atomics.
 
+static bool event_signalled;
+
+void mp_hal_signal_event(void) {
+    event_signalled = true;
+}
+
 // MICROPY_INTERNAL_WFE: wait for an interrupt, at most timeout_ms (< 0: no limit). The core
-// calls it after running pending callbacks; select.poll and asyncio sleeps end up here.
+// calls it after running pending callbacks (mp_event_wait_*); select.poll and asyncio sleeps
+// end up here. When those callbacks signalled an event, return without halting: what they
+// did (data for a socket) is what the caller waits for, and no further interrupt may come.
 void mp_hal_wait_for_event(int timeout_ms) {
+    if (event_signalled) {
+        event_signalled = false;
+        return;
+    }
     if (timeout_ms == 0) {
         return;
     }

@@ -15,6 +15,12 @@ uint64_t mp_hal_time_ns(void);
 void mp_hal_delay_ms(mp_uint_t ms);
 void mp_hal_delay_us(mp_uint_t us);
 
+// The wait latch, like the event register that ARM's SEV/WFE use: work done in thread context
+// that may have made a waited-for condition true (a soft IRQ handing frames to a socket) calls
+// mp_hal_signal_event, and the next MICROPY_INTERNAL_WFE returns at once instead of halting,
+// so the waiting loop (select.poll, a blocking recv) re-checks its condition first.
+void mp_hal_signal_event(void);
+
 // Unix time read from the CMOS RTC at boot; time() advances it with the TSC.
 extern int64_t mp_hal_boot_unix_time;
 

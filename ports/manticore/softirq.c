@@ -83,6 +83,9 @@ void softirq_run(void) {
             if (nlr_push(&nlr) == 0) {
                 handler(s->context);
                 nlr_pop();
+                // The handler may have made something ready that Python waits for: let the
+                // wait that follows re-check instead of halting (mphalport.h).
+                mp_hal_signal_event();
             } else {
                 mp_printf(&mp_plat_print, "softirq %s: ", s->name ? s->name : "?");
                 mp_obj_print_exception(&mp_plat_print, MP_OBJ_FROM_PTR(nlr.ret_val));
