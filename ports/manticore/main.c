@@ -95,6 +95,7 @@ void kernel_main(void) {
 
     for (;;) {
         mp_init();
+        manticore_kernel_reset();
         print_boot_line();
 
         pyexec_frozen_module(BOOT_SCRIPT, true);
