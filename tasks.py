@@ -7,6 +7,7 @@
     invoke gdb          attach gdb to `invoke run --debug`
     invoke test         build, then pytest tests/
     invoke bench boot   boot-time benchmark -> build/bench/boot.json
+    invoke bench irq    interrupt round trip, timer precision -> build/bench/irq.json
     invoke clean        remove build/
 """
 
@@ -305,19 +306,32 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
+BENCHMARKS = ("boot", "irq")
+
+
 @task(positional=["name"], help={
-    "name": "which benchmark: boot",
-    "runs": "boots per case (default 5; --quick: 2)",
-    "quick": "fewer runs and a coarser memory bisection",
+    "name": "which benchmark: boot or irq",
+    "runs": "boot: boots per case (default 5; --quick: 2)",
+    "quick": "boot: fewer runs, coarser memory bisection; irq: fewer samples",
     "accel": "auto (default), kvm or tcg",
-    "no-build": "time the images as they are (no build first)"})
+    "no-build": "measure the images as they are (no build first)"})
 def bench(c, name, runs=None, quick=False, accel="auto", no_build=False):
-    """Benchmarks: `invoke bench boot` times QEMU launch -> `>>> `."""
-    if name != "boot":
-        raise Exit(f"bench: unknown benchmark {name!r} (have: boot)", code=2)
+    """Benchmarks: `invoke bench boot` times QEMU launch -> `>>> `;
+    `invoke bench irq` measures interrupt round trip and timer precision."""
+    if name not in BENCHMARKS:
+        raise Exit(f"bench: unknown benchmark {name!r} "
+                   f"(have: {', '.join(BENCHMARKS)})", code=2)
     if not no_build:
         _build_kernel(c, quiet=True)
-        _build_iso(quiet=True)
+        if name == "boot":
+            _build_iso(quiet=True)
+    if name == "irq":
+        from manticore_host.bench import run_irq_bench
+        try:
+            run_irq_bench(quick=quick, accel=accel)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise Exit(f"bench irq: {e}", code=1)
+        return
     from manticore_host.bench import run_boot_bench
     run_boot_bench(runs=int(runs) if runs else (2 if quick else 5),
                    quick=quick, accel=accel)

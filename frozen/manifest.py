@@ -3,6 +3,11 @@
 # MicroPython's asyncio (the C part, _asyncio, is built in).
 include("$(MPY_DIR)/extmod/asyncio")
 
+# The kernel (scheduler, syscalls, devices) and the apps, one module each; with line
+# numbers, so that an app's traceback points at its line.
+package("kernel", base_path="..")
+package("apps", base_path="..")
+
 # The boot script, run once after every (soft) reset before the REPL.
 module("_boot.py", opt=3)
 

@@ -1,10 +1,20 @@
-"""`invoke bench boot`: how long from QEMU launch to the `>>> ` prompt.
+"""Benchmarks: `invoke bench boot` and `invoke bench irq`.
 
-Three boot paths (direct PVH boot on q35 and microvm, GRUB ISO on q35), each
-timed over N runs for the kernel and for the floor image (tools/floor/, which
-prints one byte and exits: the cost of QEMU, firmware and loader alone).
-Also: kernel.elf's size and the smallest -m (MiB) that still reaches the
-prompt.  Results go to build/bench/boot.json.
+bench boot: how long from QEMU launch to the `>>> ` prompt.  Three boot paths
+(direct PVH boot on q35 and microvm, GRUB ISO on q35), each timed over N runs
+for the kernel and for the floor image (tools/floor/, which prints one byte and
+exits: the cost of QEMU, firmware and loader alone).  Also: kernel.elf's size
+and the smallest -m (MiB) that still reaches the prompt.  Results go to
+build/bench/boot.json.
+
+bench irq: interrupt round trip and timer precision, measured inside the guest
+with time.ticks_us (one VM, q35, -device virtio-rng-pci).  Round trip: a
+virtio-rng request (os.urandom(16)) -> device -> MSI-X -> completion seen by
+Python, against two baselines measured in the same run: a no-op Python call and
+micropython.schedule() -> callback (the soft-IRQ path without hardware).  Timer:
+time.sleep_ms(T) for T = 1, 10, 100 ms (the timer armed for T, then the delay
+until Python runs again), against a busy-wait on ticks_us for the same T.
+Median and p99 of each; results go to build/bench/irq.json.
 """
 
 from __future__ import annotations
@@ -180,4 +190,224 @@ def format_table(report: dict) -> str:
                     if mib else "not measured" if size is None
                     else "none up to 64 MiB"))
     lines.append(f"accel: {report['accel']} ({report['accel_reason']})")
+    return "\n".join(lines)
+
+
+# -- bench irq ---------------------------------------------------------------
+
+IRQ_DEVICE_ARGS = ["-device", "virtio-rng-pci"]
+TIMER_PERIODS_MS = (1, 10, 100)
+# samples per case: round trips, then sleeps of 1, 10, 100 ms
+IRQ_SAMPLES = {"full": (1000, 200, 100, 20), "quick": (100, 20, 10, 3)}
+
+# Runs in the guest's raw REPL; prints one JSON line.  Keep it lean: every
+# bytecode between two reads of the clock is part of what is measured.  Round
+# trips are timed in TSC cycles (ticks_cpu), sleeps with ticks_us.
+IRQ_GUEST_CODE = """
+import time, os, json, irq, pci, micropython
+tu = time.ticks_us
+tc = time.ticks_cpu
+td = time.ticks_diff
+N, NT = {n}, {nt}
+res = {{}}
+s = []
+for i in range(N):
+    a = tc(); b = tc(); s.append(td(b, a))
+res['ticks_cpu'] = s
+def noop():
+    pass
+s = []
+for i in range(N):
+    a = tc(); noop(); b = tc(); s.append(td(b, a))
+res['call'] = s
+got = [None]
+def cb(_):
+    got[0] = tc()
+s = []
+for i in range(N):
+    got[0] = None
+    a = tc()
+    micropython.schedule(cb, 0)
+    while got[0] is None:
+        pass
+    s.append(td(got[0], a))
+res['schedule'] = s
+res['rng_present'] = pci.virtio_rng() is not None
+s = []
+c0 = irq.counts().get('virtio-rng', 0)
+for i in range(N if res['rng_present'] else 0):
+    a = tc(); os.urandom(16); b = tc(); s.append(td(b, a))
+res['rng'] = s
+res['rng_irqs'] = irq.counts().get('virtio-rng', 0) - c0
+res['sleep'] = {{}}
+res['spin'] = {{}}
+res['timer_irqs'] = {{}}
+for T, n in NT:
+    s = []
+    t0 = irq.info()['timer_count']
+    for i in range(n):
+        a = tu(); time.sleep_ms(T); b = tu(); s.append(td(b, a))
+    res['timer_irqs'][str(T)] = irq.info()['timer_count'] - t0
+    res['sleep'][str(T)] = s
+    s = []
+    for i in range(max(3, n // 4)):
+        a = tu()
+        while td(tu(), a) < T * 1000:
+            pass
+        s.append(td(tu(), a))
+    res['spin'][str(T)] = s
+info = irq.info()
+res['timer_mode'] = info['timer_mode']
+res['tsc_hz'] = info['tsc_hz']
+res['tsc_source'] = info['tsc_source']
+print(json.dumps(res))
+"""
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """The p-th percentile (0..100), linear between closest ranks."""
+    xs = sorted(samples)
+    if not xs:
+        raise ValueError("no samples")
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summarize_us(samples: list[float]) -> dict:
+    """median / p99 / min / max of microsecond samples (no raw list)."""
+    return {"n": len(samples), "median": statistics.median(samples),
+            "p99": percentile(samples, 99), "min": min(samples),
+            "max": max(samples)}
+
+
+def irq_guest_code(quick: bool) -> str:
+    n, *per_period = IRQ_SAMPLES["quick" if quick else "full"]
+    nt = list(zip(TIMER_PERIODS_MS, per_period))
+    return IRQ_GUEST_CODE.format(n=n, nt=nt)
+
+
+def irq_report(raw: dict) -> dict:
+    """Turn the guest's raw samples into rows with baselines and ratios."""
+    def row(name, samples, baseline=None, requested_us=None):
+        r = {"case": name, **summarize_us(samples)}
+        if requested_us is not None:
+            r["requested_us"] = requested_us
+            r["overshoot_median"] = r["median"] - requested_us
+            r["overshoot_p99"] = r["p99"] - requested_us
+        if baseline is not None:
+            r["baseline"] = baseline
+        return r
+
+    hz = raw.get("tsc_hz") or 0
+    if hz <= 0:
+        raise ValueError(f"the guest reported tsc_hz {raw.get('tsc_hz')!r}")
+
+    def cycles_to_us(samples):
+        return [c * 1e6 / hz for c in samples]
+
+    round_trip = [row("ticks_cpu() back to back",
+                      cycles_to_us(raw["ticks_cpu"])),
+                  row("no-op Python call", cycles_to_us(raw["call"])),
+                  row("schedule() -> callback",
+                      cycles_to_us(raw["schedule"]),
+                      baseline="no-op Python call")]
+    if raw.get("rng"):
+        round_trip.append(row("virtio-rng 16 B (MSI-X)",
+                              cycles_to_us(raw["rng"]),
+                              baseline="no-op Python call"))
+    timer = []
+    for period in TIMER_PERIODS_MS:
+        key = str(period)
+        spin = row(f"busy-wait {period} ms", raw["spin"][key],
+                   requested_us=period * 1000)
+        sleep = row(f"sleep_ms({period})", raw["sleep"][key],
+                    baseline=spin["case"], requested_us=period * 1000)
+        n = len(raw["sleep"][key])
+        sleep["timer_irqs_per_sleep"] = raw["timer_irqs"][key] / n if n else None
+        timer += [spin, sleep]
+
+    by_name = {r["case"]: r for r in round_trip + timer}
+    for r in round_trip + timer:
+        base = by_name.get(r.get("baseline"))
+        if base is None:
+            continue
+        if "requested_us" in r:     # timer: compare overshoots past T
+            b = max(base["overshoot_median"], 1.0)
+            r["ratio"] = r["overshoot_median"] / b
+        elif base["median"] > 0:
+            r["ratio"] = r["median"] / base["median"]
+    rng_irqs = raw.get("rng_irqs", 0)
+    return {"round_trip": round_trip, "timer": timer,
+            "rng_irqs_per_request":
+                rng_irqs / len(raw["rng"]) if raw.get("rng") else None,
+            "timer_mode": raw.get("timer_mode"), "tsc_hz": raw.get("tsc_hz"),
+            "tsc_source": raw.get("tsc_source")}
+
+
+def run_irq_bench(quick: bool = False, accel: str = "auto",
+                  machine: str = "q35", out: Path | None = None,
+                  log=print) -> dict:
+    accel_name, reason = resolve_accel(accel)
+    mode = "quick" if quick else "full"
+    log(f"bench irq: {mode} run on {machine}, accel {accel_name} ({reason})")
+    cfg = VMConfig(boot="kernel", machine=machine, accel=accel_name,
+                   extra_args=list(IRQ_DEVICE_ARGS))
+    timeout = 300.0 if accel_name == "tcg" else 120.0
+    with VM(cfg) as vm:
+        vm.start(timeout=60)
+        vm.console.read_until(PROMPT, 60)
+        out_text, err = vm.console.raw_exec(irq_guest_code(quick),
+                                            timeout=timeout)
+    if err:
+        raise RuntimeError(f"bench irq: the guest program failed:\n{err}")
+    lines = [ln for ln in out_text.splitlines() if ln.strip()]
+    if not lines:
+        raise RuntimeError("bench irq: the guest program printed nothing")
+    raw = json.loads(lines[-1])
+    report = {"accel": accel_name, "accel_reason": reason, "quick": quick,
+              "machine": machine, "devices": IRQ_DEVICE_ARGS,
+              "qemu": qemu_version(), "host": platform.node(),
+              "unit": "us", **irq_report(raw)}
+    if not raw.get("rng_present"):
+        report["note"] = "no virtio-rng driver in the guest: no MSI-X round trip"
+    out = out or image.BUILD / "bench" / "irq.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log(format_irq_table(report))
+    log(f"bench irq: wrote {out}")
+    return report
+
+
+def _us(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def format_irq_table(report: dict) -> str:
+    lines = ["interrupt round trip (us, in the guest)",
+             f"  {'case':28} {'n':>5} {'median':>9} {'p99':>9}   "
+             f"{'vs baseline':>24}"]
+    for r in report["round_trip"]:
+        ratio = f"{r['ratio']:.1f}x {r['baseline']}" if "ratio" in r else "-"
+        lines.append(f"  {r['case']:28} {r['n']:>5} {_us(r['median']):>9} "
+                     f"{_us(r['p99']):>9}   {ratio:>24}")
+    per = report.get("rng_irqs_per_request")
+    if per is not None:
+        lines.append(f"  virtio-rng interrupts per request: {per:.2f}")
+    lines += ["timer precision (us, requested vs actual)",
+              f"  {'case':28} {'n':>5} {'median':>9} {'p99':>9} "
+              f"{'over med':>9} {'over p99':>9}   {'overshoot vs spin':>18}"]
+    for r in report["timer"]:
+        ratio = f"{r['ratio']:.1f}x" if "ratio" in r else "-"
+        lines.append(f"  {r['case']:28} {r['n']:>5} {_us(r['median']):>9} "
+                     f"{_us(r['p99']):>9} {_us(r['overshoot_median']):>9} "
+                     f"{_us(r['overshoot_p99']):>9}   {ratio:>18}")
+    lines.append(f"timer mode {report.get('timer_mode')}, TSC "
+                 f"{(report.get('tsc_hz') or 0) / 1e6:.0f} MHz "
+                 f"({report.get('tsc_source')}); accel {report['accel']} "
+                 f"({report['accel_reason']})"
+                 + (f"; {report['note']}" if report.get("note") else ""))
     return "\n".join(lines)

@@ -230,6 +230,9 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
         netdev = "user,id=net0" + "".join(
             "," + p.hostfwd() for p in cfg.ports)
         cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+    elif cfg.net == "none" and cfg.machine != "microvm":
+        # Without this QEMU adds its default NIC (an e1000e on q35) behind the user's back.
+        cmd += ["-nic", "none"]
 
     if cfg.gdb:
         cmd += ["-s", "-S"]

@@ -9,6 +9,9 @@ Fixtures:
   vm          a fresh VM (q35, direct boot) for destructive tests.
   repl_vm     the module's shared VM (booted once per test module) for cheap read-only tests;
               it is brought back to a clean prompt before each test, rebooted if it died.
+  shared_boot factory: ``shared_boot(machine="q35", **kw)`` (the ``boot`` keywords) returns the
+              module's shared VM for that configuration, booted on first use and then brought
+              back to a clean prompt like ``repl_vm``.  Read-only tests only.
 
 When a test fails (or hangs past its timeout), the serial log of every VM it used, with panic
 addresses symbolized, is attached to the report as a section.
@@ -172,8 +175,10 @@ def vm(boot) -> Booted:
 class _SharedVM:
     """Holder for a module's shared VM, rebooted when a test leaves it dead or wedged."""
 
-    def __init__(self, tmp_dir: Path):
+    def __init__(self, tmp_dir: Path, name: str = "shared", **config):
         self.tmp_dir = tmp_dir
+        self.name = name
+        self.config = config            # make_config() keywords
         self.stack = ExitStack()
         self.booted: Booted | None = None
         self.boots = 0
@@ -193,9 +198,13 @@ class _SharedVM:
                     pass
             self.booted.vm.kill()
         self.boots += 1
-        cfg = make_config()
-        self.booted = _start(cfg, self.tmp_dir / f"shared{self.boots}.log",
-                             f"shared vm #{self.boots} q35/kernel -m 128M", self.stack, item)
+        cfg = make_config(**self.config)
+        label = f"{self.name} vm #{self.boots} {cfg.machine}/{cfg.boot} -m {cfg.memory}"
+        for k, v in self.config.items():
+            if k not in ("machine", "boot", "memory") and v not in ("", None):
+                label += f" {k}={v!r}"
+        self.booted = _start(cfg, self.tmp_dir / f"{self.name}{self.boots}.log", label,
+                             self.stack, item)
         return self.booted
 
     def close(self):
@@ -207,6 +216,34 @@ def shared_vm(tmp_path_factory):
     holder = _SharedVM(tmp_path_factory.mktemp("shared-vm"))
     yield holder
     holder.close()
+
+
+@pytest.fixture(scope="module")
+def _shared_vms(tmp_path_factory):
+    holders: dict[str, _SharedVM] = {}
+    yield holders
+    for holder in holders.values():
+        holder.close()
+
+
+@pytest.fixture
+def shared_boot(request, _shared_vms, tmp_path_factory):
+    """Factory: shared_boot(machine="q35", boot="kernel", memory="128M", append="", **kw) ->
+    the module's shared VM for that configuration at a clean prompt (read-only tests only)."""
+
+    def _get(machine="q35", boot="kernel", memory="128M", append="", **kw) -> Booted:
+        config = dict(machine=machine, boot=boot, memory=memory, append=append, **kw)
+        key = repr(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items()))
+        holder = _shared_vms.get(key)
+        if holder is None:
+            n = len(_shared_vms) + 1
+            holder = _SharedVM(tmp_path_factory.mktemp(f"shared-{n}"), f"shared{n}", **config)
+            _shared_vms[key] = holder
+        booted = holder.get(request.node)
+        track(request.node, booted)
+        return booted
+
+    return _get
 
 
 @pytest.fixture

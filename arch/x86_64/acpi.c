@@ -421,6 +421,10 @@ static void parse_madt(const struct acpi_header *madt) {
 
 static void parse_mcfg(const struct acpi_header *mcfg) {
     const uint8_t *base = (const uint8_t *)mcfg;
+    if (mcfg->length < MCFG_ENTRIES || (mcfg->length - MCFG_ENTRIES) % MCFG_ENTRY_SIZE != 0) {
+        kprintf("acpi: MCFG length %u is not a whole number of %u-byte entries: "
+            "the partial entry is ignored\n", mcfg->length, MCFG_ENTRY_SIZE);
+    }
     for (uint32_t offset = MCFG_ENTRIES; offset + MCFG_ENTRY_SIZE <= mcfg->length;
          offset += MCFG_ENTRY_SIZE) {
         const uint8_t *e = base + offset;

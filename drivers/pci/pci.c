@@ -154,6 +154,29 @@ static bool legacy_present(void) {
     return present;
 }
 
+// A vendor id of all ones is "no device" (PCI 3.0, 6.2.1); all zeros is not a valid vendor
+// either and is what a window with nothing behind it reads as.
+static bool vendor_absent(uint32_t vendor_id) {
+    return vendor_id == 0xffff || vendor_id == 0x0000;
+}
+
+// A firmware MCFG can point at a window where nothing answers (a bad or hand-made table).
+// Where configuration mechanism #1 exists too, the host bridge at 00:00.0 must look the same
+// through both; if it does not, the MCFG is not trusted.
+static bool ecam_agrees_with_legacy(void) {
+    if (!legacy_present()) {
+        return true;
+    }
+    uint32_t through_ecam = raw_read(0, 0, 0, PCI_VENDOR_ID, 4);
+    uint32_t through_cf8 = legacy_read(0, 0, 0, PCI_VENDOR_ID, 4);
+    if (through_ecam == through_cf8 && !vendor_absent(through_ecam & 0xffff)) {
+        return true;
+    }
+    kprintf("pci: ECAM at 0x%lx disagrees with 0xCF8 at 00:00.0 (ids %08x vs %08x): "
+        "MCFG ignored, using 0xCF8\n", (unsigned long)ecam_region->base, through_ecam, through_cf8);
+    return false;
+}
+
 static void choose_access(void) {
     for (int i = 0; i < acpi_info.ecam_count; i++) {
         const struct acpi_ecam *e = &acpi_info.ecam[i];
@@ -168,8 +191,13 @@ static void choose_access(void) {
         ecam_region = e;
         ecam_base = (volatile uint8_t *)(uintptr_t)e->base;
         access = ACCESS_ECAM;
-        return;
+        if (ecam_agrees_with_legacy()) {
+            return;
+        }
+        break;
     }
+    ecam_region = NULL;
+    ecam_base = NULL;
     access = legacy_present() ? ACCESS_LEGACY : ACCESS_NONE;
 }
 
@@ -413,13 +441,13 @@ static void scan_bus(unsigned bus, int depth) {
     }
     buses_seen[bus / 8] |= 1u << (bus % 8);
     for (unsigned dev = 0; dev < 32; dev++) {
-        if ((raw_read(bus, dev, 0, PCI_VENDOR_ID, 2)) == 0xffff) {
+        if (vendor_absent(raw_read(bus, dev, 0, PCI_VENDOR_ID, 2))) {
             continue;
         }
         // Functions 1-7 exist only when function 0 says multi-function (PCI 3.0, 6.2.1).
         bool multi = raw_read(bus, dev, 0, PCI_HEADER_TYPE, 1) & PCI_HEADER_MULTI_FUNCTION;
         for (unsigned fn = 0; fn < (multi ? 8u : 1u); fn++) {
-            if (fn > 0 && raw_read(bus, dev, fn, PCI_VENDOR_ID, 2) == 0xffff) {
+            if (fn > 0 && vendor_absent(raw_read(bus, dev, fn, PCI_VENDOR_ID, 2))) {
                 continue;
             }
             add_function(bus, dev, fn, depth);

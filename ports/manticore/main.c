@@ -102,6 +102,7 @@ void kernel_main(void) {
     for (;;) {
         mp_init();
         mod_network_init();   // network.LAN's registry (a root pointer: after every mp_init)
+        manticore_kernel_reset();
         print_boot_line();
 
         pyexec_frozen_module(BOOT_SCRIPT, true);

@@ -16,4 +16,14 @@ extern volatile int mp_hal_last_rx_char;
 // 64 bits of entropy: virtio-rng when present, else RDSEED/RDRAND, else the TSC (modos.c).
 uint64_t manticore_random_seed(void);
 
+// modkernel.c: the REPL's idle hook (runs the kernel's event loop while the REPL waits for
+// input; false when there is none or it is already running), the console input callback
+// (called by the receive interrupt), and the state reset at each soft reset.
+#include <stdbool.h>
+bool manticore_run_idle_hook(void);
+void manticore_console_input_irq(void);
+void manticore_kernel_reset(void);
+// The next byte of console input, or -1 (mphalport.c).
+int mp_hal_console_pop(void);
+
 #endif // MICROPY_INCLUDED_MANTICORE_MANTICORE_H

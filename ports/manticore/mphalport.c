@@ -47,6 +47,8 @@ static void console_rx_byte(uint8_t byte) {
         rx_ring[rx_head % RX_RING_SIZE] = byte;
         rx_head++;
     }
+    // When an app owns the console (the kernel's "console" device), wake it (modkernel.c).
+    manticore_console_input_irq();
     if (RX_RING_SIZE - rx_ring_used() <= RX_RING_SLACK && !rx_throttled) {
         rx_throttled = true;
         uart_disable_rx_interrupt();
@@ -58,7 +60,7 @@ void mp_hal_console_init(void) {
     uart_enable_rx_interrupt();
 }
 
-static int console_pop(void) {
+int mp_hal_console_pop(void) {
     uint64_t state = mp_hal_disable_irq();
     int c = -1;
     if (rx_ring_used() > 0) {
@@ -75,10 +77,15 @@ static int console_pop(void) {
 
 int mp_hal_stdin_rx_chr(void) {
     for (;;) {
-        int c = console_pop();
+        int c = mp_hal_console_pop();
         if (c >= 0) {
             mp_hal_last_rx_char = c;
             return c;
+        }
+        // The REPL waits for a key: the kernel's event loop runs meanwhile (the idle hook
+        // returns once input is there), else just sleep.
+        if (manticore_run_idle_hook()) {
+            continue;
         }
         // Runs pending callbacks (and raises a pending KeyboardInterrupt), then sleeps
         // until the next interrupt.

@@ -41,8 +41,10 @@ def test_fw_cfg_overrides_grub_cmdline_on_iso(boot):
         f"expected fw_cfg opt/manticore/cmdline 'foo=bar' to replace GRUB's {builtin!r} on ISO boot, got {got!r}")
 
 
-def test_unknown_app_falls_back_to_repl(boot):
-    vm = boot(fw_cfg_cmdline="app=no_such_app")
-    assert "no_such_app" in vm.banner, (
-        f"expected the boot script to say it cannot start app 'no_such_app', got:\n{vm.banner}")
-    assert vm.repl("1+1") == "2"
+def test_unknown_app_lists_apps_and_powers_off(boot):
+    vm = boot(fw_cfg_cmdline="app=no_such_app", wait_prompt=False)
+    status = vm.wait(timeout=30)
+    log = vm.console.log.decode("utf-8", "replace")
+    assert "kernel: unknown app 'no_such_app'; the frozen apps are: " in log, (
+        f"expected the kernel to name the unknown app and list the frozen ones, got:\n{log}")
+    assert status == 255, f"expected QEMU status (127<<1)|1 = 255 for an unknown app, got {status}"

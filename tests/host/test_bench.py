@@ -37,3 +37,57 @@ def test_summarize_and_table():
     table = bench.format_table(report)
     assert "400 ms" in table and "4.0x" in table and "error: boom" in table
     assert "6 MiB" in table and "2048 bytes" in table
+
+
+# --------------------------------------------------------------------------- bench irq (no QEMU)
+
+
+def _raw_irq(rng=True):
+    hz = 1_000_000_000                      # 1 GHz: 1000 cycles = 1 us
+    return {"tsc_hz": hz, "tsc_source": "hpet", "timer_mode": "one-shot",
+            "ticks_cpu": [100] * 10, "call": [1000, 1000, 2000], "schedule": [3000] * 5,
+            "rng_present": rng, "rng": [20_000, 30_000, 25_000] if rng else [],
+            "rng_irqs": 3 if rng else 0,
+            "sleep": {"1": [1050, 1100], "10": [10100] * 3, "100": [100200]},
+            "spin": {"1": [1002] * 3, "10": [10002] * 3, "100": [100004] * 3},
+            "timer_irqs": {"1": 2, "10": 3, "100": 1}}
+
+
+def test_percentile():
+    assert bench.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert bench.percentile([1, 2, 3, 4, 5], 100) == 5
+    assert abs(bench.percentile(list(range(101)), 99) - 99) < 1e-9
+    assert bench.percentile([7], 99) == 7
+
+
+def test_irq_report_rows_and_ratios():
+    report = bench.irq_report(_raw_irq())
+    rows = {r["case"]: r for r in report["round_trip"] + report["timer"]}
+    assert rows["no-op Python call"]["median"] == 1.0          # cycles -> us
+    assert rows["virtio-rng 16 B (MSI-X)"]["median"] == 25.0
+    assert rows["virtio-rng 16 B (MSI-X)"]["ratio"] == 25.0
+    assert rows["schedule() -> callback"]["ratio"] == 3.0
+    assert rows["sleep_ms(1)"]["overshoot_median"] == 75.0
+    assert rows["sleep_ms(10)"]["ratio"] == 50.0               # 100 us over vs 2 us over
+    assert rows["sleep_ms(1)"]["timer_irqs_per_sleep"] == 1.0
+    assert report["rng_irqs_per_request"] == 1.0
+    table = bench.format_irq_table({**report, "accel": "tcg", "accel_reason": "tcg requested"})
+    for name in rows:
+        assert name in table
+    assert "25.0x no-op Python call" in table and "one-shot" in table
+
+
+def test_irq_report_without_rng():
+    report = bench.irq_report(_raw_irq(rng=False))
+    assert all("virtio" not in r["case"] for r in report["round_trip"])
+    assert report["rng_irqs_per_request"] is None
+
+
+def test_invoke_lists_bench_irq():
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "invoke", "--help", "bench"], cwd=root,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "irq" in out.stdout, f"expected `invoke --help bench` to mention irq:\n{out.stdout}"

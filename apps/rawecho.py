@@ -1,0 +1,199 @@
+# rawecho: a UDP echo server on the raw NIC queue, the parakernel path. It owns "eth0"
+# (lwIP is detached from the NIC meanwhile), takes frames as memoryviews over the receive DMA
+# buffers, answers ARP for its address, parses Ethernet/IPv4/UDP itself and sends each
+# datagram back from a kernel transmit buffer with the addresses swapped.
+#
+# Command line: ip=A.B.C.D (default 10.0.2.15), port=N (default 7; 0 echoes every port).
+#
+# Per packet there is no bytes object: headers are written into the transmit buffer field by
+# field, and the payload goes from the receive buffer to the transmit buffer in one
+# memoryview-to-memoryview move (C memmove, DMA to DMA) -- the one move the two-ring API
+# leaves (a device cannot transmit from a receive buffer). Swapping source and destination
+# changes neither the IPv4 header checksum nor the UDP checksum (one's-complement sums do not
+# depend on the order of the words), so neither is recomputed and the payload is never read.
+from kernel import syscalls as sc
+
+ETH_HLEN = 14
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_ARP = 0x0806
+IPPROTO_UDP = 17
+ARP_LEN = 42  # Ethernet + ARP for IPv4 over Ethernet
+MIN_FRAME = 60  # the shortest Ethernet frame without its FCS
+
+# What happened to the frames, for kernel.sys / the REPL: apps.rawecho.stats
+stats = {
+    "rx": 0,
+    "echoed": 0,
+    "arp_replies": 0,
+    "ignored": 0,  # not for us, or not IPv4/ARP/UDP
+    "malformed": 0,  # lengths or header fields that do not add up
+    "tx_full": 0,  # no transmit buffer in time: reply dropped
+}
+
+BLOCKED = 1  # handle(): no transmit buffer, retry after EVENT_TX
+
+
+def parse_ip(text):
+    parts = [int(p) for p in text.split(".")]
+    if len(parts) != 4 or not all(0 <= p <= 255 for p in parts):
+        raise ValueError("bad IPv4 address %r" % text)
+    return bytes(parts)
+
+
+class Echo:
+    def __init__(self, nic, ip, port):
+        self.nic = nic
+        self.ip = ip  # bytes(4)
+        self.mac = bytes(nic.mac())
+        self.port = port
+
+    def _is_my_ip(self, frame, offset):
+        ip = self.ip
+        return (frame[offset] == ip[0] and frame[offset + 1] == ip[1]
+                and frame[offset + 2] == ip[2] and frame[offset + 3] == ip[3])
+
+    def _tx(self):
+        try:
+            return self.nic.tx_buffer()
+        except OSError:
+            return None
+
+    def handle(self, frame):
+        """One received frame; returns BLOCKED when a reply needs a transmit buffer and none is free."""
+        n = len(frame)
+        if n < ETH_HLEN:
+            stats["malformed"] += 1
+            return 0
+        ethertype = frame[12] << 8 | frame[13]
+        if ethertype == ETHERTYPE_ARP:
+            return self.arp(frame, n)
+        if ethertype == ETHERTYPE_IPV4:
+            return self.udp(frame, n)
+        stats["ignored"] += 1
+        return 0
+
+    def arp(self, frame, n):
+        # htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4, oper 1 (request)
+        if n < ARP_LEN:
+            stats["malformed"] += 1
+            return 0
+        if (frame[14] != 0 or frame[15] != 1 or frame[16] != 8 or frame[17] != 0
+                or frame[18] != 6 or frame[19] != 4):
+            stats["malformed"] += 1
+            return 0
+        if frame[20] != 0 or frame[21] != 1 or not self._is_my_ip(frame, 38):
+            stats["ignored"] += 1
+            return 0
+        got = self._tx()
+        if got is None:
+            return BLOCKED
+        tx, tx_id = got
+        tx[0:6] = frame[22:28]  # to the asker's hardware address
+        tx[6:12] = self.mac
+        tx[12:22] = frame[12:22]  # ethertype, htype, ptype, hlen, plen, oper...
+        tx[21] = 2  # ...made a reply
+        tx[22:28] = self.mac  # sender: us
+        tx[28:32] = self.ip
+        tx[32:42] = frame[22:32]  # target: the asker (hardware and protocol address)
+        for i in range(ARP_LEN, MIN_FRAME):
+            tx[i] = 0
+        self.nic.tx_send(tx_id, MIN_FRAME)
+        stats["arp_replies"] += 1
+        return 0
+
+    def udp(self, frame, n):
+        if n < ETH_HLEN + 20:
+            stats["malformed"] += 1
+            return 0
+        vihl = frame[14]
+        ihl = (vihl & 0x0F) * 4
+        total = frame[16] << 8 | frame[17]
+        if vihl >> 4 != 4 or ihl < 20 or total < ihl + 8 or ETH_HLEN + total > n:
+            stats["malformed"] += 1
+            return 0
+        if frame[23] != IPPROTO_UDP or not self._is_my_ip(frame, 30):
+            stats["ignored"] += 1
+            return 0
+        if frame[20] & 0x3F or frame[21]:  # more fragments, or a fragment offset
+            stats["ignored"] += 1
+            return 0
+        udp = ETH_HLEN + ihl
+        udp_len = frame[udp + 4] << 8 | frame[udp + 5]
+        if udp_len < 8 or udp_len > total - ihl:
+            stats["malformed"] += 1
+            return 0
+        port = self.port
+        if port and (frame[udp + 2] << 8 | frame[udp + 3]) != port:
+            stats["ignored"] += 1
+            return 0
+        length = ETH_HLEN + ihl + udp_len
+        got = self._tx()
+        if got is None:
+            return BLOCKED
+        tx, tx_id = got
+        if length > len(tx):
+            self.nic.tx_free(tx_id)
+            stats["malformed"] += 1
+            return 0
+        tx[0:6] = frame[6:12]  # Ethernet: back to the sender
+        tx[6:12] = self.mac
+        tx[12:14] = frame[12:14]
+        tx[14:26] = frame[14:26]  # IPv4 up to and including the checksum (total length: see below)
+        tx[16] = (ihl + udp_len) >> 8  # a UDP length shorter than the IP datagram: trim
+        tx[17] = (ihl + udp_len) & 0xFF
+        tx[26:30] = frame[30:34]  # source <- destination
+        tx[30:34] = frame[26:30]  # destination <- source
+        if ihl > 20:
+            tx[34:ETH_HLEN + ihl] = frame[34:ETH_HLEN + ihl]  # options
+        tx[udp:udp + 2] = frame[udp + 2:udp + 4]  # ports swapped
+        tx[udp + 2:udp + 4] = frame[udp:udp + 2]
+        tx[udp + 4:udp + 8] = frame[udp + 4:udp + 8]  # length, checksum
+        if total != ihl + udp_len:
+            _fix_ip_checksum(tx)
+        if udp_len > 8:
+            tx[udp + 8:length] = frame[udp + 8:length]  # the payload: one move, DMA to DMA
+        end = length
+        while end < MIN_FRAME:
+            tx[end] = 0
+            end += 1
+        self.nic.tx_send(tx_id, end)
+        stats["echoed"] += 1
+        return 0
+
+
+def _fix_ip_checksum(tx):
+    ihl = (tx[14] & 0x0F) * 4
+    tx[24] = 0
+    tx[25] = 0
+    total = 0
+    for i in range(14, 14 + ihl, 2):
+        total += tx[i] << 8 | tx[i + 1]
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    total = ~total & 0xFFFF
+    tx[24] = total >> 8
+    tx[25] = total & 0xFF
+
+
+async def main():
+    nic = sc.acquire("eth0")
+    echo = Echo(nic, parse_ip(sc.get_config("ip", "10.0.2.15")), int(sc.get_config("port", "7")))
+    sc.subscribe(nic, sc.EVENT_RX | sc.EVENT_TX)
+    sc.console_print("rawecho: %s udp port %s on eth0 %s"
+                     % (".".join(str(b) for b in echo.ip), echo.port or "any",
+                        ":".join("%02x" % b for b in echo.mac)))
+    while True:
+        got = nic.recv()
+        if got is None:
+            await sc.wait()
+            continue
+        frame, frame_id = got
+        stats["rx"] += 1
+        try:
+            if echo.handle(frame) == BLOCKED:
+                # Hold the frame until transmit space comes back (or give up after 100 ms).
+                await sc.wait(0.1)
+                if echo.handle(frame) == BLOCKED:
+                    stats["tx_full"] += 1
+        finally:
+            nic.release(frame_id)
