@@ -11,5 +11,3 @@ package("apps", base_path="..")
 # The boot script, run once after every (soft) reset before the REPL.
 module("_boot.py", opt=3)
 
-# The apps (one module each, started with app=NAME): the top-level apps/ package.
-package("apps", base_path="..", opt=3)

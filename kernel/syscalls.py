@@ -53,6 +53,25 @@ async def wait(timeout=None):
     return await queue.wait(None if timeout is None else int(timeout * 1000))
 
 
+def readable(stream):
+    """Awaitable: suspend the calling task until `stream` (a socket, sys.stdin) has data.
+
+    For sockets asyncio's streams do not cover, e.g. UDP: `await sc.readable(sock)`, then a
+    non-blocking recvfrom. The wait is select.poll's, so the core halts meanwhile."""
+    return _wait_io(asyncio.core._io_queue.queue_read, stream)
+
+
+def writable(stream):
+    """Awaitable: suspend the calling task until `stream` can take more data."""
+    return _wait_io(asyncio.core._io_queue.queue_write, stream)
+
+
+def _wait_io(queue, stream):
+    # A generator is awaitable in MicroPython; yielding the queue call parks the task on the
+    # stream until the event loop's poll reports it ready (as extmod/asyncio/stream.py does).
+    yield queue(stream)
+
+
 def _check_owner(handle):
     owner = getattr(handle, "owner", None)
     if owner is not sched.caller():
