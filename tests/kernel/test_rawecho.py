@@ -176,7 +176,9 @@ def test_rawecho_echoes_every_size_byte_identical(raw_rawecho, summary):
 
 def malformed_frames(rng: random.Random) -> list[bytes]:
     good = udp_frame(b"x" * 100)
-    frames = [b"", b"\x00", good[:13], good[:14], good[:33], good[:41]]
+    # No empty frame: QEMU's dgram netdev takes a 0-byte datagram for "peer queue full" and
+    # stops reading its socket for good; no wire carries an empty Ethernet frame anyway.
+    frames = [b"\x00", good[:13], good[:14], good[:33], good[:41]]
     ip_total_too_big = bytearray(good)
     ip_total_too_big[16:18] = struct.pack("!H", 3000)
     frames.append(bytes(ip_total_too_big))
@@ -200,7 +202,7 @@ def malformed_frames(rng: random.Random) -> list[bytes]:
     fragment[20] = 0x20
     frames.append(bytes(fragment))
     for _ in range(200):
-        frames.append(bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 1600))))
+        frames.append(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 1600))))
         mutated = bytearray(good)
         for _ in range(rng.randrange(1, 6)):
             mutated[rng.randrange(14, len(mutated))] = rng.getrandbits(8)
