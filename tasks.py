@@ -8,6 +8,7 @@
     invoke test         build, then pytest tests/
     invoke bench boot   boot-time benchmark -> build/bench/boot.json
     invoke bench irq    interrupt round trip, timer precision -> build/bench/irq.json
+    invoke bench echo   UDP echo rate and latency -> build/bench/echo.json
     invoke clean        remove build/
 """
 
@@ -29,10 +30,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from manticore_host import fetch, image  # noqa: E402
-from manticore_host.fetch import FetchError, micropython_dir  # noqa: E402
+from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: E402
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
-                "mtools", "gcc", "make", "gdb")
+                "mtools", "gcc", "make", "gdb",
+                "iproute2", "iputils-ping")     # --net tap, tests/net
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
@@ -98,12 +100,16 @@ def deps(c):
               f"-r {requirements}", in_stream=False)
         did.append("Python packages")
     fetched_before = fetch.is_fetched("micropython")
+    lwip_before = fetch.is_fetched("lwip")
     try:
         tree = micropython_dir()
+        lwip_dir()
     except FetchError as e:
         raise Exit(f"deps: {e}", code=1)
     if not fetched_before:
         did.append("MicroPython source")
+    if not lwip_before:
+        did.append("lwIP source")
     if did:
         print(f"deps: installed {', '.join(did)}; MicroPython at {tree}")
     else:
@@ -118,10 +124,12 @@ def _build_kernel(c, quiet: bool = False) -> None:
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
     try:
         top = micropython_dir()
+        lwip = lwip_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
-           f"MICROPY_TOP={shlex.quote(str(top))} -j{_jobs()}")
+           f"MICROPY_TOP={shlex.quote(str(top))} "
+           f"LWIP_DIR={shlex.quote(str(lwip))} -j{_jobs()}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
@@ -166,23 +174,26 @@ def iso(c):
     "publish": "HOST[:GUEST][/PROTO] port forward; repeatable",
     "append": "kernel command line words",
     "serial": "stdio (default: this terminal), pty, unix:PATH",
-    "net": "user or none (default: user if --publish is given, else none)",
+    "net": "user, tap or none (default: user if --publish is given, else "
+           "none); tap: a tap device in a network namespace made for this run "
+           "(root), host 192.168.77.1, guest 192.168.77.2",
+    "net-dump": "write the NIC's traffic to this pcap file (QEMU filter-dump)",
     "dry-run": "print the QEMU command line and exit",
     "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
 })
 def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
-        dry_run=False, debug=False):
+        net_dump=None, dry_run=False, debug=False):
     """Boot manticore in QEMU, serial console on this terminal
     (Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor)."""
-    from manticore_host.qemu import VMConfig, build_command, resolve_accel
-    from manticore_host.symbolize import SymbolizingStream
+    from manticore_host.qemu import VMConfig, resolve_accel
 
     publish = list(publish or [])
     cfg = VMConfig(boot=boot, machine=machine, cpus=int(cpus), memory=memory,
                    accel=accel, append=append, app=app, publish=publish,
                    serial=serial, gdb=debug,
-                   net=net or ("user" if publish else "none"))
+                   net=net or ("user" if publish else "none"),
+                   net_dump=Path(net_dump).resolve() if net_dump else None)
     try:
         cfg.validate()
     except ValueError as e:
@@ -193,6 +204,30 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
         if boot == "iso":
             _build_iso(quiet=True)
     accel_name, reason = resolve_accel(accel)
+    netns = None
+    if cfg.net == "tap":
+        from manticore_host.netns import NetNamespace, NetnsError, available
+        ok, why = available()
+        if not ok and not dry_run:
+            raise Exit(f"run: --net tap: {why}", code=2)
+        netns = NetNamespace()
+        cfg.netns = netns.name
+        if not dry_run:
+            try:
+                netns.create()
+            except NetnsError as e:
+                raise Exit(f"run: --net tap: {e}", code=1)
+    try:
+        _run_configured(c, cfg, accel_name, reason, dry_run, debug, netns)
+    finally:
+        if netns is not None:
+            netns.delete()
+
+
+def _run_configured(c, cfg, accel_name, reason, dry_run, debug, netns):
+    from manticore_host.qemu import build_command
+    from manticore_host.symbolize import SymbolizingStream
+    boot, machine, memory, serial = cfg.boot, cfg.machine, cfg.memory, cfg.serial
     tmp = Path(tempfile.mkdtemp(prefix="manticore-run-"))
     qmp = tmp / "qmp.sock"
     cmd = build_command(cfg, qmp, tmp / "serial.sock", accel=accel_name)
@@ -204,6 +239,14 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
     cpus = f"{cfg.cpus} cpu{'s' if cfg.cpus > 1 else ''}"
     print(f"run: {_rel(cfg.image())} ({path}) on {machine}, {accel_name} "
           f"({reason}), {memory}, {cpus}, ports {ports}", flush=True)
+    if netns is not None:
+        a = netns.addressing
+        print(f"run: tap {netns.tap} in network namespace {netns.name} "
+              f"(host {a.host_cidr}, guest {a.guest_ip}); from another "
+              f"terminal: ip netns exec {netns.name} ping {a.guest_ip}",
+              flush=True)
+    if cfg.net_dump is not None:
+        print(f"run: NIC traffic -> {cfg.net_dump} (pcap)", flush=True)
     if dry_run:
         print(shlex.join(cmd))
         shutil.rmtree(tmp, ignore_errors=True)
@@ -306,24 +349,30 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "irq")
+BENCHMARKS = ("boot", "irq", "echo")
 
 
 @task(positional=["name"], help={
-    "name": "which benchmark: boot or irq",
+    "name": "which benchmark: boot, irq or echo",
     "runs": "boot: boots per case (default 5; --quick: 2)",
-    "quick": "boot: fewer runs, coarser memory bisection; irq: fewer samples",
+    "quick": "boot: fewer runs, coarser memory bisection; irq: fewer samples; echo: 1 s per case",
+    "seconds": "echo: seconds per case (default 5; --quick: 1)",
+    "net": "echo: user, tap or both (default both)",
     "accel": "auto (default), kvm or tcg",
     "no-build": "measure the images as they are (no build first)"})
-def bench(c, name, runs=None, quick=False, accel="auto", no_build=False):
+def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto",
+          no_build=False):
     """Benchmarks: `invoke bench boot` times QEMU launch -> `>>> `;
-    `invoke bench irq` measures interrupt round trip and timer precision."""
+    `invoke bench irq` measures interrupt round trip and timer precision;
+    `invoke bench echo` measures UDP echo rate and latency against echod."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
                    f"(have: {', '.join(BENCHMARKS)})", code=2)
+    if net not in ("user", "tap", "both"):
+        raise Exit(f"bench: --net {net!r}: expected user, tap or both", code=2)
     if not no_build:
         _build_kernel(c, quiet=True)
-        if name == "boot":
+        if name in ("boot", "echo"):
             _build_iso(quiet=True)
     if name == "irq":
         from manticore_host.bench import run_irq_bench
@@ -331,6 +380,12 @@ def bench(c, name, runs=None, quick=False, accel="auto", no_build=False):
             run_irq_bench(quick=quick, accel=accel)
         except (RuntimeError, OSError, ValueError) as e:
             raise Exit(f"bench irq: {e}", code=1)
+        return
+    if name == "echo":
+        from manticore_host.echobench import run_echo_bench
+        nets = ("user", "tap") if net == "both" else (net,)
+        run_echo_bench(quick=quick, accel=accel, nets=nets,
+                       seconds=float(seconds) if seconds else None)
         return
     from manticore_host.bench import run_boot_bench
     run_boot_bench(runs=int(runs) if runs else (2 if quick else 5),

@@ -13,11 +13,17 @@ with QMP and the serial console on unix sockets in a private temporary
 directory, starting the guest paused and letting it run only once both are
 connected, so that no serial output is ever lost.  `resolve_accel` decides
 between KVM and TCG (KVM only after a probe boot succeeded).
+
+Networking: net="user" (QEMU's slirp; `publish` becomes hostfwd on
+127.0.0.1) or net="tap" (VM.start creates a network namespace holding a tap
+device, runs QEMU inside it and removes both at close; see netns.py; the
+guest gets ip=/netmask=/gw= on its command line).  `net_dump` writes a pcap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +42,7 @@ QEMU = "qemu-system-x86_64"
 MACHINES = ("q35", "pc", "microvm")
 ACCELS = ("auto", "kvm", "tcg")
 BOOTS = ("kernel", "iso")
-NETS = ("none", "user")
+NETS = ("none", "user", "tap")
 FW_CFG_CMDLINE = "opt/manticore/cmdline"
 DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 PROMPT = b">>> "
@@ -56,7 +62,9 @@ class PortForward(NamedTuple):
     proto: str = "tcp"
 
     def hostfwd(self) -> str:
-        return f"hostfwd={self.proto}::{self.host}-:{self.guest}"
+        # Bound to loopback only: a published port is for this machine's
+        # clients, not for the network the host sits on.
+        return f"hostfwd={self.proto}:127.0.0.1:{self.host}-:{self.guest}"
 
     def __str__(self) -> str:
         return f"{self.host}->{self.guest}/{self.proto}"
@@ -104,7 +112,12 @@ class VMConfig:
         default_factory=lambda: repo_root() / "build" / "kernel.elf")
     iso: Path = field(
         default_factory=lambda: repo_root() / "build" / "kernel.iso")
-    net: str = "none"               # none | user
+    net: str = "none"               # none | user | tap
+    net_dump: Path | None = None    # pcap of net0's traffic (QEMU filter-dump)
+    netns: str | None = None        # tap: run QEMU in this existing namespace (else VM
+                                    # creates one, with the tap, and deletes it at close)
+    tap: str = "mtap0"              # tap: the tap device's name inside the namespace
+    tap_static: bool = True         # tap: add ip=/netmask=/gw= for the guest to the cmdline
     cpu: str | None = None          # CPU model; default: host (kvm), max (tcg)
     qemu: str = QEMU                # the QEMU binary
 
@@ -115,6 +128,15 @@ class VMConfig:
     def image(self) -> Path:
         return Path(self.kernel if self.boot == "kernel" else self.iso)
 
+    def kernel_cmdline(self) -> str:
+        """`append`, plus (for tap networking, unless it names ip= itself) the guest's static
+        address on the namespace's link: ip=192.168.77.2 netmask=255.255.255.0 gw=..."""
+        if self.net != "tap" or not self.tap_static or \
+                any(w.startswith("ip=") for w in self.append.split()):
+            return self.append
+        from manticore_host.netns import TapAddressing
+        return " ".join(w for w in (self.append, TapAddressing().guest_cmdline()) if w)
+
     def cmdline_override(self) -> str | None:
         """The string for fw_cfg opt/manticore/cmdline, or None.
 
@@ -123,14 +145,15 @@ class VMConfig:
         be changed from outside), and `app` makes an override that repeats
         `append` (the override replaces the boot command line)."""
         words = []
+        append = self.kernel_cmdline()
         if self.fw_cfg_cmdline is not None:
             words.append(self.fw_cfg_cmdline)
         elif self.boot == "iso" or self.app:
-            words.append(self.append)
+            words.append(append)
         if self.app:
             words.append(f"app={self.app}")
         if self.fw_cfg_cmdline is None and not self.app and \
-                (self.boot != "iso" or not self.append):
+                (self.boot != "iso" or not append):
             return None
         return " ".join(w for w in words if w)
 
@@ -153,6 +176,20 @@ class VMConfig:
         if self.net != "none" and self.machine == "microvm":
             raise ValueError("microvm has no PCI bus for virtio-net-pci: "
                              "use machine q35 or pc for networking")
+        if self.net == "tap" and self.publish:
+            raise ValueError("publish forwards host ports with net user; with "
+                             "net tap the host reaches the guest directly "
+                             "from inside the namespace")
+        if self.net_dump is not None and self.net == "none":
+            raise ValueError("net_dump records the NIC's traffic: it needs "
+                             "net user or tap, not none")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", self.tap):
+            raise ValueError(f"tap {self.tap!r}: expected an interface name "
+                             "(at most 15 letters, digits, _ . -)")
+        if self.netns is not None and \
+                not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.netns):
+            raise ValueError(f"netns {self.netns!r}: expected a namespace "
+                             "name (letters, digits, _ . -)")
         if not isinstance(self.cpus, int) or self.cpus < 1:
             raise ValueError(f"cpus {self.cpus!r}: expected an integer >= 1")
         if not re.fullmatch(r"\d+(\.\d+)?[KMGTkmgt]?", str(self.memory)):
@@ -193,8 +230,9 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
 
     if cfg.boot == "kernel":
         cmd += ["-kernel", str(cfg.kernel)]
-        if cfg.append:
-            cmd += ["-append", cfg.append]
+        append = cfg.kernel_cmdline()
+        if append:
+            cmd += ["-append", append]
     else:
         cmd += ["-cdrom", str(cfg.iso), "-boot", "d"]
     override = cfg.cmdline_override()
@@ -230,15 +268,29 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
         netdev = "user,id=net0" + "".join(
             "," + p.hostfwd() for p in cfg.ports)
         cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+    elif cfg.net == "tap":
+        # The tap exists only inside a network namespace (see netns.py);
+        # QEMU is started in it, so nothing reaches the host's interfaces.
+        if cfg.netns is None:
+            raise ValueError("net tap runs QEMU inside a network namespace: "
+                             "set netns (VM.start creates one)")
+        cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,"
+                "downscript=no",
+                "-device", "virtio-net-pci,netdev=net0"]
     elif cfg.net == "none" and cfg.machine != "microvm":
         # Without this QEMU adds its default NIC (an e1000e on q35) behind the user's back.
         cmd += ["-nic", "none"]
+    if cfg.net_dump is not None:
+        cmd += ["-object", "filter-dump,id=dump0,netdev=net0,file="
+                f"{qemu_escape(os.fspath(cfg.net_dump))}"]
 
     if cfg.gdb:
         cmd += ["-s", "-S"]
     elif paused:
         cmd += ["-S"]
     cmd += [str(a) for a in cfg.extra_args]
+    if cfg.net == "tap":
+        cmd = ["ip", "netns", "exec", cfg.netns] + cmd
     return cmd
 
 
@@ -597,6 +649,24 @@ class Console:
         self._exit_raw(timeout)
         return result
 
+    def raw_start(self, code: str, timeout: float = 60) -> None:
+        """Start `code` in the raw REPL and return at once, for code that
+        runs on (a server): read its output with read_until meanwhile, and
+        collect the rest with raw_finish."""
+        self._enter_raw(timeout)
+        self._raw_send(code.encode("utf-8"), timeout)
+
+    def raw_finish(self, timeout: float = 60,
+                   interrupt: bool = False) -> tuple[str, str]:
+        """Wait for the code of raw_start to end (Ctrl-C first when
+        `interrupt`); its remaining (stdout, stderr), then back at the
+        friendly REPL."""
+        if interrupt:
+            self.write(b"\x03")
+        result = self._follow(timeout)
+        self._exit_raw(timeout)
+        return result
+
     def raw_paste_exec(self, code: str,
                        timeout: float = 60) -> tuple[str, str]:
         """Run `code` with the raw-paste protocol and its flow control (as
@@ -760,7 +830,8 @@ def _exit_status(code: int | None) -> str:
 
 class VM:
     """One QEMU process; a context manager.  After start(): `console`
-    (serial), `qmp` (QMPClient), `command`, `accel`, `accel_reason`."""
+    (serial), `qmp` (QMPClient), `command`, `accel`, `accel_reason`, and
+    for net tap `netns` (the NetNamespace QEMU runs in)."""
 
     def __init__(self, cfg: VMConfig, log_path: Path | None = None):
         self.cfg = cfg
@@ -774,6 +845,8 @@ class VM:
         self.started_at: float | None = None
         self._tmp: str | None = None
         self._stderr = None
+        self.netns = None               # NetNamespace for net tap
+        self._owns_netns = False
 
     # -- lifecycle --
 
@@ -786,11 +859,18 @@ class VM:
                 f"{image} does not exist: run `invoke build"
                 f"{' iso' if cfg.boot == 'iso' else ''}` first")
         self.accel, self.accel_reason = resolve_accel(cfg.accel)
+        if cfg.net == "tap":
+            self._setup_netns()
+            cfg = dataclasses.replace(cfg, netns=self.netns.name)
         self._tmp = tempfile.mkdtemp(prefix="manticore-vm-")
         tmp = Path(self._tmp)
         qmp_path, serial_path = tmp / "qmp.sock", tmp / "serial.sock"
-        self.command = build_command(cfg, qmp_path, serial_path,
-                                     accel=self.accel, paused=True)
+        try:
+            self.command = build_command(cfg, qmp_path, serial_path,
+                                         accel=self.accel, paused=True)
+        except BaseException:
+            self.close()
+            raise
         self._stderr = open(tmp / "qemu.stderr", "w+b")
         stdio = cfg.serial == "stdio"
         self.started_at = time.monotonic()
@@ -816,6 +896,14 @@ class VM:
                 raise
             raise error from e
         return self
+
+    def _setup_netns(self) -> None:
+        from manticore_host.netns import NetNamespace
+        if self.cfg.netns is not None:      # the caller's; it deletes it
+            self.netns = NetNamespace(name=self.cfg.netns, tap=self.cfg.tap)
+            return
+        self.netns = NetNamespace(tap=self.cfg.tap).create()
+        self._owns_netns = True
 
     def _serial_transport(self, serial_path: Path, deadline: float):
         cfg = self.cfg
@@ -924,6 +1012,9 @@ class VM:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        if self._owns_netns and self.netns is not None:
+            self.netns.delete()             # with the tap and anything left in it
+            self._owns_netns = False
 
     def __enter__(self) -> "VM":
         return self

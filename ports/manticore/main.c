@@ -64,6 +64,10 @@ static void print_boot_line(void) {
         boot_info.loader, boot_info.cmdline, manticore_cmdline_source);
 }
 
+#define GC_THRESHOLD_DIVISOR (32)
+#define GC_THRESHOLD_MIN (256 * 1024)
+#define GC_THRESHOLD_MAX (4 * 1024 * 1024)
+
 static void start_gc_heap(void) {
     const struct mm_region *first = &mm_layout.heap[0];
     gc_init((void *)(uintptr_t)first->base, (void *)(uintptr_t)(first->base + first->size));
@@ -71,6 +75,18 @@ static void start_gc_heap(void) {
         const struct mm_region *r = &mm_layout.heap[i];
         gc_add((void *)(uintptr_t)r->base, (void *)(uintptr_t)(r->base + r->size));
     }
+    // Collect after every GC_THRESHOLD_DIVISOR-th of the heap has been allocated, instead of
+    // only when the heap is full: with 100+ MiB of heap a long-running server otherwise
+    // allocates through the whole heap first, and allocation gets slower the further it
+    // goes (echod fell from 2,700 to 550 echoes/s in 30 s). Collections stay cheap because
+    // live data is small; gc.threshold() changes it at run time.
+    uint64_t threshold = mm_layout.heap_total / GC_THRESHOLD_DIVISOR;
+    if (threshold < GC_THRESHOLD_MIN) {
+        threshold = GC_THRESHOLD_MIN;
+    } else if (threshold > GC_THRESHOLD_MAX) {
+        threshold = GC_THRESHOLD_MAX;
+    }
+    MP_STATE_MEM(gc_alloc_threshold) = threshold / MICROPY_BYTES_PER_GC_BLOCK;
 }
 
 void kernel_main(void) {

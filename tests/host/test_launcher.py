@@ -76,7 +76,7 @@ def test_cpus_memory():
 
 
 @pytest.mark.parametrize("bad", [{"cpus": 0}, {"memory": "lots"}, {"machine": "virt"},
-                                 {"boot": "pxe"}, {"serial": "tcp"}, {"net": "tap"},
+                                 {"boot": "pxe"}, {"serial": "tcp"}, {"net": "wifi"},
                                  {"accel": "hvf"}])
 def test_bad_values(bad):
     with pytest.raises(ValueError):
@@ -166,7 +166,8 @@ def test_publish_stored_without_net():
 def test_net_user_with_publish():
     c = cmd(net="user", publish=["8080:80", "5353:53/udp", "2222"])
     assert option(c, "-netdev") == [
-        "user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53,hostfwd=tcp::2222-:2222"]
+        "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53,"
+        "hostfwd=tcp:127.0.0.1:2222-:2222"]
     assert "virtio-net-pci,netdev=net0" in option(c, "-device")
 
 

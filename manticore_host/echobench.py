@@ -1,0 +1,393 @@
+"""`invoke bench echo`: UDP echo request/response rate and latency against echod.
+
+For each path (QEMU user networking through a 127.0.0.1 hostfwd; a tap device inside a
+network namespace made for the run) and for 64- and 1400-byte payloads at 1 and at 32
+requests in flight, a closed-loop load generator measures replies per second and the
+round-trip latency (p50, p99).  The same generator runs against a host-local UDP echo server
+on 127.0.0.1 (tools/udpecho, C) in the same run: that figure is the generator's own ceiling,
+and the guest's figures mean something only while they stay well below it.
+
+All traffic goes to 127.0.0.1 or to the guest inside the namespace; nothing else.
+Results: a table on stdout and build/bench/echo.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from manticore_host import image
+from manticore_host.qemu import VM, VMConfig, resolve_accel
+
+ECHO_PORT = 7777
+LISTENING = b"echod: listening on 7777/udp"
+SIZES = (64, 1400)
+INFLIGHT = (1, 32)
+LOSS_TIMEOUT = 0.1                  # a request unanswered this long counts as lost
+SEQ_BYTES = 8                       # each request starts with its sequence number
+UDPECHO_SRC = image.ROOT / "tools" / "udpecho" / "udpecho.c"
+
+
+# -- the load generator ---------------------------------------------------------------------
+
+@dataclass
+class EchoResult:
+    """One closed-loop run: `received` good replies in `seconds`."""
+    size: int
+    inflight: int
+    sent: int = 0
+    received: int = 0
+    lost: int = 0                   # no reply within the loss timeout
+    corrupt: int = 0                # a reply whose bytes differ from the request
+    seconds: float = 0.0
+    rate: float = 0.0               # replies per second
+    p50_us: float | None = None
+    p99_us: float | None = None
+    max_us: float | None = None
+    latencies_us: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.pop("latencies_us")
+        return d
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """The p-th percentile (0..100) of an ascending list, nearest-rank."""
+    if not sorted_values:
+        return None
+    rank = math.ceil(p / 100 * len(sorted_values))     # 1-based
+    k = max(0, min(len(sorted_values) - 1, rank - 1))
+    return sorted_values[k]
+
+
+def _payload(size: int, seq: int, filler: bytes) -> bytes:
+    if size < SEQ_BYTES:
+        raise ValueError(f"payload size {size}: the generator needs at least {SEQ_BYTES} bytes")
+    return seq.to_bytes(SEQ_BYTES, "little") + filler[:size - SEQ_BYTES]
+
+
+def echo_load(sock: socket.socket, size: int, inflight: int, *, seconds: float | None = None,
+              count: int | None = None, loss_timeout: float = 1.0,
+              deadline: float | None = None) -> EchoResult:
+    """Closed loop on a *connected* UDP socket: keep `inflight` requests outstanding, send a
+    new one for every reply (and for every request given up after `loss_timeout`), for
+    `seconds` of wall time or until `count` requests were sent (and answered or given up).  Replies are checked byte for
+    byte.  `deadline` (time.monotonic) bounds the whole run in any case."""
+    if (seconds is None) == (count is None):
+        raise ValueError("give exactly one of seconds or count")
+    if inflight < 1:
+        raise ValueError(f"inflight {inflight}: expected >= 1")
+    filler = bytes((i * 7 + 13) & 0xFF for i in range(max(size, SEQ_BYTES)))
+    res = EchoResult(size, inflight)
+    outstanding: OrderedDict[int, int] = OrderedDict()    # seq -> send time (ns)
+    lat = res.latencies_us
+    buf = bytearray(65536)
+    clock = time.perf_counter_ns
+    seq = 0
+    t0 = clock()
+    stop_ns = t0 + int(seconds * 1e9) if seconds is not None else None
+    hard_stop = deadline if deadline is not None else time.monotonic() + (
+        (seconds or 0) + 60 if count is None else 3600)
+    loss_ns = int(loss_timeout * 1e9)
+    sock.settimeout(min(loss_timeout, 0.2))
+
+    def send_one():
+        nonlocal seq
+        seq += 1
+        outstanding[seq] = clock()
+        sock.send(_payload(size, seq, filler))
+        res.sent += 1
+
+    def want_more(now):
+        if stop_ns is not None:
+            return now < stop_ns
+        return res.sent < count
+
+    while len(outstanding) < inflight and want_more(clock()):
+        send_one()
+    while outstanding:
+        if time.monotonic() > hard_stop:
+            break
+        try:
+            n = sock.recv_into(buf)
+        except socket.timeout:
+            n = -1
+        except ConnectionRefusedError:  # ICMP port unreachable from an earlier send
+            n = -1
+        now = clock()
+        if n >= SEQ_BYTES:
+            got = int.from_bytes(buf[:SEQ_BYTES], "little")
+            sent_at = outstanding.pop(got, None)
+            if sent_at is not None:
+                if buf[:n] == _payload(size, got, filler):
+                    res.received += 1
+                    lat.append((now - sent_at) / 1000)
+                else:
+                    res.corrupt += 1
+        # give up on requests older than the loss timeout
+        while outstanding:
+            oldest, sent_at = next(iter(outstanding.items()))
+            if now - sent_at < loss_ns:
+                break
+            del outstanding[oldest]
+            res.lost += 1
+        while len(outstanding) < inflight and want_more(now):
+            send_one()
+        if stop_ns is not None and now >= stop_ns and not outstanding:
+            break
+    res.lost += len(outstanding)
+    res.seconds = (clock() - t0) / 1e9
+    res.rate = res.received / res.seconds if res.seconds > 0 else 0.0
+    lat.sort()
+    res.p50_us, res.p99_us = percentile(lat, 50), percentile(lat, 99)
+    res.max_us = lat[-1] if lat else None
+    return res
+
+
+def udp_client(addr: tuple[str, int], factory=None) -> socket.socket:
+    """A UDP socket connected to `addr` (created by `factory`, e.g. NetNamespace.socket)."""
+    sock = factory(socket.AF_INET, socket.SOCK_DGRAM) if factory else \
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.connect(addr)
+    return sock
+
+
+# -- the host-local reference server --------------------------------------------------------
+
+class HostEcho:
+    """tools/udpecho (C) on 127.0.0.1, compiled into build/tools/ on first use; a Python echo
+    in a subprocess when no C compiler is there.  A context manager; `.port`, `.kind`."""
+
+    PY_FALLBACK = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "s.bind(('127.0.0.1',0)); print('udpecho: %d' % s.getsockname()[1], flush=True)\n"
+        "while True:\n"
+        "    d,a=s.recvfrom(65536); s.sendto(d,a)\n")
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.kind = ""
+
+    @staticmethod
+    def binary() -> Path | None:
+        src = UDPECHO_SRC
+        out = image.BUILD / "tools" / "udpecho"
+        if out.is_file() and out.stat().st_mtime >= src.stat().st_mtime:
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(src)],
+                               capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out if r.returncode == 0 else None
+
+    def __enter__(self) -> "HostEcho":
+        exe = self.binary()
+        argv = [str(exe), "0"] if exe else [sys.executable, "-c", self.PY_FALLBACK]
+        self.kind = "C tools/udpecho" if exe else "Python (no C compiler)"
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("udpecho: "):
+            self.__exit__()
+            raise RuntimeError(f"host echo server did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+            self.proc = None
+
+
+# -- the guest --------------------------------------------------------------------------------
+
+def free_port(proto: int = socket.SOCK_DGRAM) -> int:
+    """A port that is free on 127.0.0.1 right now (for a hostfwd)."""
+    with socket.socket(socket.AF_INET, proto) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def echod_config(net: str, accel: str, port: int | None = None, **kw) -> VMConfig:
+    """echod in a VM: net "user" (UDP and TCP 7777 forwarded from 127.0.0.1:port) or "tap"."""
+    if net == "user":
+        kw["publish"] = [f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"]
+    return VMConfig(boot="kernel", app="echod", net=net, accel=accel, **kw)
+
+
+def start_echod(vm: VM, timeout: float = 60) -> None:
+    vm.start()
+    vm.console.read_until(LISTENING, timeout)
+
+
+def wait_answering(sock: socket.socket, timeout: float = 20) -> None:
+    """Until the echo answers (the first datagram may wait for ARP or a DHCP lease)."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            sock.send(b"ping-ping")
+            if sock.recv(64) == b"ping-ping":
+                return
+        except (socket.timeout, ConnectionRefusedError):
+            pass
+    raise TimeoutError(f"no echo within {timeout:g} s")
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+def run_cases(sock: socket.socket, seconds: float, log, label: str) -> dict:
+    """Every case, one after the other, on one socket (the host-local reference)."""
+    results = {}
+    for size in SIZES:
+        for inflight in INFLIGHT:
+            r = echo_load(sock, size, inflight, seconds=seconds, loss_timeout=LOSS_TIMEOUT)
+            results[f"{size}B x{inflight}"] = r.summary()
+            log(f"  {label:10} {size:5} B  {inflight:2} in flight  {_row(r.summary())}")
+            _drain(sock)
+    return results
+
+
+def _drain(sock: socket.socket) -> None:
+    """Let late replies of the previous case arrive and discard them."""
+    sock.settimeout(0.05)
+    try:
+        for _ in range(10000):
+            sock.recv(65536)
+    except (socket.timeout, ConnectionRefusedError):
+        pass
+
+
+def _row(r: dict) -> str:
+    if "error" in r:
+        return f"error: {r['error'][:70]}"
+    p50 = f"{r['p50_us']:.0f}" if r.get("p50_us") is not None else "-"
+    p99 = f"{r['p99_us']:.0f}" if r.get("p99_us") is not None else "-"
+    return (f"{r['rate']:9.0f}/s  p50 {p50:>7} us  p99 {p99:>7} us  "
+            f"lost {r['lost']}/{r['sent']}" + (f" corrupt {r['corrupt']}" if r["corrupt"] else ""))
+
+
+def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | None = None,
+                   nets: tuple[str, ...] = ("user", "tap"), out: Path | None = None,
+                   log=print) -> dict:
+    accel_name, reason = resolve_accel(accel)
+    seconds = seconds or (1.0 if quick else 5.0)
+    log(f"bench echo: {seconds:g} s per case, accel {accel_name} ({reason})")
+    results: dict[str, dict] = {}
+
+    with HostEcho() as host:
+        sock = udp_client(("127.0.0.1", host.port))
+        try:
+            results["host-local"] = run_cases(sock, seconds, log, "host-local")
+        finally:
+            sock.close()
+        host_kind = host.kind
+
+    for net in nets:
+        try:
+            results[net] = _bench_guest(net, accel_name, seconds, log)
+        except Exception as e:          # report it and go on with the other path
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            log(f"  {net:10} error: {first}")
+            results[net] = {"error": first}
+
+    report = {"accel": accel_name, "accel_reason": reason, "quick": quick,
+              "seconds_per_case": seconds, "host_echo": host_kind,
+              "host": platform.node(), "results": results}
+    out = out or image.BUILD / "bench" / "echo.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log(format_table(report))
+    log(f"bench echo: wrote {out}")
+    return report
+
+
+def _bench_guest(net: str, accel: str, seconds: float, log) -> dict:
+    """Every case on a freshly booted echod (a boot takes well under a second), so that no
+    case inherits the heap or the queues that an earlier one left behind."""
+    if net == "tap":
+        from manticore_host.netns import available
+        ok, why = available()
+        if not ok:
+            return {"error": f"tap skipped: {why}"}
+    results = {}
+    for size in SIZES:
+        for inflight in INFLIGHT:
+            with _echod_session(net, accel) as sock:
+                r = echo_load(sock, size, inflight, seconds=seconds, loss_timeout=LOSS_TIMEOUT)
+            results[f"{size}B x{inflight}"] = r.summary()
+            log(f"  {net:10} {size:5} B  {inflight:2} in flight  {_row(r.summary())}")
+    return results
+
+
+@contextmanager
+def _echod_session(net: str, accel: str):
+    """A booted echod and a UDP socket connected to it (in the VM's namespace for tap)."""
+    port = free_port() if net == "user" else None
+    with VM(echod_config(net, accel, port)) as vm:
+        start_echod(vm)
+        if net == "user":
+            sock = udp_client(("127.0.0.1", port))
+        else:
+            from manticore_host.netns import TapAddressing
+            sock = udp_client((TapAddressing().guest_ip, ECHO_PORT), vm.netns.socket)
+        try:
+            wait_answering(sock)
+            yield sock
+        finally:
+            sock.close()
+
+
+def format_table(report: dict) -> str:
+    res = report["results"]
+    lines = [f"{'path':11} {'payload':>8} {'in flight':>9}  {'replies/s':>10} "
+             f"{'p50 us':>8} {'p99 us':>8}  {'lost':>10}"]
+    for path in ("host-local", "user", "tap"):
+        cases = res.get(path)
+        if cases is None:
+            continue
+        if "error" in cases:
+            lines.append(f"{path:11} error: {cases['error']}")
+            continue
+        for key, r in cases.items():
+            size, inflight = key.split(" x")
+            p50 = f"{r['p50_us']:.0f}" if r.get("p50_us") is not None else "-"
+            p99 = f"{r['p99_us']:.0f}" if r.get("p99_us") is not None else "-"
+            lines.append(f"{path:11} {size:>8} {inflight:>9}  {r['rate']:10.0f} "
+                         f"{p50:>8} {p99:>8}  {r['lost']:>4}/{r['sent']:<5}")
+    local = res.get("host-local", {})
+    for path in ("user", "tap"):
+        cases = res.get(path, {})
+        if "error" in cases or not cases:
+            continue
+        worst = max((cases[k]["rate"] / local[k]["rate"]) for k in cases
+                    if k in local and local[k]["rate"] > 0)
+        lines.append(f"{path}: at most {worst * 100:.1f}% of the generator's host-local rate "
+                     f"({'the guest is the bottleneck' if worst < 0.5 else 'generator-bound: figures are a floor'})")
+    lines.append(f"host-local reference: {report['host_echo']}; accel {report['accel']} "
+                 f"({report['accel_reason']}); {report['seconds_per_case']:g} s per case")
+    return "\n".join(lines)

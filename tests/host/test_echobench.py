@@ -1,0 +1,92 @@
+"""The echo benchmark's load generator and bookkeeping, against the host-local echo server on
+127.0.0.1 (no QEMU)."""
+
+import socket
+
+import pytest
+
+from manticore_host import echobench
+from manticore_host.echobench import HostEcho, echo_load, percentile, udp_client
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_percentile_nearest_rank():
+    values = sorted(float(i) for i in range(1, 101))
+    assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0 and percentile(values, 0) == 1.0
+    assert percentile([7.0], 99) == 7.0 and percentile([], 50) is None
+
+
+@pytest.mark.parametrize("size,inflight", [(64, 1), (1400, 32)])
+def test_generator_against_host_echo(size, inflight):
+    with HostEcho() as host:
+        with udp_client(("127.0.0.1", host.port)) as s:
+            r = echo_load(s, size, inflight, count=3000)
+    assert r.sent == 3000 and r.received == 3000 and r.lost == 0 and r.corrupt == 0, \
+        f"expected 3000 of 3000 echoes from the host-local server, got {r.summary()}"
+    assert r.rate > 1000, f"expected the generator to exceed 1000 echoes/s on loopback, got {r.rate:.0f}"
+    assert 0 < r.p50_us <= r.p99_us <= r.max_us
+
+
+def test_generator_counts_losses_and_corruption():
+    # A server that drops every third request and corrupts every fifth reply.
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    import threading
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.1)
+        n = 0
+        while not stop.is_set():
+            try:
+                data, addr = srv.recvfrom(65536)
+            except socket.timeout:
+                continue
+            n += 1
+            if n % 3 == 0:
+                continue
+            if n % 5 == 0:
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            srv.sendto(data, addr)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with udp_client(srv.getsockname()) as s:
+            r = echo_load(s, 64, 4, count=300, loss_timeout=0.1)
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+    assert r.sent == 300
+    assert r.lost == 100, f"expected every third request lost (100), got {r.lost}"
+    assert 30 <= r.corrupt <= 50, f"expected about a fifth of the answers corrupt, got {r.corrupt}"
+    assert r.received + r.lost + r.corrupt == 300
+
+
+def test_generator_refuses_bad_arguments():
+    with pytest.raises(ValueError):
+        echo_load(None, 64, 1)                          # neither seconds nor count
+    with pytest.raises(ValueError):
+        echo_load(None, 64, 0, count=1)
+    with HostEcho() as host, udp_client(("127.0.0.1", host.port)) as s:
+        with pytest.raises(ValueError, match="at least 8 bytes"):
+            echo_load(s, 4, 1, count=1)
+
+
+def test_table_reports_paths_and_generator_headroom():
+    def case(rate):
+        return {"size": 64, "inflight": 1, "sent": 10, "received": 10, "lost": 0, "corrupt": 0,
+                "seconds": 1.0, "rate": rate, "p50_us": 100.0, "p99_us": 200.0, "max_us": 300.0}
+    cases = ("64B x1", "64B x32", "1400B x1", "1400B x32")
+    report = {"results": {"host-local": {c: case(50000.0) for c in cases},
+                          "user": {c: case(500.0) for c in cases},
+                          "tap": {"error": "tap skipped: no root"}},
+              "host_echo": "C tools/udpecho", "accel": "tcg", "accel_reason": "tcg requested",
+              "seconds_per_case": 1.0}
+    table = echobench.format_table(report)
+    assert "host-local" in table and "50000" in table and "500" in table
+    assert "tap         error: tap skipped" in table
+    assert "user: at most 1.0% of the generator's host-local rate" in table

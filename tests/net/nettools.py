@@ -1,0 +1,91 @@
+"""Helpers for the network tests (fixtures are in conftest.py): the guest's REPL through
+JSON, network.LAN() up, its counters, and UDP echo on a connected socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from manticore_host import netns as netns_mod
+
+ECHO_PORT = 7777
+LISTENING = b"echod: listening on 7777/udp"
+LISTENING_TCP = b"echod: listening on 7777/tcp"
+GUEST_IP = netns_mod.GUEST_IP
+HOST_IP = netns_mod.TapAddressing().host_ip
+
+def guest_eval(vm, expr: str, setup: str = "", timeout: float = 30):
+    """Evaluate `expr` in the guest (after `setup`) and return it, through JSON."""
+    code = f"{setup}\nimport json\nprint('@@' + json.dumps({expr}))\n"
+    out, err = vm.console.raw_exec(code, timeout=timeout)
+    assert err == "", f"expected no error from the guest evaluating {expr!r}, got:\n{err}"
+    for line in out.splitlines():
+        if line.startswith("@@"):
+            return json.loads(line[2:])
+    raise AssertionError(f"no result line from the guest for {expr!r}; it printed:\n{out}")
+
+
+NET_UP = """
+import network, time
+nic = network.LAN()
+nic.active(True)
+_t0 = time.ticks_ms()
+while not nic.isconnected() and time.ticks_diff(time.ticks_ms(), _t0) < {ms}:
+    time.sleep_ms(10)
+"""
+
+
+def net_up(vm, timeout_ms: int = 15000) -> dict:
+    """network.LAN() up in the guest (DHCP, or the command line's static address); returns
+    {connected, ifconfig, mac}.  `nic` is a global in the guest afterwards."""
+    return guest_eval(vm, "{'connected': nic.isconnected(), 'ifconfig': nic.ifconfig(), "
+                          "'mac': ':'.join('%02x' % b for b in nic.config('mac'))}",
+                      NET_UP.format(ms=timeout_ms), timeout=timeout_ms / 1000 + 30)
+
+
+def nic_stats(vm) -> dict:
+    """network.LAN().stats(): driver, glue and lwIP counters."""
+    return guest_eval(vm, "network.LAN().stats()", "import network")
+
+
+def flat(stats: dict, prefix: str = "") -> dict:
+    """{"lwip": {"ip": {"drop": 3}}} -> {"lwip.ip.drop": 3}."""
+    out = {}
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def udp_echo(sock: socket.socket, payload: bytes, timeout: float = 2.0) -> bytes | None:
+    """One request on a connected UDP socket; the reply, or None after `timeout`."""
+    sock.settimeout(timeout)
+    sock.send(payload)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = sock.recv(65536)
+        except (socket.timeout, ConnectionRefusedError):
+            return None
+        if reply == payload or time.monotonic() > deadline:
+            return reply
+        # a late reply to an earlier request: keep waiting for this one
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+
+
+def wait_echo(sock: socket.socket, timeout: float = 20.0) -> float:
+    """Until the echo answers; seconds it took.  Fails the test with what went wrong."""
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < timeout:
+        n += 1
+        token = b"hello-%d" % n
+        if udp_echo(sock, token, timeout=0.5) == token:
+            return time.monotonic() - t0
+    pytest.fail(f"expected echod to answer a UDP echo within {timeout:g} s; "
+                f"{n} requests went unanswered", pytrace=False)
