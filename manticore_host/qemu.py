@@ -882,7 +882,7 @@ class VM:
         try:
             deadline = time.monotonic() + timeout
             self._wait_for_socket(qmp_path, deadline)
-            self.qmp = QMPClient(qmp_path, timeout=max(1.0, timeout))
+            self.qmp = self._connect_qmp(qmp_path, timeout, deadline)
             transport = self._serial_transport(serial_path, deadline)
             self.console = Console(transport, kernel=cfg.kernel,
                                    log_path=self.log_path,
@@ -930,6 +930,20 @@ class VM:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(os.fspath(path))
         return _SocketTransport(sock)
+
+    def _connect_qmp(self, path: Path, timeout: float, deadline: float) -> "QMPClient":
+        # QEMU binds the socket (so the path exists) a moment before it listens on it; a
+        # connection in between is refused. Retry that, and only that, until the deadline.
+        while True:
+            try:
+                return QMPClient(path, timeout=max(1.0, timeout))
+            except Exception as e:
+                refused = isinstance(getattr(e, "exc", None), ConnectionRefusedError) or \
+                    isinstance(e.__cause__, ConnectionRefusedError) or \
+                    isinstance(e, ConnectionRefusedError)
+                if not refused or time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.01)
 
     def _wait_for_socket(self, path: Path, deadline: float) -> None:
         while not path.exists():

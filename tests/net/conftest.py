@@ -6,14 +6,14 @@ own namespace (tap); nothing is ever sent anywhere else.
 
   echod_user      (vm, port): app=echod, UDP and TCP 7777 forwarded from 127.0.0.1:port.
   tap_guest       a TapGuest: q35 guest on a tap at 192.168.77.2 (static, from the kernel
-                  command line), at its REPL with network.LAN up and echod serving in the
-                  foreground of the raw REPL; `.pause()` stops echod (Ctrl-C) so that the REPL
-                  can be asked for counters, `.resume()` lets the same Echod object serve on.
+                  command line), echod serving as a kernel app beside the REPL (app=echod
+                  repl=1), so the REPL can be asked for counters at any time.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -52,24 +52,24 @@ def namespaces_ok():
 
 
 class TapGuest:
-    """A guest on a tap in the test's namespace, echod serving, REPL reachable by pause()."""
+    """A guest on a tap in the test's namespace: echod runs as a kernel app beside the REPL
+    (app=echod repl=1), so the REPL answers questions while echod keeps serving."""
 
     def __init__(self, vm):
         self.vm = vm
         self.ns = vm.vm.netns
         self.info: dict = {}
-        self.serving = False
         self.sock: socket.socket | None = None
 
     def start(self) -> "TapGuest":
+        deadline = time.monotonic() + 60
+        while LISTENING_TCP not in self.vm.console.log:
+            assert time.monotonic() < deadline, "expected echod to start listening within 60 s"
+            time.sleep(0.05)
         self.info = net_up(self.vm)
         assert self.info["connected"] and self.info["ifconfig"][0] == GUEST_IP, (
             f"expected the guest up at {GUEST_IP} from ip= on the command line, "
             f"got {self.info}")
-        out, err = self.vm.console.raw_exec("import apps.echod as _echod\n_d = _echod.Echod()\n")
-        assert err == "" and "listening on 7777/udp" in out, \
-            f"expected echod to bind 7777, got out={out!r} err={err!r}"
-        self.resume()
         self.sock = self.client()
         wait_echo(self.sock)
         return self
@@ -81,22 +81,8 @@ class TapGuest:
         s.connect((GUEST_IP, ECHO_PORT))
         return s
 
-    def resume(self) -> None:
-        assert not self.serving
-        self.vm.console.raw_start("_d.serve()\n")
-        self.serving = True
-
-    def pause(self) -> str:
-        """Stop echod's loop with Ctrl-C (its sockets stay open); what it printed."""
-        assert self.serving
-        out, err = self.vm.console.raw_finish(timeout=30, interrupt=True)
-        self.serving = False
-        assert "KeyboardInterrupt" in err, \
-            f"expected echod to stop with KeyboardInterrupt, got out={out!r} err={err!r}"
-        return out
-
     def eval(self, expr: str, setup: str = ""):
-        assert not self.serving, "pause() echod before asking the REPL"
+        """Ask the REPL (echod pauses only while the command runs)."""
         return guest_eval(self.vm, expr, setup)
 
     def close(self):
@@ -106,7 +92,7 @@ class TapGuest:
 
 @pytest.fixture
 def tap_guest(namespaces_ok, boot):
-    vm = boot(net="tap")
+    vm = boot(net="tap", app="echod", append="repl=1")
     guest = TapGuest(vm).start()
     try:
         yield guest

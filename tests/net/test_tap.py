@@ -112,9 +112,7 @@ def test_malformed_burst_is_dropped_and_counted(tap_guest, summary):
     sport = replies_sock.getsockname()[1]
     probes = malformed_frames(guest_mac, host_mac, HOST_IP, GUEST_IP, sport, ECHO_PORT)
 
-    g.pause()
     before = g.eval("network.LAN().stats()", "import network")
-    g.resume()
     wait_echo(g.sock)
 
     psock = ns.packet_socket()
@@ -151,9 +149,7 @@ def test_malformed_burst_is_dropped_and_counted(tap_guest, summary):
         payload = b"after-burst-%d" % i
         assert udp_echo(g.sock, payload) == payload, \
             f"expected echod to answer after the malformed burst (request {i} unanswered)"
-    g.pause()
     after = g.eval("network.LAN().stats()", "import network")
-    g.resume()
     assert g.vm.returncode is None, "QEMU exited during the malformed burst"
 
     # -- what the guest answered
@@ -207,7 +203,6 @@ while nic.isconnected() != {want} and time.ticks_diff(time.ticks_ms(), _t0) < 10
 
 def test_link_cut_and_restored_through_qmp(tap_guest):
     g = tap_guest
-    g.pause()
     changes0 = g.eval("nic.stats()['link_changes']", "import network\nnic = network.LAN()")
     g.vm.qmp.cmd("set_link", {"name": "net0", "up": False})
     down = g.eval("[nic.isconnected(), nic.status(), nic.stats()['link_changes']]",
@@ -217,10 +212,8 @@ def test_link_cut_and_restored_through_qmp(tap_guest):
         f"got isconnected {down[0]}, status {down[1]}")
     assert down[2] > changes0, f"expected link_changes to grow from {changes0}, got {down[2]}"
 
-    g.resume()
     assert udp_echo(g.sock, b"while-the-cable-is-cut", timeout=1.5) is None, \
         "expected no echo while the link is down"
-    g.pause()
 
     g.vm.qmp.cmd("set_link", {"name": "net0", "up": True})
     up = g.eval("[nic.isconnected(), nic.status(), nic.ifconfig()[0], nic.stats()['link_changes']]",
@@ -229,7 +222,6 @@ def test_link_cut_and_restored_through_qmp(tap_guest):
         f"expected isconnected() True, status() 3 and the address {GUEST_IP} back after "
         f"set_link net0 on, got {up[:3]}")
     assert up[3] > down[2], f"expected link_changes to grow again from {down[2]}, got {up[3]}"
-    g.resume()
     wait_echo(g.sock, timeout=10)
     for i in range(50):
         payload = b"after-link-up-%d" % i
@@ -248,11 +240,9 @@ def test_flood_leaves_memory_and_rx_buffers_where_they_were(tap_guest, summary):
     # Warm up (ARP entry, socket buffers, first allocations), then the baseline.
     warm = echo_load(g.sock, 64, 8, count=2000, loss_timeout=0.2)
     assert warm.received > 0, f"expected the warm-up echoes to be answered, got {warm.summary()}"
-    g.pause()
     _, free0, stats0 = g.eval(MEMORY, "import gc, network\nnic = network.LAN()")
     g.eval(MEMORY)                          # the REPL's own first-use allocations
     _, free0, stats0 = g.eval(MEMORY)
-    g.resume()
     wait_echo(g.sock)
 
     t0 = time.monotonic()
@@ -261,10 +251,8 @@ def test_flood_leaves_memory_and_rx_buffers_where_they_were(tap_guest, summary):
     took = time.monotonic() - t0
     time.sleep(0.5)
     wait_echo(g.sock, timeout=10)
-    g.pause()
     g.eval(MEMORY)
     _, free1, stats1 = g.eval(MEMORY)
-    g.resume()
 
     summary(f"net: flood over tap: {flood.sent:,} requests (32 in flight) in {took:.1f} s, "
             f"{flood.received:,} answered ({flood.rate:.0f}/s), {flood.lost:,} lost; "
