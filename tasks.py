@@ -358,18 +358,21 @@ BENCHMARKS = ("boot", "irq", "echo")
     "quick": "boot: fewer runs, coarser memory bisection; irq: fewer samples; echo: 1 s per case",
     "seconds": "echo: seconds per case (default 5; --quick: 1)",
     "net": "echo: user, tap or both (default both)",
+    "app": "echo: echod, rawecho or both (default both)",
     "accel": "auto (default), kvm or tcg",
     "no-build": "measure the images as they are (no build first)"})
 def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto",
-          no_build=False):
+          no_build=False, app="both"):
     """Benchmarks: `invoke bench boot` times QEMU launch -> `>>> `;
     `invoke bench irq` measures interrupt round trip and timer precision;
-    `invoke bench echo` measures UDP echo rate and latency against echod."""
+    `invoke bench echo` measures UDP echo rate and latency against echod and rawecho."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
                    f"(have: {', '.join(BENCHMARKS)})", code=2)
     if net not in ("user", "tap", "both"):
         raise Exit(f"bench: --net {net!r}: expected user, tap or both", code=2)
+    if app not in ("echod", "rawecho", "both"):
+        raise Exit(f"bench: --app {app!r}: expected echod, rawecho or both", code=2)
     if not no_build:
         _build_kernel(c, quiet=True)
         if name in ("boot", "echo"):
@@ -384,7 +387,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     if name == "echo":
         from manticore_host.echobench import run_echo_bench
         nets = ("user", "tap") if net == "both" else (net,)
-        run_echo_bench(quick=quick, accel=accel, nets=nets,
+        apps = ("echod", "rawecho") if app == "both" else (app,)
+        run_echo_bench(quick=quick, accel=accel, nets=nets, apps=apps,
                        seconds=float(seconds) if seconds else None)
         return
     from manticore_host.bench import run_boot_bench

@@ -114,6 +114,9 @@ class Echo:
         if frame[23] != IPPROTO_UDP or not self._is_my_ip(frame, 30):
             stats["ignored"] += 1
             return 0
+        if _ip_sum(frame, ihl) != 0xFFFF:  # RFC 1122 3.2.1.2: a bad header checksum is dropped
+            stats["malformed"] += 1
+            return 0
         if frame[20] & 0x3F or frame[21]:  # more fragments, or a fragment offset
             stats["ignored"] += 1
             return 0
@@ -159,6 +162,18 @@ class Echo:
         self.nic.tx_send(tx_id, end)
         stats["echoed"] += 1
         return 0
+
+
+def _ip_sum(frame, ihl):
+    """The one's-complement sum of the IPv4 header (0xFFFF when its checksum is right). Only
+    the header is read, never the payload; the UDP checksum is left to the sender, who gets
+    the datagram back with the same (good or bad) checksum."""
+    total = 0
+    for i in range(14, 14 + ihl, 2):
+        total += frame[i] << 8 | frame[i + 1]
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
 
 
 def _fix_ip_checksum(tx):

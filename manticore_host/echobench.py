@@ -1,6 +1,7 @@
-"""`invoke bench echo`: UDP echo request/response rate and latency against echod.
+"""`invoke bench echo`: UDP echo request/response rate and latency against echod (lwIP
+sockets under asyncio) and rawecho (the raw NIC queue: Ethernet/IPv4/UDP parsed by the app).
 
-For each path (QEMU user networking through a 127.0.0.1 hostfwd; a tap device inside a
+For each app (echod, rawecho, both on 7777/udp), each path (QEMU user networking through a 127.0.0.1 hostfwd; a tap device inside a
 network namespace made for the run) and for 64- and 1400-byte payloads at 1 and at 32
 requests in flight, a closed-loop load generator measures replies per second and the
 round-trip latency (p50, p99).  The same generator runs against a host-local UDP echo server
@@ -30,6 +31,9 @@ from manticore_host.qemu import VM, VMConfig, resolve_accel
 
 ECHO_PORT = 7777
 LISTENING = b"echod: listening on 7777/udp"
+APPS = ("echod", "rawecho")
+READY = {"echod": LISTENING, "rawecho": b"rawecho: "}
+USER_GUEST_IP = "10.0.2.15"         # slirp's guest address; rawecho needs it on the cmdline
 SIZES = (64, 1400)
 INFLIGHT = (1, 32)
 LOSS_TIMEOUT = 0.1                  # a request unanswered this long counts as lost
@@ -232,16 +236,23 @@ def free_port(proto: int = socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
-def echod_config(net: str, accel: str, port: int | None = None, **kw) -> VMConfig:
-    """echod in a VM: net "user" (UDP and TCP 7777 forwarded from 127.0.0.1:port) or "tap"."""
+def echod_config(net: str, accel: str, port: int | None = None, app: str = "echod",
+                 **kw) -> VMConfig:
+    """echod (or rawecho) in a VM: net "user" (UDP and TCP 7777 forwarded from
+    127.0.0.1:port) or "tap".  rawecho gets port=7777 on its command line, and under user
+    networking also slirp's guest address (ip=10.0.2.15: it does no DHCP; slirp learns its
+    MAC through ARP, which rawecho answers); on tap the launcher adds ip=192.168.77.2."""
     if net == "user":
         kw["publish"] = [f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"]
-    return VMConfig(boot="kernel", app="echod", net=net, accel=accel, **kw)
+    if app == "rawecho":
+        words = [f"port={ECHO_PORT}"] + ([f"ip={USER_GUEST_IP}"] if net == "user" else [])
+        kw["append"] = " ".join([kw.get("append", "")] + words).strip()
+    return VMConfig(boot="kernel", app=app, net=net, accel=accel, **kw)
 
 
-def start_echod(vm: VM, timeout: float = 60) -> None:
+def start_echod(vm: VM, timeout: float = 60, app: str = "echod") -> None:
     vm.start()
-    vm.console.read_until(LISTENING, timeout)
+    vm.console.read_until(READY[app], timeout)
 
 
 def wait_answering(sock: socket.socket, timeout: float = 20) -> None:
@@ -293,7 +304,7 @@ def _row(r: dict) -> str:
 
 def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | None = None,
                    nets: tuple[str, ...] = ("user", "tap"), out: Path | None = None,
-                   log=print) -> dict:
+                   log=print, apps: tuple[str, ...] = APPS) -> dict:
     accel_name, reason = resolve_accel(accel)
     seconds = seconds or (1.0 if quick else 5.0)
     log(f"bench echo: {seconds:g} s per case, accel {accel_name} ({reason})")
@@ -307,15 +318,18 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
             sock.close()
         host_kind = host.kind
 
-    for net in nets:
-        try:
-            results[net] = _bench_guest(net, accel_name, seconds, log)
-        except Exception as e:          # report it and go on with the other path
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            log(f"  {net:10} error: {first}")
-            results[net] = {"error": first}
+    for app in apps:
+        for net in nets:
+            path = f"{app}/{net}"
+            try:
+                results[path] = _bench_guest(net, accel_name, seconds, log, app)
+            except Exception as e:          # report it and go on with the other path
+                first = (str(e).splitlines() or [type(e).__name__])[0]
+                log(f"  {path:13} error: {first}")
+                results[path] = {"error": first}
 
-    report = {"accel": accel_name, "accel_reason": reason, "quick": quick,
+    report = {"accel": accel_name, "accel_reason": reason, "quick": quick, "apps": list(apps),
+              "nets": list(nets),
               "seconds_per_case": seconds, "host_echo": host_kind,
               "host": platform.node(), "results": results}
     out = out or image.BUILD / "bench" / "echo.json"
@@ -326,7 +340,7 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
     return report
 
 
-def _bench_guest(net: str, accel: str, seconds: float, log) -> dict:
+def _bench_guest(net: str, accel: str, seconds: float, log, app: str = "echod") -> dict:
     """Every case on a freshly booted echod (a boot takes well under a second), so that no
     case inherits the heap or the queues that an earlier one left behind."""
     if net == "tap":
@@ -337,19 +351,20 @@ def _bench_guest(net: str, accel: str, seconds: float, log) -> dict:
     results = {}
     for size in SIZES:
         for inflight in INFLIGHT:
-            with _echod_session(net, accel) as sock:
+            with _echod_session(net, accel, app) as sock:
                 r = echo_load(sock, size, inflight, seconds=seconds, loss_timeout=LOSS_TIMEOUT)
             results[f"{size}B x{inflight}"] = r.summary()
-            log(f"  {net:10} {size:5} B  {inflight:2} in flight  {_row(r.summary())}")
+            log(f"  {app + '/' + net:13} {size:5} B  {inflight:2} in flight  {_row(r.summary())}")
     return results
 
 
 @contextmanager
-def _echod_session(net: str, accel: str):
-    """A booted echod and a UDP socket connected to it (in the VM's namespace for tap)."""
+def _echod_session(net: str, accel: str, app: str = "echod"):
+    """A booted echod (or rawecho) and a UDP socket connected to it (in the VM's namespace
+    for tap)."""
     port = free_port() if net == "user" else None
-    with VM(echod_config(net, accel, port)) as vm:
-        start_echod(vm)
+    with VM(echod_config(net, accel, port, app=app)) as vm:
+        start_echod(vm, app=app)
         if net == "user":
             sock = udp_client(("127.0.0.1", port))
         else:
@@ -364,23 +379,24 @@ def _echod_session(net: str, accel: str):
 
 def format_table(report: dict) -> str:
     res = report["results"]
-    lines = [f"{'path':11} {'payload':>8} {'in flight':>9}  {'replies/s':>10} "
+    lines = [f"{'path':15} {'payload':>8} {'in flight':>9}  {'replies/s':>10} "
              f"{'p50 us':>8} {'p99 us':>8}  {'lost':>10}"]
-    for path in ("host-local", "user", "tap"):
+    guests = [p for p in res if p != "host-local"]
+    for path in ["host-local"] + guests:
         cases = res.get(path)
         if cases is None:
             continue
         if "error" in cases:
-            lines.append(f"{path:11} error: {cases['error']}")
+            lines.append(f"{path:15} error: {cases['error']}")
             continue
         for key, r in cases.items():
             size, inflight = key.split(" x")
             p50 = f"{r['p50_us']:.0f}" if r.get("p50_us") is not None else "-"
             p99 = f"{r['p99_us']:.0f}" if r.get("p99_us") is not None else "-"
-            lines.append(f"{path:11} {size:>8} {inflight:>9}  {r['rate']:10.0f} "
+            lines.append(f"{path:15} {size:>8} {inflight:>9}  {r['rate']:10.0f} "
                          f"{p50:>8} {p99:>8}  {r['lost']:>4}/{r['sent']:<5}")
     local = res.get("host-local", {})
-    for path in ("user", "tap"):
+    for path in guests:
         cases = res.get(path, {})
         if "error" in cases or not cases:
             continue

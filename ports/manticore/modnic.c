@@ -15,8 +15,10 @@
 #include <string.h>
 
 #include "py/mperrno.h"
+#include "py/mphal.h"
 #include "py/objarray.h"
 #include "py/runtime.h"
+#include "py/smallint.h"
 
 #include "drivers/virtio/virtio_net.h"
 #include "ports/manticore/nic.h"
@@ -30,6 +32,7 @@ static void *tx_held[128];                          // TX buffers handed out by 
 static void (*saved_notify)(void *context, unsigned events);
 static void *saved_context;
 static volatile unsigned raw_events;                // NET_EVENT_* since the last callback
+static volatile mp_uint_t raw_rx_irq_us;            // ticks_us of the last RX interrupt
 static bool callback_queued;
 
 MP_REGISTER_ROOT_POINTER(mp_obj_t nic_rx_callback);
@@ -53,6 +56,9 @@ static void set_held(unsigned id, bool on) {
 // Hard IRQ context while acquired: remember the events, run the rest as a soft IRQ.
 static void raw_notify(void *context, unsigned events) {
     (void)context;
+    if (events & NET_EVENT_RX) {
+        raw_rx_irq_us = mp_hal_ticks_us();
+    }
     raw_events |= events;
     softirq_raise(SOFTIRQ_NIC_RAW);
 }
@@ -239,6 +245,13 @@ static mp_obj_t nic_on_rx(mp_obj_t callback) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(nic_on_rx_obj, nic_on_rx);
 
+// _nic.rx_irq_us(): time.ticks_us() of the last RX interrupt taken while acquired (hard IRQ
+// context), for measuring interrupt -> wait() wake-up latency against time.ticks_us().
+static mp_obj_t nic_rx_irq_us(void) {
+    return MP_OBJ_NEW_SMALL_INT(raw_rx_irq_us & (MICROPY_PY_TIME_TICKS_PERIOD - 1));
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(nic_rx_irq_us_obj, nic_rx_irq_us);
+
 // --- receive ---------------------------------------------------------------------------------
 
 // _nic.recv(): (memoryview of the Ethernet frame in its DMA buffer, buffer id), or None. The
@@ -364,6 +377,7 @@ static const mp_rom_map_elem_t nic_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_release_nic), MP_ROM_PTR(&nic_release_nic_obj) },
     { MP_ROM_QSTR(MP_QSTR_acquired), MP_ROM_PTR(&nic_acquired_obj) },
     { MP_ROM_QSTR(MP_QSTR_on_rx), MP_ROM_PTR(&nic_on_rx_obj) },
+    { MP_ROM_QSTR(MP_QSTR_rx_irq_us), MP_ROM_PTR(&nic_rx_irq_us_obj) },
     { MP_ROM_QSTR(MP_QSTR_recv), MP_ROM_PTR(&nic_recv_obj) },
     { MP_ROM_QSTR(MP_QSTR_release), MP_ROM_PTR(&nic_release_obj) },
     { MP_ROM_QSTR(MP_QSTR_send), MP_ROM_PTR(&nic_send_obj) },

@@ -82,11 +82,15 @@ def test_table_reports_paths_and_generator_headroom():
                 "seconds": 1.0, "rate": rate, "p50_us": 100.0, "p99_us": 200.0, "max_us": 300.0}
     cases = ("64B x1", "64B x32", "1400B x1", "1400B x32")
     report = {"results": {"host-local": {c: case(50000.0) for c in cases},
-                          "user": {c: case(500.0) for c in cases},
-                          "tap": {"error": "tap skipped: no root"}},
+                          "echod/user": {c: case(500.0) for c in cases},
+                          "echod/tap": {"error": "tap skipped: no root"},
+                          "rawecho/user": {c: case(1000.0) for c in cases},
+                          "rawecho/tap": {"error": "tap skipped: no root"}},
               "host_echo": "C tools/udpecho", "accel": "tcg", "accel_reason": "tcg requested",
               "seconds_per_case": 1.0}
     table = echobench.format_table(report)
     assert "host-local" in table and "50000" in table and "500" in table
-    assert "tap         error: tap skipped" in table
-    assert "user: at most 1.0% of the generator's host-local rate" in table
+    assert "echod/tap       error: tap skipped" in table
+    assert "rawecho/tap     error: tap skipped" in table
+    assert "echod/user: at most 1.0% of the generator's host-local rate" in table
+    assert "rawecho/user: at most 2.0% of the generator's host-local rate" in table

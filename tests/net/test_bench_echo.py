@@ -1,5 +1,6 @@
 """`invoke bench echo --quick` end to end: the generator against the host-local echo server and
-against echod over user networking and over tap; the table and build/bench/echo.json."""
+against echod and rawecho, each over user networking and over tap; the table and
+build/bench/echo.json."""
 
 import json
 import subprocess
@@ -12,6 +13,8 @@ from vmtools import REPO
 pytestmark = pytest.mark.timeout(240)
 
 CASES = ("64B x1", "64B x32", "1400B x1", "1400B x32")
+GUESTS = ("echod/user", "echod/tap", "rawecho/user", "rawecho/tap")
+PATHS = ("host-local",) + GUESTS
 
 
 def test_bench_echo_quick(namespaces_ok, tmp_path, summary):
@@ -26,8 +29,9 @@ def test_bench_echo_quick(namespaces_ok, tmp_path, summary):
                                 f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     report = json.loads(out.read_text())
     res = report["results"]
-    assert set(res) == {"host-local", "user", "tap"}, f"expected three paths, got {sorted(res)}"
-    for path in ("host-local", "user", "tap"):
+    assert set(res) == set(PATHS), f"expected paths {PATHS}, got {sorted(res)}"
+    assert report["apps"] == ["echod", "rawecho"], report["apps"]
+    for path in PATHS:
         assert "error" not in res[path], f"expected {path} to run, got {res[path]['error']}"
         assert tuple(res[path]) == CASES, f"expected cases {CASES} for {path}, got {tuple(res[path])}"
         for case, r in res[path].items():
@@ -39,8 +43,8 @@ def test_bench_echo_quick(namespaces_ok, tmp_path, summary):
         assert local > 2000, f"expected the generator to reach > 2000/s against the host-local " \
                              f"echo ({case}), got {local:.0f}/s: the generator itself is too slow"
     table = run.stdout
-    for word in ("host-local", "user", "tap", "p50 us", "p99 us", "bench echo: wrote"):
+    for word in PATHS + ("p50 us", "p99 us", "bench echo: wrote"):
         assert word in table, f"expected {word!r} in the printed table, got:\n{table}"
     summary("net: bench echo --quick: " + "; ".join(
         f"{p} {c} {res[p][c]['rate']:.0f}/s p50 {res[p][c]['p50_us']:.0f} us"
-        for p in ("host-local", "user", "tap") for c in ("64B x1", "1400B x32")))
+        for p in PATHS for c in ("64B x1", "1400B x32")))
