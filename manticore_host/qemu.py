@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -828,6 +829,21 @@ def _exit_status(code: int | None) -> str:
     return f"QEMU exited with status {code}"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: have the kernel send QEMU SIGTERM when the Python process
+    that started it dies (PR_SET_PDEATHSIG, prctl(2)), so a test or a script killed by a
+    timeout leaves no QEMU behind. The signal follows the *thread* that started QEMU, so
+    start VMs from a thread that outlives them (every caller here uses the main thread).
+    Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class VM:
     """One QEMU process; a context manager.  After start(): `console`
     (serial), `qmp` (QMPClient), `command`, `accel`, `accel_reason`, and
@@ -878,7 +894,8 @@ class VM:
             self.command,
             stdin=subprocess.PIPE if stdio else subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
-            stderr=self._stderr, start_new_session=True)
+            stderr=self._stderr, start_new_session=True,
+            preexec_fn=_die_with_parent)
         try:
             deadline = time.monotonic() + timeout
             self._wait_for_socket(qmp_path, deadline)
