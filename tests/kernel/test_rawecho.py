@@ -21,7 +21,9 @@ import time
 
 import pytest
 
+import frames
 from kerneltools import start_apps, wait_for
+from manticore_host.echobench import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,36 +34,13 @@ HOST_MAC = bytes.fromhex("5254009a0001")
 PORT = 7
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def arp_request(target_ip: str) -> bytes:
-    return (b"\xff" * 6 + HOST_MAC + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
-            + HOST_MAC + socket.inet_aton(HOST_IP) + b"\0" * 6 + socket.inet_aton(target_ip))
+    return frames.arp_request(HOST_MAC, HOST_IP, target_ip)
 
 
 def udp_frame(payload: bytes, sport: int = 40000, dport: int = PORT, ident: int = 1) -> bytes:
-    src, dst = socket.inet_aton(HOST_IP), socket.inet_aton(GUEST_IP)
-    udp_len = 8 + len(payload)
-    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
-    header = struct.pack("!HHHH", sport, dport, udp_len, 0)
-    csum = checksum(pseudo + header + payload) or 0xFFFF
-    udp = struct.pack("!HHHH", sport, dport, udp_len, csum) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, ident, 0, 64, 17, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return GUEST_MAC + HOST_MAC + b"\x08\x00" + ip + udp
+    return frames.udp_frame(GUEST_MAC, HOST_MAC, HOST_IP, GUEST_IP, sport, dport, payload,
+                            ident=ident, flags_frag=0)
 
 
 def parse_udp_reply(frame: bytes):
@@ -74,8 +53,8 @@ def parse_udp_reply(frame: bytes):
     udp = frame[14 + ihl:14 + total]
     sport, dport, length, csum = struct.unpack("!HHHH", udp[:8])
     pseudo = ip[12:16] + ip[16:20] + struct.pack("!BBH", 0, 17, length)
-    udp_ok = csum == 0 or checksum(pseudo + udp[:length]) == 0
-    return udp[8:length], sport, dport, checksum(ip) == 0, udp_ok, frame
+    udp_ok = csum == 0 or frames.checksum(pseudo + udp[:length]) == 0
+    return udp[8:length], sport, dport, frames.checksum(ip) == 0, udp_ok, frame
 
 
 class RawLink:
@@ -85,7 +64,7 @@ class RawLink:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.guest_port = free_udp_port()
+        self.guest_port = free_port(socket.SOCK_DGRAM)
 
     def qemu_args(self) -> list[str]:
         mac = ":".join(f"{b:02x}" for b in GUEST_MAC)
@@ -226,7 +205,7 @@ def test_rawecho_survives_a_malformed_burst(raw_rawecho):
 
 
 def test_rawecho_through_slirp_port_forward(boot, summary):
-    host_port = free_udp_port()
+    host_port = free_port(socket.SOCK_DGRAM)
     vm = start_apps(boot, f"app=rawecho ip={GUEST_IP} port={PORT}", net="user",
                     publish=[f"{host_port}:{PORT}/udp"])
     wait_for(vm, r"rawecho: 10\.0\.2\.15 udp port 7 on eth0", timeout=60)

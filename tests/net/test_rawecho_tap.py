@@ -1,7 +1,7 @@
 """rawecho (the raw NIC queue, apps/rawecho.py) on a tap inside the test's network namespace:
 the guest boots with app=rawecho repl=1 and ip=192.168.77.2 (from the launcher) port=7777 on
 its command line.  rawecho answers ARP itself, echoes every UDP payload size 0..1472
-byte-identically, survives the same malformed burst as echod (tests/net/frames.py), and its
+byte-identically, survives the same malformed burst as echod (tests/frames.py), and its
 own counters (apps.rawecho.stats, read through the REPL beside it) account for every frame.
 
 Everything is sent from inside the namespace to the guest; nothing leaves it."""

@@ -1,5 +1,6 @@
-"""Ethernet/ARP/IPv4/UDP frames built by hand, good and deliberately broken, for the layer-2
-tests (sent through an AF_PACKET socket on the tap inside the test's network namespace).
+"""Ethernet/ARP/IPv4/UDP frames built by hand, good and deliberately broken, for the tests
+that talk to the guest at layer 2: tests/net (an AF_PACKET socket on the tap inside the
+test's network namespace) and tests/kernel/test_rawecho.py (QEMU's dgram netdev).
 
 Each malformed frame says at which layer the guest should drop it (RFC 894 Ethernet,
 RFC 826 ARP, RFC 791 IPv4, RFC 768 UDP) or that either outcome is acceptable ("either":
