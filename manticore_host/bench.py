@@ -154,11 +154,16 @@ def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
         "min_memory_mib": min_mib,
         "min_memory_step_mib": 4 if quick else 1,
     }
-    out = out or image.BUILD / "bench" / "boot.json"
+    return write_report("boot", report, format_table(report), out, log)
+
+
+def write_report(name: str, report: dict, table: str, out: Path | None, log) -> dict:
+    """Write one benchmark's JSON (build/bench/NAME.json unless `out`), print its table."""
+    out = out or image.BUILD / "bench" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    log(format_table(report))
-    log(f"bench boot: wrote {out}")
+    log(table)
+    log(f"bench {name}: wrote {out}")
     return report
 
 
@@ -372,12 +377,7 @@ def run_irq_bench(quick: bool = False, accel: str = "auto",
               "unit": "us", **irq_report(raw)}
     if not raw.get("rng_present"):
         report["note"] = "no virtio-rng driver in the guest: no MSI-X round trip"
-    out = out or image.BUILD / "bench" / "irq.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    log(format_irq_table(report))
-    log(f"bench irq: wrote {out}")
-    return report
+    return write_report("irq", report, format_irq_table(report), out, log)
 
 
 def _us(x: float | None) -> str:

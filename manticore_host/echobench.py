@@ -14,7 +14,6 @@ Results: a table on stdout and build/bench/echo.json.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import socket
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from manticore_host import image
+from manticore_host.bench import write_report
 from manticore_host.qemu import VM, VMConfig, resolve_accel
 
 ECHO_PORT = 7777
@@ -332,12 +332,7 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
               "nets": list(nets),
               "seconds_per_case": seconds, "host_echo": host_kind,
               "host": platform.node(), "results": results}
-    out = out or image.BUILD / "bench" / "echo.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    log(format_table(report))
-    log(f"bench echo: wrote {out}")
-    return report
+    return write_report("echo", report, format_table(report), out, log)
 
 
 def _bench_guest(net: str, accel: str, seconds: float, log, app: str = "echod") -> dict:
