@@ -111,6 +111,7 @@ class VMConfig:
     extra_args: list[str] = field(default_factory=list)
     kernel: Path = field(
         default_factory=lambda: repo_root() / "build" / "kernel.elf")
+    initrd: Path | None = None      # boot=kernel: -initrd (a Linux guest, e.g. linuxpeer.py)
     iso: Path = field(
         default_factory=lambda: repo_root() / "build" / "kernel.iso")
     net: str = "none"               # none | user | tap
@@ -171,6 +172,9 @@ class VMConfig:
         if self.net not in NETS:
             raise ValueError(f"net {self.net!r}: expected one of "
                              f"{', '.join(NETS)}")
+        if self.initrd is not None and self.boot != "kernel":
+            raise ValueError("initrd goes with direct kernel boot (boot=kernel), "
+                             "not with an ISO")
         if self.boot == "iso" and self.machine == "microvm":
             raise ValueError("microvm has no BIOS to boot a CD-ROM: ISO boot "
                              "needs machine q35 or pc (or use boot=kernel)")
@@ -231,6 +235,8 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
 
     if cfg.boot == "kernel":
         cmd += ["-kernel", str(cfg.kernel)]
+        if cfg.initrd is not None:
+            cmd += ["-initrd", str(cfg.initrd)]
         append = cfg.kernel_cmdline()
         if append:
             cmd += ["-append", append]
@@ -610,9 +616,10 @@ class Console:
 
         The REPL's echo of the line is awaited first, so a prompt still in
         flight from earlier input is consumed before it, never taken for the
-        end of this line's output."""
+        end of this line's output.  (A Linux tty with ONLCR, as the Linux peer's, turns the
+        REPL's \\r\\n after the echo into \\r\\r\\n: both are taken.)"""
         self.write(line + "\r")
-        self.read_until(line.encode("utf-8") + b"\r\n", timeout)
+        self.read_until(re.compile(re.escape(line.encode("utf-8")) + rb"\r?\r\n"), timeout)
         data = self.read_until(PROMPT, timeout)[:-len(PROMPT)]
         return _text(data).strip()
 

@@ -156,6 +156,20 @@ def test_repl(repl):
     assert console.repl("x = 3", timeout=5) == ""
 
 
+def test_repl_takes_a_linux_ttys_echo():
+    """A Linux tty with ONLCR (the Linux peer's console) echoes Enter as \\r\\r\\n."""
+    host, guest = socket.socketpair()
+    console = Console(_SocketTransport(host))
+    try:
+        guest.sendall(b">>> ")
+        console.expect_prompt(5)
+        guest.sendall(b"1+1\r\r\n2\r\n>>> ")
+        assert console.repl("1+1", timeout=5) == "2"
+    finally:
+        console.close()
+        guest.close()
+
+
 def test_read_until_regex_and_str(repl):
     console, _ = repl
     m = console.read_until(re.compile(rb"v(\d+)\.(\d+)"), 5)
