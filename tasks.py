@@ -34,7 +34,8 @@ from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: 
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
-                "iproute2", "iputils-ping")     # --net tap, tests/net
+                "iproute2", "iputils-ping",     # --net tap, tests/net
+                "cpio")                         # tests/host: the peer's initramfs, cross-checked
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
