@@ -350,23 +350,28 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "irq", "echo")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "all")
 
 
 @task(positional=["name"], help={
-    "name": "which benchmark: boot, irq or echo",
-    "runs": "boot: boots per case (default 5; --quick: 2)",
-    "quick": "boot: fewer runs, coarser memory bisection; irq: fewer samples; echo: 1 s per case",
+    "name": "which benchmark: boot, vm, echo, size, irq, or all (writes build/bench/summary.md)",
+    "runs": "boot: timed boots per case (default 5; --quick: 1)",
+    "quick": "1 run each, short cases, coarse bisection: proves the benchmarks work",
     "seconds": "echo: seconds per case (default 5; --quick: 1)",
     "net": "echo: user, tap or both (default both)",
     "app": "echo: echod, rawecho or both (default both)",
+    "linux": "compare with the Linux + MicroPython peer (default; --no-linux: skip it)",
     "accel": "auto (default), kvm or tcg",
+    "out": "directory for the JSON and summary.md (default build/bench)",
     "no-build": "measure the images as they are (no build first)"})
 def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto",
-          no_build=False, app="both"):
-    """Benchmarks: `invoke bench boot` times QEMU launch -> `>>> `;
-    `invoke bench irq` measures interrupt round trip and timer precision;
-    `invoke bench echo` measures UDP echo rate and latency against echod and rawecho."""
+          no_build=False, app="both", linux=True, out=None):
+    """Benchmarks against the peers, each printing a table and writing build/bench/NAME.json:
+    boot (QEMU launch -> `>>> `, this project vs the floor image and Linux + MicroPython),
+    vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
+    echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
+    size (image sizes and the smallest -m), irq (interrupt round trip, timer precision);
+    all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
                    f"(have: {', '.join(BENCHMARKS)})", code=2)
@@ -376,25 +381,40 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
         raise Exit(f"bench: --app {app!r}: expected echod, rawecho or both", code=2)
     if not no_build:
         _build_kernel(c, quiet=True)
-        if name in ("boot", "echo"):
+        if name in ("boot", "echo", "size", "all"):
             _build_iso(quiet=True)
-    if name == "irq":
+    try:
+        _run_bench(name, runs=runs, quick=quick, seconds=seconds, net=net, accel=accel,
+                   app=app, linux=linux, out_dir=Path(out).resolve() if out else None)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise Exit(f"bench {name}: {e}", code=1)
+
+
+def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
+    out = out_dir / f"{name}.json" if out_dir else None
+    if name == "all":
+        from manticore_host.benchall import run_all
+        run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
+    elif name == "irq":
         from manticore_host.bench import run_irq_bench
-        try:
-            run_irq_bench(quick=quick, accel=accel)
-        except (RuntimeError, OSError, ValueError) as e:
-            raise Exit(f"bench irq: {e}", code=1)
-        return
-    if name == "echo":
+        run_irq_bench(quick=quick, accel=accel, out=out)
+    elif name == "vm":
+        from manticore_host.vmbench import TARGETS, run_vm_bench
+        run_vm_bench(quick=quick, accel=accel, out=out,
+                     targets=TARGETS if linux else tuple(t for t in TARGETS if t != "linux"))
+    elif name == "size":
+        from manticore_host.sizebench import run_size_bench
+        run_size_bench(quick=quick, accel=accel, linux=linux, out=out)
+    elif name == "echo":
         from manticore_host.echobench import run_echo_bench
         nets = ("user", "tap") if net == "both" else (net,)
         apps = ("echod", "rawecho") if app == "both" else (app,)
-        run_echo_bench(quick=quick, accel=accel, nets=nets, apps=apps,
-                       seconds=float(seconds) if seconds else None)
-        return
-    from manticore_host.bench import run_boot_bench
-    run_boot_bench(runs=int(runs) if runs else (2 if quick else 5),
-                   quick=quick, accel=accel)
+        run_echo_bench(quick=quick, accel=accel, nets=nets, apps=apps, linux=linux,
+                       seconds=float(seconds) if seconds else None, out=out)
+    else:
+        from manticore_host.bench import run_boot_bench
+        run_boot_bench(runs=int(runs) if runs else (1 if quick else 5),
+                       quick=quick, accel=accel, linux=linux, out=out)
 
 
 @task

@@ -2,10 +2,12 @@
 
 bench boot: how long from QEMU launch to the `>>> ` prompt.  Three boot paths
 (direct PVH boot on q35 and microvm, GRUB ISO on q35), each timed over N runs
-for the kernel and for the floor image (tools/floor/, which prints one byte and
-exits: the cost of QEMU, firmware and loader alone).  Also: kernel.elf's size
-and the smallest -m (MiB) that still reaches the prompt.  Results go to
-build/bench/boot.json.
+after a discarded warm-up for the kernel, for the floor image (tools/floor/,
+which prints one byte and exits: the cost of QEMU, firmware and loader alone)
+and for the Linux + MicroPython peer (linuxpeer.py: Debian's kernel, busybox
+and the unix port, direct boot to the unix port's `>>> `), all with the same
+QEMU options.  Ratios to the floor and to Linux.  Results go to
+build/bench/boot.json.  (Sizes and the smallest -m: sizebench.py.)
 
 bench irq: interrupt round trip and timer precision, measured inside the guest
 with time.ticks_us (one VM, q35, -device virtio-rng-pci).  Round trip: a
@@ -26,6 +28,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from manticore_host import image
 from manticore_host.qemu import PROMPT, VM, VMConfig, resolve_accel
@@ -33,15 +36,18 @@ from manticore_host.qemu import PROMPT, VM, VMConfig, resolve_accel
 SCENARIOS = (("direct q35", "kernel", "q35"),
              ("direct microvm", "kernel", "microvm"),
              ("iso q35", "iso", "q35"))
+LINUX_SCENARIOS = ("direct q35",)   # the peer boots with -kernel/-initrd; it has no ISO
 FLOOR_BYTE = b"*"
 
 
 @dataclass
 class Target:
+    """One image to time: `config(boot, machine)` gives its VMConfig (None: that path does
+    not exist for it), `expect` the bytes that end the boot."""
     name: str
-    elf: Path
-    iso: Path
+    config: Callable[[str, str], VMConfig | None]
     expect: bytes
+    scenarios: tuple[str, ...] = tuple(label for label, _, _ in SCENARIOS)
 
 
 def time_boot(cfg: VMConfig, expect: bytes, timeout: float) -> float:
@@ -58,29 +64,29 @@ def summarize(samples: list[float]) -> dict:
             "samples": samples}
 
 
-def reaches_prompt(elf: Path, mib: int, accel: str, timeout: float) -> bool:
-    cfg = VMConfig(boot="kernel", kernel=elf, machine="q35",
-                   memory=f"{mib}M", accel=accel)
+def reaches(make_config: Callable[[int], VMConfig], expect: bytes, mib: int,
+            timeout: float) -> bool:
     try:
-        time_boot(cfg, PROMPT, timeout)
+        time_boot(make_config(mib), expect, timeout)
         return True
     except Exception:
         return False
 
 
-def smallest_memory(elf: Path, accel: str, lo: int = 2, hi: int = 64,
-                    step: int = 1, timeout: float = 15,
+def smallest_memory(make_config: Callable[[int], VMConfig], expect: bytes,
+                    lo: int = 2, hi: int = 64, step: int = 1, timeout: float = 15,
                     log=print) -> int | None:
-    """Smallest -m in MiB (within `step`) in [lo, hi] reaching the prompt,
-    by bisection (assumes more memory never hurts); None if hi does not."""
-    if not reaches_prompt(elf, hi, accel, timeout):
+    """Smallest -m in MiB (within `step`) in [lo, hi] with which the VM that
+    make_config(mib) describes shows `expect`, by bisection (assumes more memory never
+    hurts); None if hi does not."""
+    if not reaches(make_config, expect, hi, timeout):
         return None
-    if reaches_prompt(elf, lo, accel, timeout):
+    if reaches(make_config, expect, lo, timeout):
         return lo
     while hi - lo > step:               # lo fails, hi works
         mid = (lo + hi) // 2
-        ok = reaches_prompt(elf, mid, accel, timeout)
-        log(f"  -m {mid}M: {'prompt' if ok else 'no prompt'}")
+        ok = reaches(make_config, expect, mid, timeout)
+        log(f"  -m {mid}M: {'reached' if ok else 'not reached'}")
         lo, hi = (lo, mid) if ok else (mid, hi)
     return hi
 
@@ -94,67 +100,98 @@ def qemu_version() -> str:
         return "unknown"
 
 
+def _image_target(name: str, elf: Path, iso: Path, expect: bytes, accel: str,
+                  memory: str) -> Target:
+    def config(boot, machine):
+        if boot == "iso" and not iso.is_file():
+            return None
+        return VMConfig(boot=boot, machine=machine, kernel=elf, iso=iso,
+                        memory=memory, accel=accel)
+    return Target(name, config, expect)
+
+
+def linux_target(accel: str, memory: str, log) -> Target:
+    """The Linux + MicroPython peer (built once, cached), to its unix-port `>>> `."""
+    from manticore_host import linuxpeer
+    image = linuxpeer.ensure_image(log=log)
+
+    def config(boot, machine):
+        return linuxpeer.peer_config(image, mode="repl", machine=machine, memory=memory,
+                                     accel=accel)
+    return Target("linux", config, linuxpeer.READY["repl"], LINUX_SCENARIOS)
+
+
 def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
-                   memory: str = "128M", out: Path | None = None,
+                   memory: str = "128M", out: Path | None = None, linux: bool = True,
                    log=print) -> dict:
+    """Boot times of this project's kernel, the floor image and (linux=True) the Linux +
+    MicroPython peer; one discarded warm-up boot per case (it brings the images into the
+    page cache), then `runs` timed boots."""
     accel_name, reason = resolve_accel(accel)
-    log(f"bench boot: {runs} run(s) per case, accel {accel_name} ({reason})")
-    timeout = 60.0 if accel_name == "tcg" else 20.0
+    log(f"bench boot: {runs} run(s) per case after a warm-up, -m {memory}, "
+        f"accel {accel_name} ({reason})")
+    timeout = 120.0 if accel_name == "tcg" else 30.0
     floor_iso = image.make_floor_iso()
-    targets = [Target("floor", image.FLOOR, floor_iso, FLOOR_BYTE)]
+    targets = [_image_target("floor", image.FLOOR, floor_iso, FLOOR_BYTE, accel_name,
+                             memory)]
+    notes = {}
     have_kernel = image.KERNEL.is_file()
     if have_kernel:
-        targets.insert(0, Target("kernel", image.KERNEL, image.ISO, PROMPT))
+        targets.insert(0, _image_target("kernel", image.KERNEL, image.ISO, PROMPT,
+                                        accel_name, memory))
     else:
-        log(f"bench boot: {image.KERNEL} missing, timing the floor image only")
+        notes["kernel"] = f"{image.KERNEL} missing: not timed"
+    if linux:
+        try:
+            targets.append(linux_target(accel_name, memory, log))
+        except Exception as e:          # no peer image: report it, time the rest
+            notes["linux"] = f"peer image unavailable: {_first_line(e)}"
+            log(f"bench boot: {notes['linux']}")
 
     results: dict[str, dict[str, dict]] = {}
     for target in targets:
         results[target.name] = {}
         for label, boot, machine in SCENARIOS:
-            if boot == "iso" and not target.iso.is_file():
-                results[target.name][label] = {
-                    "error": f"{target.iso} missing"}
+            if label not in target.scenarios:
                 continue
-            cfg = VMConfig(boot=boot, machine=machine, kernel=target.elf,
-                           iso=target.iso, memory=memory, accel=accel_name)
+            cfg = target.config(boot, machine)
+            if cfg is None:
+                results[target.name][label] = {"error": f"no {boot} image"}
+                continue
             try:
+                time_boot(cfg, target.expect, timeout)          # warm-up, discarded
                 samples = [time_boot(cfg, target.expect, timeout)
                            for _ in range(runs)]
                 results[target.name][label] = summarize(samples)
             except Exception as e:      # report and go on with the rest
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                results[target.name][label] = {"error": first}
+                results[target.name][label] = {"error": _first_line(e)}
             log(f"  {target.name:6} {label:15} "
                 f"{_cell(results[target.name][label])}")
 
-    ratios = {}
-    if have_kernel:
-        for label, _, _ in SCENARIOS:
-            k = results["kernel"].get(label, {})
-            f = results["floor"].get(label, {})
-            if "median" in k and "median" in f and f["median"] > 0:
-                ratios[label] = k["median"] / f["median"]
-
-    min_mib = None
-    if have_kernel:
-        log("bench boot: bisecting the smallest -m that reaches the prompt")
-        min_mib = smallest_memory(image.KERNEL, accel_name,
-                                  step=4 if quick else 1, timeout=timeout / 2,
-                                  log=log)
-
     report = {
-        "accel": accel_name, "accel_reason": reason, "runs": runs,
+        "accel": accel_name, "accel_reason": reason, "runs": runs, "warmup_runs": 1,
         "quick": quick, "memory": memory, "qemu": qemu_version(),
-        "host": platform.node(),
-        "kernel_elf_bytes":
-            image.KERNEL.stat().st_size if have_kernel else None,
-        "floor_elf_bytes": image.FLOOR.stat().st_size,
-        "results": results, "ratio_to_floor": ratios,
-        "min_memory_mib": min_mib,
-        "min_memory_step_mib": 4 if quick else 1,
+        "host": platform.node(), "notes": notes, "results": results,
+        "ratio_to_floor": _ratios(results, "kernel", "floor"),
+        "ratio_to_linux": _ratios(results, "kernel", "linux"),
+        "linux_ratio_to_floor": _ratios(results, "linux", "floor"),
     }
     return write_report("boot", report, format_table(report), out, log)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _ratios(results: dict, a: str, b: str) -> dict[str, float]:
+    """median(a) / median(b) for every boot path both have."""
+    out = {}
+    for label, _, _ in SCENARIOS:
+        x = results.get(a, {}).get(label, {})
+        y = results.get(b, {}).get(label, {})
+        if "median" in x and "median" in y and y["median"] > 0:
+            out[label] = x["median"] / y["median"]
+    return out
 
 
 def write_report(name: str, report: dict, table: str, out: Path | None, log) -> dict:
@@ -172,28 +209,29 @@ def _cell(r: dict | None) -> str:
         return "-"
     if "error" in r:
         return f"error: {r['error'][:60]}"
-    return f"{r['median'] * 1000:7.0f} ms (spread {r['spread'] * 1000:.0f})"
+    return f"{r['median'] * 1000:.0f} ms (spread {r['spread'] * 1000:.0f})"
+
+
+def _x(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio else "-"
 
 
 def format_table(report: dict) -> str:
     res = report["results"]
-    lines = [f"{'boot path':16} {'kernel (median)':>28} "
-             f"{'floor (median)':>28} {'ratio':>7}"]
+    lines = [f"{'boot path':15} {'kernel':>22} {'floor':>22} {'linux+micropython':>22} "
+             f"{'kernel/floor':>12} {'kernel/linux':>12}"]
     for label, _, _ in SCENARIOS:
-        ratio = report["ratio_to_floor"].get(label)
-        kernel = _cell(res.get("kernel", {}).get(label))
-        lines.append(f"{label:16} {kernel:>28} "
-                     f"{_cell(res['floor'].get(label)):>28} "
-                     f"{f'{ratio:.1f}x' if ratio else '-':>7}")
-    size = report["kernel_elf_bytes"]
-    kernel = f"{size} bytes ({size / 1024:.0f} KiB)" if size else "missing"
-    lines.append(f"kernel.elf: {kernel}; "
-                 f"floor.elf: {report['floor_elf_bytes']} bytes")
-    mib = report["min_memory_mib"]
-    lines.append("smallest -m reaching the prompt: "
-                 + (f"{mib} MiB (step {report['min_memory_step_mib']})"
-                    if mib else "not measured" if size is None
-                    else "none up to 64 MiB"))
+        lines.append(
+            f"{label:15} {_cell(res.get('kernel', {}).get(label)):>22} "
+            f"{_cell(res.get('floor', {}).get(label)):>22} "
+            f"{_cell(res.get('linux', {}).get(label)):>22} "
+            f"{_x(report['ratio_to_floor'].get(label)):>12} "
+            f"{_x(report['ratio_to_linux'].get(label)):>12}")
+    lines.append(f"median of {report['runs']} boot(s) after {report['warmup_runs']} "
+                 f"discarded, QEMU launch to `>>> ` (floor: to its one byte); -m "
+                 f"{report['memory']}")
+    for what, note in report.get("notes", {}).items():
+        lines.append(f"{what}: {note}")
     lines.append(f"accel: {report['accel']} ({report['accel_reason']})")
     return "\n".join(lines)
 

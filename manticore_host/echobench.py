@@ -1,5 +1,7 @@
 """`invoke bench echo`: UDP echo request/response rate and latency against echod (lwIP
-sockets under asyncio) and rawecho (the raw NIC queue: Ethernet/IPv4/UDP parsed by the app).
+sockets under asyncio) and rawecho (the raw NIC queue: Ethernet/IPv4/UDP parsed by the app),
+and against the same apps/echod.py on the Linux + MicroPython peer (linuxpeer.py; path
+"linux-echod"), whose rates are the baseline of the ratios.
 
 For each app (echod, rawecho, both on 7777/udp), each path (QEMU user networking through a 127.0.0.1 hostfwd; a tap device inside a
 network namespace made for the run) and for 64- and 1400-byte payloads at 1 and at 32
@@ -33,6 +35,7 @@ ECHO_PORT = 7777
 LISTENING = b"echod: listening on 7777/udp"
 APPS = ("echod", "rawecho")
 READY = {"echod": LISTENING, "rawecho": b"rawecho: "}
+LINUX_APP = "linux-echod"           # apps/echod.py on the Linux + MicroPython peer
 USER_GUEST_IP = "10.0.2.15"         # slirp's guest address; rawecho needs it on the cmdline
 SIZES = (64, 1400)
 INFLIGHT = (1, 32)
@@ -304,11 +307,15 @@ def _row(r: dict) -> str:
 
 def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | None = None,
                    nets: tuple[str, ...] = ("user", "tap"), out: Path | None = None,
-                   log=print, apps: tuple[str, ...] = APPS) -> dict:
+                   log=print, apps: tuple[str, ...] = APPS, linux: bool = True) -> dict:
+    """Every case against each app of this project and (linux=True) against the same
+    apps/echod.py on the Linux + MicroPython peer, over each net; the host-local ceiling
+    first."""
     accel_name, reason = resolve_accel(accel)
     seconds = seconds or (1.0 if quick else 5.0)
     log(f"bench echo: {seconds:g} s per case, accel {accel_name} ({reason})")
     results: dict[str, dict] = {}
+    notes: dict[str, str] = {}
 
     with HostEcho() as host:
         sock = udp_client(("127.0.0.1", host.port))
@@ -318,26 +325,53 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
             sock.close()
         host_kind = host.kind
 
-    for app in apps:
+    guests = [(app, None) for app in apps]
+    if linux:
+        try:
+            from manticore_host import linuxpeer
+            guests.append((LINUX_APP, linuxpeer.ensure_image(log=log)))
+        except Exception as e:          # no peer image: say so, measure the rest
+            notes[LINUX_APP] = "peer image unavailable: " + \
+                (str(e).splitlines() or [type(e).__name__])[0]
+            log(f"bench echo: {notes[LINUX_APP]}")
+    for app, peer in guests:
         for net in nets:
             path = f"{app}/{net}"
             try:
-                results[path] = _bench_guest(net, accel_name, seconds, log, app)
+                results[path] = _bench_guest(net, accel_name, seconds, log, app, peer)
             except Exception as e:          # report it and go on with the other path
                 first = (str(e).splitlines() or [type(e).__name__])[0]
-                log(f"  {path:13} error: {first}")
+                log(f"  {path:19} error: {first}")
                 results[path] = {"error": first}
 
-    report = {"accel": accel_name, "accel_reason": reason, "quick": quick, "apps": list(apps),
-              "nets": list(nets),
-              "seconds_per_case": seconds, "host_echo": host_kind,
-              "host": platform.node(), "results": results}
+    report = {"accel": accel_name, "accel_reason": reason, "quick": quick,
+              "apps": [app for app, _ in guests], "nets": list(nets),
+              "seconds_per_case": seconds, "host_echo": host_kind, "notes": notes,
+              "host": platform.node(), "results": results,
+              "ratios": echo_ratios(results)}
     return write_report("echo", report, format_table(report), out, log)
 
 
-def _bench_guest(net: str, accel: str, seconds: float, log, app: str = "echod") -> dict:
-    """Every case on a freshly booted echod (a boot takes well under a second), so that no
-    case inherits the heap or the queues that an earlier one left behind."""
+def echo_ratios(results: dict) -> dict[str, dict[str, float]]:
+    """Replies/s of each of this project's apps over the Linux peer's echod, per net and
+    case ("echod/user vs linux-echod/user": {"64B x1": 1.4, ...})."""
+    ratios = {}
+    for path, cases in results.items():
+        app, _, net = path.partition("/")
+        peer = results.get(f"{LINUX_APP}/{net}")
+        if app in (LINUX_APP, "host-local") or not peer or "error" in peer or \
+                "error" in cases:
+            continue
+        ratios[f"{path} vs {LINUX_APP}/{net}"] = {
+            case: r["rate"] / peer[case]["rate"] for case, r in cases.items()
+            if case in peer and peer[case]["rate"] > 0}
+    return ratios
+
+
+def _bench_guest(net: str, accel: str, seconds: float, log, app: str = "echod",
+                 peer=None) -> dict:
+    """Every case on a freshly booted guest, so that no case inherits the heap or the
+    queues that an earlier one left behind."""
     if net == "tap":
         from manticore_host.netns import available
         ok, why = available()
@@ -346,20 +380,31 @@ def _bench_guest(net: str, accel: str, seconds: float, log, app: str = "echod") 
     results = {}
     for size in SIZES:
         for inflight in INFLIGHT:
-            with _echod_session(net, accel, app) as sock:
+            with _echod_session(net, accel, app, peer) as sock:
                 r = echo_load(sock, size, inflight, seconds=seconds, loss_timeout=LOSS_TIMEOUT)
             results[f"{size}B x{inflight}"] = r.summary()
-            log(f"  {app + '/' + net:13} {size:5} B  {inflight:2} in flight  {_row(r.summary())}")
+            log(f"  {app + '/' + net:19} {size:5} B  {inflight:2} in flight  "
+                f"{_row(r.summary())}")
     return results
 
 
 @contextmanager
-def _echod_session(net: str, accel: str, app: str = "echod"):
-    """A booted echod (or rawecho) and a UDP socket connected to it (in the VM's namespace
-    for tap)."""
+def _echod_session(net: str, accel: str, app: str = "echod", peer=None):
+    """A booted echod (or rawecho, or the peer's echod) and a UDP socket connected to it
+    (in the VM's namespace for tap)."""
     port = free_port() if net == "user" else None
-    with VM(echod_config(net, accel, port, app=app)) as vm:
-        start_echod(vm, app=app)
+    if peer is not None:
+        from manticore_host import linuxpeer
+        publish = [f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"] \
+            if net == "user" else []
+        cfg = linuxpeer.peer_config(peer, mode="app", app="echod", net=net, accel=accel,
+                                    publish=publish)
+        ready = LISTENING
+    else:
+        cfg, ready = echod_config(net, accel, port, app=app), READY[app]
+    with VM(cfg) as vm:
+        vm.start()
+        vm.console.read_until(ready, 120)
         if net == "user":
             sock = udp_client(("127.0.0.1", port))
         else:
@@ -374,7 +419,7 @@ def _echod_session(net: str, accel: str, app: str = "echod"):
 
 def format_table(report: dict) -> str:
     res = report["results"]
-    lines = [f"{'path':15} {'payload':>8} {'in flight':>9}  {'replies/s':>10} "
+    lines = [f"{'path':19} {'payload':>8} {'in flight':>9}  {'replies/s':>10} "
              f"{'p50 us':>8} {'p99 us':>8}  {'lost':>10}"]
     guests = [p for p in res if p != "host-local"]
     for path in ["host-local"] + guests:
@@ -382,13 +427,13 @@ def format_table(report: dict) -> str:
         if cases is None:
             continue
         if "error" in cases:
-            lines.append(f"{path:15} error: {cases['error']}")
+            lines.append(f"{path:19} error: {cases['error']}")
             continue
         for key, r in cases.items():
             size, inflight = key.split(" x")
             p50 = f"{r['p50_us']:.0f}" if r.get("p50_us") is not None else "-"
             p99 = f"{r['p99_us']:.0f}" if r.get("p99_us") is not None else "-"
-            lines.append(f"{path:15} {size:>8} {inflight:>9}  {r['rate']:10.0f} "
+            lines.append(f"{path:19} {size:>8} {inflight:>9}  {r['rate']:10.0f} "
                          f"{p50:>8} {p99:>8}  {r['lost']:>4}/{r['sent']:<5}")
     local = res.get("host-local", {})
     for path in guests:
@@ -399,6 +444,10 @@ def format_table(report: dict) -> str:
                     if k in local and local[k]["rate"] > 0)
         lines.append(f"{path}: at most {worst * 100:.1f}% of the generator's host-local rate "
                      f"({'the guest is the bottleneck' if worst < 0.5 else 'generator-bound: figures are a floor'})")
+    for pair, cases in report.get("ratios", {}).items():
+        lines.append(f"{pair}: " + ", ".join(f"{case} {x:.2f}x" for case, x in cases.items()))
+    for what, note in report.get("notes", {}).items():
+        lines.append(f"{what}: {note}")
     lines.append(f"host-local reference: {report['host_echo']}; accel {report['accel']} "
                  f"({report['accel_reason']}); {report['seconds_per_case']:g} s per case")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Boot benchmark bookkeeping (no QEMU): memory bisection and the table."""
+"""Benchmark bookkeeping (no QEMU): memory bisection, ratios and the tables."""
 
 from pathlib import Path
 
@@ -8,35 +8,44 @@ from manticore_host import bench
 def test_smallest_memory_bisects(monkeypatch):
     tried = []
 
-    def fake(elf, mib, accel, timeout):
+    def fake(make_config, expect, mib, timeout):
         tried.append(mib)
         return mib >= 11
-    monkeypatch.setattr(bench, "reaches_prompt", fake)
-    assert bench.smallest_memory(Path("k"), "tcg", log=lambda *a: None) == 11
+    monkeypatch.setattr(bench, "reaches", fake)
+    assert bench.smallest_memory(None, b">>> ", log=lambda *a: None) == 11
     assert len(tried) <= 9
     tried.clear()
-    assert bench.smallest_memory(Path("k"), "tcg", step=4, log=lambda *a: None) in range(11, 15)
+    assert bench.smallest_memory(None, b">>> ", step=4, log=lambda *a: None) in range(11, 15)
+    tried.clear()
+    assert bench.smallest_memory(None, b">>> ", lo=16, hi=512, step=4,
+                                 log=lambda *a: None) == 16
 
 
 def test_smallest_memory_edges(monkeypatch):
-    monkeypatch.setattr(bench, "reaches_prompt", lambda e, m, a, t: False)
-    assert bench.smallest_memory(Path("k"), "tcg", log=lambda *a: None) is None
-    monkeypatch.setattr(bench, "reaches_prompt", lambda e, m, a, t: True)
-    assert bench.smallest_memory(Path("k"), "tcg", log=lambda *a: None) == 2
+    monkeypatch.setattr(bench, "reaches", lambda c, e, m, t: False)
+    assert bench.smallest_memory(None, b">>> ", log=lambda *a: None) is None
+    monkeypatch.setattr(bench, "reaches", lambda c, e, m, t: True)
+    assert bench.smallest_memory(None, b">>> ", log=lambda *a: None) == 2
 
 
 def test_summarize_and_table():
     s = bench.summarize([0.5, 0.3, 0.4])
     assert s["median"] == 0.4 and abs(s["spread"] - 0.2) < 1e-9
+    results = {"kernel": {"direct q35": s, "iso q35": {"error": "boom"}},
+               "floor": {"direct q35": bench.summarize([0.1])},
+               "linux": {"direct q35": bench.summarize([2.0, 2.2])}}
     report = {
-        "results": {"kernel": {"direct q35": s, "iso q35": {"error": "boom"}},
-                    "floor": {"direct q35": bench.summarize([0.1])}},
-        "ratio_to_floor": {"direct q35": 4.0}, "kernel_elf_bytes": 2048,
-        "floor_elf_bytes": 424, "min_memory_mib": 6, "min_memory_step_mib": 1,
+        "results": results, "runs": 3, "warmup_runs": 1, "memory": "128M",
+        "ratio_to_floor": bench._ratios(results, "kernel", "floor"),
+        "ratio_to_linux": bench._ratios(results, "kernel", "linux"),
+        "notes": {"linux": "peer image unavailable: test"},
         "accel": "tcg", "accel_reason": "tcg requested"}
+    assert report["ratio_to_floor"] == {"direct q35": 4.0}
+    assert abs(report["ratio_to_linux"]["direct q35"] - 0.4 / 2.1) < 1e-9
     table = bench.format_table(report)
-    assert "400 ms" in table and "4.0x" in table and "error: boom" in table
-    assert "6 MiB" in table and "2048 bytes" in table
+    assert "400 ms" in table and "4.00x" in table and "0.19x" in table
+    assert "error: boom" in table and "2100 ms" in table
+    assert "peer image unavailable" in table
 
 
 # --------------------------------------------------------------------------- bench irq (no QEMU)

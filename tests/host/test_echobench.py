@@ -85,12 +85,19 @@ def test_table_reports_paths_and_generator_headroom():
                           "echod/user": {c: case(500.0) for c in cases},
                           "echod/tap": {"error": "tap skipped: no root"},
                           "rawecho/user": {c: case(1000.0) for c in cases},
-                          "rawecho/tap": {"error": "tap skipped: no root"}},
+                          "rawecho/tap": {"error": "tap skipped: no root"},
+                          "linux-echod/user": {c: case(250.0) for c in cases},
+                          "linux-echod/tap": {"error": "tap skipped: no root"}},
               "host_echo": "C tools/udpecho", "accel": "tcg", "accel_reason": "tcg requested",
               "seconds_per_case": 1.0}
+    report["ratios"] = echobench.echo_ratios(report["results"])
+    assert report["ratios"] == {
+        "echod/user vs linux-echod/user": {c: 2.0 for c in cases},
+        "rawecho/user vs linux-echod/user": {c: 4.0 for c in cases}}
     table = echobench.format_table(report)
     assert "host-local" in table and "50000" in table and "500" in table
-    assert "echod/tap       error: tap skipped" in table
-    assert "rawecho/tap     error: tap skipped" in table
+    assert "echod/tap           error: tap skipped" in table
+    assert "rawecho/tap         error: tap skipped" in table
+    assert "echod/user vs linux-echod/user: 64B x1 2.00x" in table
     assert "echod/user: at most 1.0% of the generator's host-local rate" in table
     assert "rawecho/user: at most 2.0% of the generator's host-local rate" in table

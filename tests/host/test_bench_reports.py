@@ -1,0 +1,123 @@
+"""Benchmark reports without QEMU: perf_bench ratios and geometric means, the ELF size split,
+and the Markdown summary that `invoke bench all` writes."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import pytest
+
+from manticore_host import benchall, sizebench, vmbench
+
+
+def _timed(ms):
+    return {"median_us": ms * 1000.0, "min_us": ms * 1000.0, "max_us": ms * 1000.0,
+            "spread_us": 0.0, "runs": [ms * 1000.0]}
+
+
+def test_vm_compare_ratios_and_geomean():
+    results = {"manticore": {"a": _timed(10), "b": _timed(40), "c": {"error": "CRASH"}},
+               "linux": {"a": _timed(20), "b": _timed(20), "c": _timed(5)},
+               "host": {"a": _timed(1), "b": _timed(2), "c": _timed(1)}}
+    cmp = vmbench.compare(results)
+    rows = {r["bench"]: r for r in cmp["rows"]}
+    assert rows["a"]["manticore/linux"] == 0.5 and rows["b"]["manticore/linux"] == 2.0
+    assert "manticore/linux" not in rows["c"] and rows["c"]["manticore_error"] == "CRASH"
+    assert math.isclose(cmp["geomean"]["manticore/linux"], 1.0)      # sqrt(0.5 * 2)
+    assert cmp["compared"] == {"manticore/linux": 2, "manticore/host": 2, "linux/host": 3}
+    report = {"N": 1000, "M": 1000, "average": 5, "targets": list(vmbench.TARGETS),
+              "results": results, "accel": "tcg", "accel_reason": "tcg requested",
+              "machine": "q35", "memory": "128M", **cmp}
+    table = vmbench.format_table(report)
+    assert "geometric mean" in table and "1.00" in table
+    assert "manticore: not timed: c (CRASH)" in table
+
+
+def test_vm_compare_with_a_target_that_failed():
+    cmp = vmbench.compare({"manticore": {"a": _timed(10)}, "linux": {"error": "no image"},
+                           "host": {"a": _timed(1)}})
+    assert cmp["geomean"]["manticore/linux"] is None
+    assert math.isclose(cmp["geomean"]["manticore/host"], 10.0)
+
+
+def test_console_serial_speaks_pyboard():
+    class FakeConsole:
+        def __init__(self):
+            self.buf, self.sent = bytearray(b"OKhello\x04\x04>"), []
+
+        def read_exact(self, n, timeout):
+            data, self.buf[:n] = bytes(self.buf[:n]), b""
+            return data
+
+        def pending(self):
+            return len(self.buf)
+
+        def write(self, data):
+            self.sent.append(data)
+
+    serial = vmbench.ConsoleSerial(FakeConsole())
+    assert serial.read(2) == b"OK" and serial.inWaiting() == 8
+    assert serial.write(b"x") == 1 and serial.console.sent == [b"x"]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build an ELF")
+def test_elf_split(tmp_path):
+    src = tmp_path / "t.c"
+    src.write_text("int table[1000] = {1};\nchar zeros[5000];\n"
+                   "const char text[3000] = \"x\";\nint main(void) { return table[0]; }\n")
+    exe = tmp_path / "t"
+    subprocess.run(["gcc", "-O1", "-g", "-o", str(exe), str(src)], check=True)
+    split = sizebench.elf_split(exe)
+    assert split["data"] >= 4000 and split["bss"] >= 5000 and split["rodata"] >= 3000
+    assert split["text"] > 0 and split["other"] > 0          # debug info
+    assert split["loaded"] == split["text"] + split["rodata"] + split["data"]
+    assert split["file"] == exe.stat().st_size
+    stripped = sizebench.stripped_size(exe)
+    assert stripped is None or stripped < split["file"]
+
+
+def test_size_ratios_and_table():
+    report = {"kernel": {"elf": {"file": 4_000_000, "text": 400_000, "rodata": 100_000,
+                                 "data": 200, "bss": 2_000_000, "other": 3_000_000,
+                                 "loaded": 500_200},
+                         "elf_stripped": 500_000, "iso": 7_000_000,
+                         "frozen": {"bytes": 30_000, "modules": 27, "mpy_bytes": 25_000},
+                         "min_memory": {"mib": 3, "step": 1, "range": [2, 64]}},
+              "linux": {"vmlinuz": 10_000_000, "initrd": 2_500_000, "boot_files": 12_500_000,
+                        "micropython": {"file": 1_500_000, "text": 900_000, "rodata": 200_000,
+                                        "data": 10_000, "bss": 50_000, "other": 0,
+                                        "loaded": 1_110_000},
+                        "kernel_version": "6.12", "min_memory": {"mib": 60, "step": 4,
+                                                                 "range": [16, 512]}},
+              "notes": {}, "accel": "tcg", "accel_reason": "tcg requested"}
+    report["ratios"] = sizebench.size_ratios(report)
+    assert report["ratios"]["smallest -m"] == 0.05
+    assert report["ratios"]["boot files (stripped kernel.elf / vmlinuz+initrd)"] == 0.04
+    table = sizebench.format_table(report)
+    for word in ("kernel.elf", "stripped", "frozen Python", "27 modules", "3 MiB (step 1)",
+                 "vmlinuz", "initramfs", "60 MiB (step 4)", "ratio smallest -m: 0.050"):
+        assert word in table, f"expected {word!r} in:\n{table}"
+
+
+def test_summary_lists_machine_missing_prerequisites_and_every_ratio():
+    boot = {"results": {"kernel": {"direct q35": {"median": 0.15, "spread": 0.02}},
+                        "linux": {"direct q35": {"median": 3.0, "spread": 0.2}}},
+            "ratio_to_floor": {"direct q35": 1.6}, "ratio_to_linux": {"direct q35": 0.05},
+            "linux_ratio_to_floor": {"direct q35": 32.0}, "runs": 5, "warmup_runs": 1}
+    vm = {"geomean": {"manticore/linux": 0.9, "manticore/host": 10.0, "linux/host": 11.0},
+          "compared": {"manticore/linux": 24, "manticore/host": 24, "linux/host": 24},
+          "rows": [], "results": {}, "targets": [], "N": 1000, "M": 1000, "average": 5,
+          "accel": "tcg", "accel_reason": "x", "machine": "q35", "memory": "128M"}
+    summary = {"machine": benchall.machine_info(), "accel": "tcg",
+               "accel_reason": "KVM probe failed", "quick": True,
+               "missing": {"tap": "no tap networking (not root)"},
+               "seconds": {"boot": 10.0, "vm": 20.0}, "total_seconds": 30.0,
+               "failed": {"echo": "boom"}}
+    text = benchall.render_summary(summary, {"boot": boot, "vm": vm})
+    for word in ("# Benchmark summary", "## Machine", "QEMU", "KVM probe failed",
+                 "no tap networking", "bench echo failed: boom", "## Ratios",
+                 "0.05×", "0.90×", "geometric mean of 24", "Quick run",
+                 "| direct q35 | 150 ms (±10) |"):
+        assert word in text, f"expected {word!r} in the summary:\n{text}"
