@@ -912,7 +912,7 @@ class VM:
                                    log_path=self.log_path,
                                    exit_detail=self._exit_detail)
             if not cfg.gdb:
-                self.qmp.cmd("cont")
+                self._continue()
         except BaseException as e:
             error = self._start_error(e)
             self.close()
@@ -920,6 +920,20 @@ class VM:
                 raise
             raise error from e
         return self
+
+    def _continue(self) -> None:
+        """Let the paused guest run.  A guest that is done at once (the floor image writes
+        one byte and exits within some 30 ms on microvm) can make QEMU quit before QMP
+        answers `cont`: when QEMU has exited, the guest did run, and that is a start."""
+        try:
+            self.qmp.cmd("cont")
+        except Exception as e:
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                raise e from None
+            if self.proc.returncode < 0:        # killed, not a guest's exit
+                raise
 
     def _setup_netns(self) -> None:
         from manticore_host.netns import NetNamespace
