@@ -36,7 +36,7 @@ from manticore_host.qemu import PROMPT, VM, VMConfig, resolve_accel
 SCENARIOS = (("direct q35", "kernel", "q35"),
              ("direct microvm", "kernel", "microvm"),
              ("iso q35", "iso", "q35"))
-LINUX_SCENARIOS = ("direct q35",)   # the peer boots with -kernel/-initrd; it has no ISO
+LINUX_SCENARIOS = ("direct q35", "direct microvm")   # -kernel/-initrd: the peer has no ISO
 FLOOR_BYTE = b"*"
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from manticore_host.fetch import (COMPONENT, KEYRING, SUITE, FetchError, cache_root,
-                                  sha256_of, system_debian_uris)
+                                  prepare_apt_state, sha256_of, system_debian_uris)
 
 ARCH = "amd64"
 
@@ -102,19 +102,8 @@ def apt_options(state: Path) -> list[str]:
 
 
 def _prepare() -> Path:
-    state = apt_dir()
-    for sub in ("sources.list.d", "preferences.d", "lists/partial",
-                "cache/archives/partial"):
-        (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "sources.list").write_text("")
-    (state / "preferences").write_text("")
-    text = private_sources(system_debian_uris())
-    sources = state / "sources.list.d" / "manticore-bin.sources"
-    if not sources.is_file() or sources.read_text() != text:
-        sources.write_text(text)
-        for old in (state / "lists").glob("*_Packages*"):
-            old.unlink()
-    return state
+    return prepare_apt_state(apt_dir(), "manticore-bin.sources",
+                             private_sources(system_debian_uris()), "*_Packages*")
 
 
 def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -191,18 +191,27 @@ def _apt_options(apt_dir: Path) -> list[str]:
     ]
 
 
-def _prepare_apt_dir() -> Path:
-    apt_dir = cache_root() / "apt"
-    for sub in ("sources.list.d", "lists/partial", "cache/archives/partial"):
+def prepare_apt_state(apt_dir: Path, sources_name: str, sources_text: str,
+                      index_glob: str) -> Path:
+    """A private apt state directory holding one deb822 source, `sources_name`, and empty
+    host-independent sources.list and preferences.  When the source text changed, the
+    downloaded indexes matching `index_glob` are dropped so that apt fetches them anew."""
+    for sub in ("sources.list.d", "preferences.d", "lists/partial",
+                "cache/archives/partial"):
         (apt_dir / sub).mkdir(parents=True, exist_ok=True)
     (apt_dir / "sources.list").write_text("")
-    text = private_sources(system_debian_uris())
-    sources = apt_dir / "sources.list.d" / "manticore.sources"
-    if not sources.is_file() or sources.read_text() != text:
-        sources.write_text(text)
-        for old in (apt_dir / "lists").glob("*_Sources*"):
+    (apt_dir / "preferences").write_text("")
+    sources = apt_dir / "sources.list.d" / sources_name
+    if not sources.is_file() or sources.read_text() != sources_text:
+        sources.write_text(sources_text)
+        for old in (apt_dir / "lists").glob(index_glob):
             old.unlink()
     return apt_dir
+
+
+def _prepare_apt_dir() -> Path:
+    return prepare_apt_state(cache_root() / "apt", "manticore.sources",
+                             private_sources(system_debian_uris()), "*_Sources*")
 
 
 def _run_apt(args: list[str],

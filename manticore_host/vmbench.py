@@ -19,7 +19,6 @@ Results: a table on stdout and build/bench/vm.json.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import math
@@ -28,7 +27,6 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from manticore_host import fetch

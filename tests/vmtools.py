@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,3 +31,17 @@ def file_tail(path: Path, n: int = LOG_TAIL_CHARS) -> str:
     except Exception:
         pass
     return text[-n:]
+
+
+def wait_for(path: Path, needle: bytes, timeout: float) -> bool:
+    """Until `needle` appears in the file at `path` (a serial log QEMU writes); False after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if needle in path.read_bytes():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False

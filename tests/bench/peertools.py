@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,18 +28,6 @@ def pyboard_module():
         sys.path.insert(0, tools)
     import pyboard
     return pyboard
-
-
-def wait_for(path: Path, needle: bytes, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if needle in path.read_bytes():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 @contextmanager

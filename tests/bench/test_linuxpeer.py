@@ -17,7 +17,8 @@ import pytest
 
 from manticore_host import initramfs, linuxpeer
 from manticore_host.echobench import ECHO_PORT, free_port, udp_client, wait_answering
-from peertools import ACCEL, BUILD_ALLOWANCE, pyboard_module, qemu_on_pty, wait_for
+from peertools import ACCEL, BUILD_ALLOWANCE, pyboard_module, qemu_on_pty
+from vmtools import wait_for
 
 HOST_TIMEOUT = 60 + BUILD_ALLOWANCE
 BOOT_TIMEOUT = 150 + BUILD_ALLOWANCE

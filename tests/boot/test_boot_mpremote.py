@@ -4,11 +4,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
-from vmtools import file_tail
+from vmtools import file_tail, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -18,18 +17,6 @@ PTY_RE = re.compile(rb"/dev/pts/\d+")
 def mpremote_cmd():
     exe = shutil.which("mpremote")
     return [exe] if exe else [sys.executable, "-m", "mpremote"]
-
-
-def wait_for(path, needle: bytes, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if needle in path.read_bytes():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 def test_mpremote_exec_over_pty(pty_qemu):
