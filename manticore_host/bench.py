@@ -36,7 +36,10 @@ from manticore_host.qemu import PROMPT, VM, VMConfig, resolve_accel
 SCENARIOS = (("direct q35", "kernel", "q35"),
              ("direct microvm", "kernel", "microvm"),
              ("iso q35", "iso", "q35"))
-LINUX_SCENARIOS = ("direct q35", "direct microvm")   # -kernel/-initrd: the peer has no ISO
+# The peer boots with -kernel/-initrd (it has no ISO), on q35 only: on microvm under TCG,
+# Linux 6.12 fails to calibrate its TSC against the PIT now and then (microvm has no HPET
+# or PM timer to fall back on) and then hangs before init, in about one boot out of four.
+LINUX_SCENARIOS = ("direct q35",)
 FLOOR_BYTE = b"*"
 
 
