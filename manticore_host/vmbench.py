@@ -2,13 +2,15 @@
 Linux + MicroPython peer guest, and on the unix port run directly on the host.
 
 The method is MicroPython's own: tests/run-perfbench.py of the fetched tree is loaded as a
-module and its run_benchmarks() drives every target.  The two guests are driven exactly as
-run-perfbench.py drives a board (`-p`): tools/pyboard.py's raw REPL protocol, one soft reset
-per run, the benchmark timed inside the guest by benchrun.py with time.ticks_us.  Only the
-transport differs from `-p -d DEVICE`: pyboard talks to the launcher's serial console
-(ConsoleSerial) instead of a tty, so the VM is booted, and its readiness awaited, by the
-one QEMU launcher.  The host reference is run-perfbench.py's own local target (the script
-on the unix binary's stdin).
+module, and its feature checks, its script (the test, benchrun.py, bm_run(N, M)), its
+run_benchmark_on_target and its check against the .exp file or CPython serve every target;
+only the loop around them is ours, to report medians (run_benchmarks prints means) and to
+discard a warm-up run.  The two guests are driven exactly as run-perfbench.py drives a
+board (`-p`): tools/pyboard.py's raw REPL protocol, one soft reset per run, the benchmark
+timed inside the guest by benchrun.py with time.ticks_us.  Only the transport differs from
+`-p -d DEVICE`: pyboard talks to the launcher's serial console (ConsoleSerial) instead of
+a tty, so the VM is booted, and its readiness awaited, by the one QEMU launcher.  The host
+reference is run-perfbench.py's own local target (the script on the unix binary's stdin).
 
 Both guests run under the same QEMU options (machine, accel, memory); their figures are
 compared benchmark by benchmark (time ratio, lower is better for this project) with the
