@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from platformtools import qemu_cpu_seconds, qemu_pid  # noqa: E402,F401
+from platformtools import cpu_share, qemu_pid  # noqa: E402,F401
 
 EXIT_TIMEOUT = 60
 

@@ -89,3 +89,43 @@ def wait_echo(sock: socket.socket, timeout: float = 20.0) -> float:
             return time.monotonic() - t0
     pytest.fail(f"expected echod to answer a UDP echo within {timeout:g} s; "
                 f"{n} requests went unanswered", pytrace=False)
+
+
+def send_burst(ns, probes, repeats: int = 3, gap: float = 0.002) -> tuple[list, list]:
+    """Send every probe frame (frames.malformed_frames) `repeats` times through an AF_PACKET
+    socket on the namespace's tap.  (delivered probes, [(name, strerror)] of those the
+    host kernel refused, e.g. EINVAL for < 14 bytes: they never reach QEMU)."""
+    psock = ns.packet_socket()
+    delivered, refused = [], []
+    try:
+        for repeat in range(repeats):
+            for p in probes:
+                try:
+                    psock.send(p.frame)
+                    if repeat == 0:
+                        delivered.append(p)
+                except OSError as e:
+                    if repeat == 0:
+                        refused.append((p.name, e.strerror))
+                time.sleep(gap)
+    finally:
+        psock.close()
+    return delivered, refused
+
+
+def collect_replies(sock: socket.socket, seconds: float = 3.0) -> dict[bytes, bytes]:
+    """Datagrams arriving on `sock` for `seconds`, keyed by their first 3 bytes (a probe's
+    tag), the first of each kept; closes `sock`."""
+    answered = {}
+    sock.settimeout(0.3)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = sock.recv(4096)
+            except socket.timeout:
+                continue
+            answered.setdefault(data[:3], data)
+    finally:
+        sock.close()
+    return answered

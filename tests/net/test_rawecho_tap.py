@@ -15,7 +15,8 @@ import time
 import pytest
 
 from frames import ETH_P_ARP, arp_request, malformed_frames
-from nettools import ECHO_PORT, GUEST_IP, HOST_IP, guest_eval, udp_echo, wait_echo
+from nettools import (ECHO_PORT, GUEST_IP, HOST_IP, collect_replies, guest_eval, send_burst,
+                      udp_echo, wait_echo)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -129,32 +130,9 @@ def test_rawecho_survives_the_malformed_burst_and_counts_it(raw_tap, summary):
 
     wait_echo(g.sock)
     before = g.stats()
-    psock = ns.packet_socket()
-    delivered, refused = [], []
-    try:
-        for repeat in range(3):
-            for p in probes:
-                try:
-                    psock.send(p.frame)
-                    if repeat == 0:
-                        delivered.append(p)
-                except OSError as e:
-                    if repeat == 0:
-                        refused.append((p.name, e.strerror))
-                time.sleep(0.002)
-    finally:
-        psock.close()
+    delivered, refused = send_burst(ns, probes)
 
-    answered = {}
-    replies_sock.settimeout(0.3)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        try:
-            data = replies_sock.recv(4096)
-        except socket.timeout:
-            continue
-        answered.setdefault(data[:3], data)
-    replies_sock.close()
+    answered = collect_replies(replies_sock)
     mid = g.stats()
 
     wait_echo(g.sock, timeout=10)

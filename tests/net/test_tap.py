@@ -14,7 +14,8 @@ import pytest
 
 from frames import ETH_P_ARP, arp_request, malformed_frames
 from manticore_host.echobench import echo_load
-from nettools import ECHO_PORT, GUEST_IP, HOST_IP, flat, net_up, udp_echo, wait_echo
+from nettools import (ECHO_PORT, GUEST_IP, HOST_IP, collect_replies, flat, net_up, send_burst,
+                      udp_echo, wait_echo)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -115,33 +116,10 @@ def test_malformed_burst_is_dropped_and_counted(tap_guest, summary):
     before = g.eval("network.LAN().stats()", "import network")
     wait_echo(g.sock)
 
-    psock = ns.packet_socket()
-    delivered, refused = [], []
-    try:
-        for repeat in range(3):
-            for p in probes:
-                try:
-                    psock.send(p.frame)
-                    if repeat == 0:
-                        delivered.append(p)
-                except OSError as e:        # e.g. EINVAL for < 14 bytes: never leaves the host
-                    if repeat == 0:
-                        refused.append((p.name, e.strerror))
-                time.sleep(0.002)
-    finally:
-        psock.close()
+    delivered, refused = send_burst(ns, probes)
 
     # Replies to anything the guest accepted come back to replies_sock.
-    answered = {}
-    replies_sock.settimeout(0.3)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        try:
-            data = replies_sock.recv(4096)
-        except socket.timeout:
-            continue
-        answered.setdefault(data[:3], data)
-    replies_sock.close()
+    answered = collect_replies(replies_sock)
 
     # echod still answers, and a valid request gets its exact echo.
     wait_echo(g.sock, timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -35,6 +36,13 @@ def qemu_cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     # After the comm field: state is fields[0], utime is field 14 of stat(5), i.e. fields[11].
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_share(pid: int, seconds: float) -> float:
+    """QEMU's CPU time over `seconds` of wall time, as a fraction of one core."""
+    c0, t0 = qemu_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (qemu_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
 def qemu_pid(vm) -> int:

@@ -8,16 +8,9 @@ import time
 
 import pytest
 
-from platformtools import qemu_cpu_seconds, qemu_pid
+from platformtools import cpu_share, qemu_pid
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def cpu_share(pid: int, seconds: float) -> float:
-    """QEMU's CPU time over `seconds` of wall time, as a fraction of one core."""
-    c0, t0 = qemu_cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
-    return (qemu_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
 def test_idle_at_prompt_under_5_percent(vm, summary):
