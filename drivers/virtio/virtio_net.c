@@ -79,7 +79,7 @@ enum {
 // Per-buffer state, so that a double release or a foreign pointer is caught, not posted twice.
 enum { BUF_IN_RING, BUF_HELD, BUF_FREE, BUF_ALLOCATED };
 
-static struct virtio_pci_device net;
+static struct virtio_device net;
 static struct virtqueue *rxq, *txq;
 static bool present;
 static uint8_t mac[6];
@@ -126,12 +126,12 @@ static bool read_link_status(void) {
         return true;    // without VIRTIO_NET_F_STATUS the link is assumed up (5.1.4.2)
     }
     uint16_t status = 0;
-    virtio_pci_read_config(&net, VIRTIO_NET_CONFIG_STATUS, &status, sizeof(status));
+    virtio_read_config(&net, VIRTIO_NET_CONFIG_STATUS, &status, sizeof(status));
     return status & VIRTIO_NET_S_LINK_UP;
 }
 
 // Configuration change (4.1.4.3 config_msix_vector): QEMU's set_link changes status here.
-static void config_changed(struct virtio_pci_device *vdev, void *context) {
+static void config_changed(struct virtio_device *vdev, void *context) {
     (void)vdev;
     (void)context;
     bool up = read_link_status();
@@ -390,7 +390,7 @@ static bool allocate_buffers(void) {
 
 static void make_mac(void) {
     if (virtio_has_feature(&net, VIRTIO_NET_F_MAC)) {
-        virtio_pci_read_config(&net, VIRTIO_NET_CONFIG_MAC, mac, 6);
+        virtio_read_config(&net, VIRTIO_NET_CONFIG_MAC, mac, 6);
         return;
     }
     // 5.1.5: without VIRTIO_NET_F_MAC the driver picks one: locally administered, unicast.
@@ -432,22 +432,22 @@ int virtio_net_probe(void) {
     }
     uint64_t wanted = VIRTIO_FEATURE(VIRTIO_NET_F_MAC) | VIRTIO_FEATURE(VIRTIO_NET_F_STATUS)
         | VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX);
-    if (virtio_pci_negotiate(&net, wanted) != 0) {
+    if (virtio_negotiate(&net, wanted) != 0) {
         return -1;
     }
     make_mac();
-    if (virtio_pci_set_config_callback(&net, config_changed, NULL) != 0) {
+    if (virtio_set_config_callback(&net, config_changed, NULL) != 0) {
         kprintf("virtio-net: no configuration change interrupt, link changes go unnoticed\n");
     }
-    rxq = virtio_pci_setup_queue(&net, RX_QUEUE, RX_BUFFERS_MAX, rx_interrupt, NULL);
-    txq = rxq ? virtio_pci_setup_queue(&net, TX_QUEUE, TX_BUFFERS_MAX, tx_interrupt, NULL) : NULL;
+    rxq = virtio_setup_queue(&net, RX_QUEUE, RX_BUFFERS_MAX, rx_interrupt, NULL);
+    txq = rxq ? virtio_setup_queue(&net, TX_QUEUE, TX_BUFFERS_MAX, tx_interrupt, NULL) : NULL;
     if (rxq == NULL || txq == NULL) {
         kprintf("virtio-net: queue setup failed, not used\n");
         return -1;
     }
     if (!allocate_buffers()) {
         kprintf("virtio-net: out of DMA memory for buffers, not used\n");
-        virtio_pci_fail(&net);
+        virtio_fail(&net);
         return -1;
     }
     virtqueue_disable_interrupts(txq);   // TX interrupts only under back-pressure
@@ -466,7 +466,7 @@ int virtio_net_probe(void) {
     }
     rx_in_ring = rx_count;
     rx_unkicked = rx_count;
-    virtio_pci_driver_ok(&net);
+    virtio_driver_ok(&net);
     rx_kick();
     link_up = read_link_status();
 

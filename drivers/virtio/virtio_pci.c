@@ -68,15 +68,15 @@ static volatile uint8_t *find_structure(struct pci_device *pci, uint8_t type, ui
     return NULL;
 }
 
-uint8_t virtio_pci_status(const struct virtio_pci_device *vdev) {
+uint8_t virtio_status(const struct virtio_device *vdev) {
     return vdev->common->device_status;
 }
 
-static void set_status(struct virtio_pci_device *vdev, uint8_t bits) {
+static void set_status(struct virtio_device *vdev, uint8_t bits) {
     vdev->common->device_status = vdev->common->device_status | bits;
 }
 
-void virtio_pci_reset(struct virtio_pci_device *vdev) {
+void virtio_reset(struct virtio_device *vdev) {
     vdev->common->device_status = 0;
     // 4.1.4.3.2: after writing 0 the driver waits for device_status to read back 0.
     uint64_t deadline = tsc_read() + tsc_hz;
@@ -85,23 +85,23 @@ void virtio_pci_reset(struct virtio_pci_device *vdev) {
     }
 }
 
-void virtio_pci_fail(struct virtio_pci_device *vdev) {
+void virtio_fail(struct virtio_device *vdev) {
     set_status(vdev, VIRTIO_STATUS_FAILED);
 }
 
-void virtio_pci_driver_ok(struct virtio_pci_device *vdev) {
+void virtio_driver_ok(struct virtio_device *vdev) {
     set_status(vdev, VIRTIO_STATUS_DRIVER_OK);
 }
 
-static void print_device(const struct virtio_pci_device *vdev, const char *fmt, const char *what) {
+static void print_device(const struct virtio_device *vdev, const char *fmt, const char *what) {
     const struct pci_device *p = vdev->pci;
     kprintf("virtio: %02x:%02x.%x ", p->bus, p->device, p->function);
     kprintf(fmt, what);
     kprintf("\n");
 }
 
-int virtio_pci_init(struct virtio_pci_device *vdev, struct pci_device *pci) {
-    *vdev = (struct virtio_pci_device){ .pci = pci, .config_vector = -1, .intx_vector = -1 };
+int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
+    *vdev = (struct virtio_device){ .pci = pci, .config_vector = -1, .intx_vector = -1 };
     vdev->type = virtio_pci_device_type(pci);
     uint32_t length;
     uint8_t cap;
@@ -121,14 +121,14 @@ int virtio_pci_init(struct virtio_pci_device *vdev, struct pci_device *pci) {
     pci_enable(pci, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 
     // 3.1.1: reset, ACKNOWLEDGE (we noticed the device), DRIVER (we can drive it).
-    virtio_pci_reset(vdev);
+    virtio_reset(vdev);
     set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE);
     set_status(vdev, VIRTIO_STATUS_DRIVER);
     vdev->num_queues = vdev->common->num_queues;
     return 0;
 }
 
-int virtio_pci_negotiate(struct virtio_pci_device *vdev, uint64_t wanted) {
+int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
     volatile struct virtio_pci_common_cfg *c = vdev->common;
     c->device_feature_select = 0;
     uint64_t offered = c->device_feature;
@@ -137,7 +137,7 @@ int virtio_pci_negotiate(struct virtio_pci_device *vdev, uint64_t wanted) {
     vdev->device_features = offered;
     if (!(offered & VIRTIO_FEATURE(VIRTIO_F_VERSION_1))) {
         print_device(vdev, "%s", "does not offer VIRTIO_F_VERSION_1: not used");
-        virtio_pci_fail(vdev);
+        virtio_fail(vdev);
         return -1;
     }
     uint64_t accepted = offered & (wanted | VIRTIO_FEATURE(VIRTIO_F_VERSION_1));
@@ -149,7 +149,7 @@ int virtio_pci_negotiate(struct virtio_pci_device *vdev, uint64_t wanted) {
     set_status(vdev, VIRTIO_STATUS_FEATURES_OK);
     if (!(c->device_status & VIRTIO_STATUS_FEATURES_OK)) {
         print_device(vdev, "%s", "refused the negotiated features");
-        virtio_pci_fail(vdev);
+        virtio_fail(vdev);
         return -1;
     }
     vdev->features = accepted;
@@ -169,7 +169,7 @@ static void queue_interrupt(void *context) {
 }
 
 static void config_interrupt(void *context) {
-    struct virtio_pci_device *vdev = context;
+    struct virtio_device *vdev = context;
     vdev->config_changes++;
     if (vdev->config_callback != NULL) {
         vdev->config_callback(vdev, vdev->config_context);
@@ -179,10 +179,10 @@ static void config_interrupt(void *context) {
 // INTx (no MSI-X): one level-triggered line for everything; reading ISR status tells which
 // and deasserts it (4.1.4.5, 4.1.5.3, 4.1.5.4).
 static void intx_interrupt(void *context) {
-    struct virtio_pci_device *vdev = context;
+    struct virtio_device *vdev = context;
     uint8_t isr = *vdev->isr;
     if (isr & VIRTIO_ISR_QUEUE) {
-        for (int i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++) {
+        for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
             if (vdev->queues[i] != NULL) {
                 virtqueue_interrupt(vdev->queues[i]);
             }
@@ -193,7 +193,7 @@ static void intx_interrupt(void *context) {
     }
 }
 
-static int attach_intx(struct virtio_pci_device *vdev) {
+static int attach_intx(struct virtio_device *vdev) {
     if (vdev->intx_vector < 0 && vdev->isr != NULL) {
         vdev->intx_vector = pci_irq_attach(vdev->pci, 0, intx_interrupt, vdev,
             pci_device_name(vdev->pci));
@@ -201,15 +201,15 @@ static int attach_intx(struct virtio_pci_device *vdev) {
     return vdev->intx_vector;
 }
 
-static bool use_msix(struct virtio_pci_device *vdev) {
+static bool use_msix(struct virtio_device *vdev) {
     if (vdev->pci->irq_mode == PCI_IRQ_NONE && msix_enable(vdev->pci) < 0) {
         vdev->pci->irq_mode = PCI_IRQ_INTX;
     }
     return vdev->pci->irq_mode == PCI_IRQ_MSIX;
 }
 
-int virtio_pci_set_config_callback(struct virtio_pci_device *vdev,
-    void (*callback)(struct virtio_pci_device *vdev, void *context), void *context) {
+int virtio_set_config_callback(struct virtio_device *vdev,
+    void (*callback)(struct virtio_device *vdev, void *context), void *context) {
     vdev->config_context = context;
     vdev->config_callback = callback;
     if (use_msix(vdev) && vdev->pci->msix_size >= 1) {
@@ -227,12 +227,12 @@ int virtio_pci_set_config_callback(struct virtio_pci_device *vdev,
     return attach_intx(vdev) < 0 ? -1 : 0;
 }
 
-struct virtqueue *virtio_pci_setup_queue(struct virtio_pci_device *vdev, uint16_t index,
+struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
     uint16_t max_size, virtqueue_callback_t callback, void *context) {
     volatile struct virtio_pci_common_cfg *c = vdev->common;
-    if (index >= vdev->num_queues || index >= VIRTIO_PCI_MAX_QUEUES) {
+    if (index >= vdev->num_queues || index >= VIRTIO_MAX_QUEUES) {
         print_device(vdev, "%s", "has fewer queues than the driver needs");
-        virtio_pci_fail(vdev);
+        virtio_fail(vdev);
         return NULL;
     }
     // 4.1.5.1.3: select the queue, read its size (0: unavailable), choose ours (a power of
@@ -241,7 +241,7 @@ struct virtqueue *virtio_pci_setup_queue(struct virtio_pci_device *vdev, uint16_
     uint16_t size = c->queue_size;
     if (size == 0 || c->queue_enable) {
         print_device(vdev, "%s", "queue unavailable");
-        virtio_pci_fail(vdev);
+        virtio_fail(vdev);
         return NULL;
     }
     if (max_size != 0 && max_size < size) {
@@ -258,7 +258,7 @@ struct virtqueue *virtio_pci_setup_queue(struct virtio_pci_device *vdev, uint16_
     }
     if (vq == NULL) {
         print_device(vdev, "%s", "out of DMA memory for a virtqueue");
-        virtio_pci_fail(vdev);
+        virtio_fail(vdev);
         return NULL;
     }
     vq->event_idx = virtio_has_feature(vdev, VIRTIO_F_EVENT_IDX);
@@ -289,7 +289,7 @@ struct virtqueue *virtio_pci_setup_queue(struct virtio_pci_device *vdev, uint16_
         c->queue_msix_vector = index + 1;
         if (vq->vector < 0 || c->queue_msix_vector == VIRTIO_MSI_NO_VECTOR) {
             print_device(vdev, "%s", "could not get an MSI-X vector for a queue");
-            virtio_pci_fail(vdev);
+            virtio_fail(vdev);
             return NULL;
         }
     } else if (vdev->pci->irq_mode == PCI_IRQ_MSIX) {
@@ -302,7 +302,7 @@ struct virtqueue *virtio_pci_setup_queue(struct virtio_pci_device *vdev, uint16_
     return vq;
 }
 
-int virtio_pci_read_config(struct virtio_pci_device *vdev, uint32_t offset, void *out, uint32_t len) {
+int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {
     if (vdev->device_cfg == NULL || (uint64_t)offset + len > vdev->device_cfg_length) {
         return -1;
     }
@@ -318,7 +318,7 @@ int virtio_pci_read_config(struct virtio_pci_device *vdev, uint32_t offset, void
     return 0;
 }
 
-void virtio_pci_write_config8(struct virtio_pci_device *vdev, uint32_t offset, uint8_t value) {
+void virtio_write_config8(struct virtio_device *vdev, uint32_t offset, uint8_t value) {
     if (vdev->device_cfg != NULL && offset < vdev->device_cfg_length) {
         vdev->device_cfg[offset] = value;
     }

@@ -19,7 +19,7 @@ enum {
     RNG_TIMEOUT_MS = 2000,          // QEMU answers in microseconds; this means "broken"
 };
 
-static struct virtio_pci_device rng;
+static struct virtio_device rng;
 static struct virtqueue *requestq;
 static uint8_t *buffer;             // DMA memory the device writes into
 static int present;
@@ -43,20 +43,20 @@ int virtio_rng_probe(void) {
         return -1;
     }
     // No device-specific features (5.4.3); EVENT_IDX if offered.
-    if (virtio_pci_negotiate(&rng, VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX)) != 0) {
+    if (virtio_negotiate(&rng, VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX)) != 0) {
         return -1;
     }
     buffer = dma_alloc(RNG_BUFFER_SIZE, 4096);
     if (buffer == NULL) {
         kprintf("virtio-rng: out of DMA memory\n");
-        virtio_pci_fail(&rng);
+        virtio_fail(&rng);
         return -1;
     }
-    requestq = virtio_pci_setup_queue(&rng, RNG_QUEUE, RNG_QUEUE_SIZE, NULL, NULL);
+    requestq = virtio_setup_queue(&rng, RNG_QUEUE, RNG_QUEUE_SIZE, NULL, NULL);
     if (requestq == NULL) {
         return -1;
     }
-    virtio_pci_driver_ok(&rng);
+    virtio_driver_ok(&rng);
     present = 1;
     kprintf("virtio-rng: %02x:%02x.%x, %s vector 0x%x, queue of %u\n", pci->bus, pci->device,
         pci->function, pci_irq_mode_name(pci), requestq->vector, requestq->size);
@@ -104,7 +104,7 @@ long virtio_rng_read(void *buf, size_t n) {
         if (!wait_used()) {
             kprintf("virtio-rng: no answer in %d ms, device disabled\n", RNG_TIMEOUT_MS);
             present = 0;
-            virtio_pci_fail(&rng);
+            virtio_fail(&rng);
             return -1;
         }
         uint32_t len = 0;

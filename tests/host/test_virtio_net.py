@@ -56,34 +56,34 @@ const char *pci_irq_mode_name(const struct pci_device *dev) { (void)dev; return 
 // --- stand-in transport: one virtio-net with 256-entry queues ---
 static uint8_t config[12] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 1, 0 };  // mac, status LINK_UP
 static int notifications[2];
-static struct virtio_pci_device *the_device;
+static struct virtio_device *the_device;
 static void notify_queue(struct virtqueue *vq) { notifications[vq->index]++; }
 uint16_t virtio_pci_device_type(const struct pci_device *pci) { (void)pci; return VIRTIO_TYPE_NET; }
-int virtio_pci_init(struct virtio_pci_device *vdev, struct pci_device *pci) {
+int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
     vdev->pci = pci; vdev->config_vector = -1; the_device = vdev; return 0;
 }
-int virtio_pci_negotiate(struct virtio_pci_device *vdev, uint64_t wanted) {
+int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
     vdev->features = wanted | VIRTIO_FEATURE(VIRTIO_F_VERSION_1);
     vdev->features &= ~VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX);   // simpler notification rules
     return 0;
 }
-struct virtqueue *virtio_pci_setup_queue(struct virtio_pci_device *vdev, uint16_t index,
+struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
     uint16_t max_size, virtqueue_callback_t callback, void *context) {
     struct virtqueue *vq = virtqueue_create(index, max_size ? max_size : 256);
     vq->notify = notify_queue; vq->callback = callback; vq->callback_context = context;
     vq->vector = 0x40 + index; vdev->queues[index] = vq;
     return vq;
 }
-int virtio_pci_set_config_callback(struct virtio_pci_device *vdev,
-    void (*callback)(struct virtio_pci_device *, void *), void *context) {
+int virtio_set_config_callback(struct virtio_device *vdev,
+    void (*callback)(struct virtio_device *, void *), void *context) {
     vdev->config_callback = callback; vdev->config_context = context; vdev->config_vector = 0x3f;
     return 0;
 }
-int virtio_pci_read_config(struct virtio_pci_device *vdev, uint32_t offset, void *out, uint32_t len) {
+int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {
     (void)vdev; memcpy(out, config + offset, len); return 0;
 }
-void virtio_pci_driver_ok(struct virtio_pci_device *vdev) { (void)vdev; }
-void virtio_pci_fail(struct virtio_pci_device *vdev) { (void)vdev; }
+void virtio_driver_ok(struct virtio_device *vdev) { (void)vdev; }
+void virtio_fail(struct virtio_device *vdev) { (void)vdev; }
 
 // --- the device side ---
 static uint16_t device_avail[2];
