@@ -23,6 +23,7 @@
 #include "arch/x86_64/start.h"
 #include "drivers/pci/pci.h"
 #include "drivers/serial/uart16550.h"
+#include "drivers/virtio/virtio_blk.h"
 #include "drivers/virtio/virtio_net.h"
 #include "drivers/virtio/virtio_rng.h"
 #include "mm/mm.h"
@@ -104,6 +105,7 @@ void kernel_main(void) {
     pci_init();
     virtio_rng_probe();
     virtio_net_probe();
+    virtio_blk_probe();    // vda, vdb, ... (kernel/fs.py mounts vda at /)
     netif_virtio_init();   // lwIP (once per boot) and its netif over virtio-net
 
     mp_hal_console_init();

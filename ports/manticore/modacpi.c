@@ -153,6 +153,9 @@ void manticore_os_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     (void)self_in;
     if (dest[0] == MP_OBJ_NULL && attr == MP_QSTR_cpu_count) {
         dest[0] = MP_OBJ_FROM_PTR(&os_cpu_count_obj);
+    } else if (dest[0] == MP_OBJ_NULL && attr == MP_QSTR_sync) {
+        extern const mp_obj_fun_builtin_fixed_t blk_os_sync_obj;   // modblk.c
+        dest[0] = MP_OBJ_FROM_PTR(&blk_os_sync_obj);
     }
 }
 

@@ -28,7 +28,9 @@
 #define MICROPY_SCHEDULER_STATIC_NODES          (1) // soft IRQs: C work queued from hard IRQs (softirq.c)
 #define MICROPY_KBD_EXCEPTION                   (1)
 #define MICROPY_READER_VFS                      (1)
-#define MICROPY_VFS                             (1) // the vfs module; nothing is mounted yet
+#define MICROPY_VFS                             (1) // / is a disk or a RAM disk (kernel/fs.py)
+#define MICROPY_FATFS_ENABLE_LFN                (1) // long file names on FAT, as other ports
+#define MICROPY_FATFS_RPATH                     (2)
 #define MICROPY_HELPER_REPL                     (1)
 #define MICROPY_REPL_AUTO_INDENT                (1)
 #define MICROPY_REPL_EMACS_KEYS                 (1)
@@ -38,6 +40,12 @@
 #define MICROPY_EMIT_X64                        (1)
 
 // Modules and their options.
+// errno: MicroPython's default list plus the filesystem errors a disk gives (EROFS, ENOSPC...).
+#define MICROPY_PY_ERRNO_LIST \
+    X(EPERM) X(ENOENT) X(EIO) X(EBADF) X(EAGAIN) X(ENOMEM) X(EACCES) X(EEXIST) X(ENODEV) \
+    X(ENOTDIR) X(EISDIR) X(EINVAL) X(EFBIG) X(ENOSPC) X(EROFS) X(EOPNOTSUPP) X(EADDRINUSE) \
+    X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(ENOTCONN) X(ETIMEDOUT) X(ECONNREFUSED) \
+    X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS)
 #define MICROPY_PY_SYS_PLATFORM                 "manticore"
 #define MICROPY_PY_SYS_STDFILES                 (1)
 #define MICROPY_PY_SYS_STDIO_BUFFER             (1)
@@ -48,7 +56,7 @@
 #define MICROPY_PY_OS_UNAME                     (1)
 #define MICROPY_PY_OS_URANDOM                   (1)
 #define MICROPY_PY_OS_DUPTERM                   (0)
-#define MICROPY_PY_OS_SYNC                      (0)
+#define MICROPY_PY_OS_SYNC                      (0) // os.sync is modblk.c's: FAT and the disks' flush
 #define MICROPY_PY_TIME                         (1)
 #define MICROPY_PY_TIME_INCLUDEFILE             "ports/manticore/modtime.c"
 #define MICROPY_PY_TIME_TIME_TIME_NS            (1)

@@ -1,0 +1,294 @@
+// virtio-blk driver (virtio 1.2, 5.2): per-disk state in struct virtio_blk, one request queue
+// per disk, one request in flight at a time, completion by interrupt. See virtio_blk.h.
+#include "drivers/virtio/virtio_blk.h"
+
+#include <string.h>
+
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/kprintf.h"
+#include "arch/x86_64/smp.h"
+#include "arch/x86_64/timer.h"
+#include "arch/x86_64/tsc.h"
+#include "drivers/pci/msix.h"
+#include "drivers/virtio/virtio_pci.h"
+#include "mm/mm.h"
+
+// Feature bits (5.2.3).
+enum {
+    VIRTIO_BLK_F_SIZE_MAX = 1,      // size_max: largest single segment
+    VIRTIO_BLK_F_SEG_MAX = 2,
+    VIRTIO_BLK_F_RO = 5,            // the device is read-only
+    VIRTIO_BLK_F_BLK_SIZE = 6,      // blk_size: optimal block size
+    VIRTIO_BLK_F_FLUSH = 9,         // VIRTIO_BLK_T_FLUSH is supported
+};
+
+// Device configuration layout (5.2.4): offsets into struct virtio_blk_config.
+enum {
+    BLK_CONFIG_CAPACITY = 0,        // le64, in 512-byte sectors
+    BLK_CONFIG_SIZE_MAX = 8,        // le32
+    BLK_CONFIG_SEG_MAX = 12,        // le32
+    BLK_CONFIG_BLK_SIZE = 20,       // le32
+};
+
+// Request types and status values (5.2.6).
+enum {
+    VIRTIO_BLK_T_IN = 0,
+    VIRTIO_BLK_T_OUT = 1,
+    VIRTIO_BLK_T_FLUSH = 4,
+    VIRTIO_BLK_S_OK = 0,
+    VIRTIO_BLK_S_IOERR = 1,
+    VIRTIO_BLK_S_UNSUPP = 2,
+};
+
+enum {
+    BLK_QUEUE = 0,                  // requestq (5.2.2; one queue without VIRTIO_BLK_F_MQ)
+    BLK_QUEUE_SIZE = 16,            // one 3-descriptor request in flight at a time
+    BLK_SEGMENT_MAX = 256 * 1024,   // bytes per request, below any sane size_max
+    // QEMU answers in well under a second even under TCG on a loaded host; a device that has
+    // not answered after this long is broken, and waiting longer would hang the core.
+    BLK_TIMEOUT_MS = 15000,
+};
+
+struct virtio_blk virtio_blk_devices[VIRTIO_BLK_MAX_DEVICES];
+int virtio_blk_count;
+
+static int bind(struct virtio_blk *blk, struct pci_device *pci, int index) {
+    *blk = (struct virtio_blk){ .owner_cpu = (int)smp_cpu_id() };
+    blk->name[0] = 'v';
+    blk->name[1] = 'd';
+    blk->name[2] = (char)('a' + index);
+    if (virtio_pci_init(&blk->vdev, pci) != 0) {
+        return -1;
+    }
+    // 5.2.5 device initialization, following the general sequence of 3.1.1.
+    uint64_t wanted = VIRTIO_FEATURE(VIRTIO_BLK_F_SIZE_MAX) | VIRTIO_FEATURE(VIRTIO_BLK_F_RO)
+        | VIRTIO_FEATURE(VIRTIO_BLK_F_BLK_SIZE) | VIRTIO_FEATURE(VIRTIO_BLK_F_FLUSH)
+        | VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX);
+    if (virtio_negotiate(&blk->vdev, wanted) != 0) {
+        return -1;
+    }
+    virtio_read_config(&blk->vdev, BLK_CONFIG_CAPACITY, &blk->capacity, 8);
+    blk->block_size = VIRTIO_BLK_SECTOR_SIZE;
+    if (virtio_has_feature(&blk->vdev, VIRTIO_BLK_F_BLK_SIZE)) {
+        uint32_t size = 0;
+        virtio_read_config(&blk->vdev, BLK_CONFIG_BLK_SIZE, &size, 4);
+        // 5.2.4: a power of two no smaller than a sector; anything else is ignored.
+        if (size >= VIRTIO_BLK_SECTOR_SIZE && size <= 65536 && (size & (size - 1)) == 0) {
+            blk->block_size = size;
+        }
+    }
+    blk->size_max = BLK_SEGMENT_MAX;
+    if (virtio_has_feature(&blk->vdev, VIRTIO_BLK_F_SIZE_MAX)) {
+        uint32_t size = 0;
+        virtio_read_config(&blk->vdev, BLK_CONFIG_SIZE_MAX, &size, 4);
+        if (size >= VIRTIO_BLK_SECTOR_SIZE && size < blk->size_max) {
+            blk->size_max = size & ~(uint32_t)(VIRTIO_BLK_SECTOR_SIZE - 1);
+        }
+    }
+    blk->read_only = virtio_has_feature(&blk->vdev, VIRTIO_BLK_F_RO);
+    blk->can_flush = virtio_has_feature(&blk->vdev, VIRTIO_BLK_F_FLUSH);
+
+    uint8_t *dma = dma_alloc(4096, 4096);
+    if (dma == NULL) {
+        kprintf("virtio-blk: %s: out of DMA memory\n", blk->name);
+        virtio_fail(&blk->vdev);
+        return -1;
+    }
+    blk->header = (struct virtio_blk_req_header *)dma;
+    blk->status = dma + 64;
+    blk->bounce = dma + VIRTIO_BLK_SECTOR_SIZE;
+    blk->vq = virtio_setup_queue(&blk->vdev, BLK_QUEUE, BLK_QUEUE_SIZE, NULL, NULL);
+    if (blk->vq == NULL) {
+        return -1;
+    }
+    virtio_driver_ok(&blk->vdev);
+    uint64_t mib = blk->capacity * VIRTIO_BLK_SECTOR_SIZE >> 20;
+    kprintf("virtio-blk: %s at %02x:%02x.%x, %lu MiB (%lu sectors), block %u%s%s, %s vector 0x%x\n",
+        blk->name, pci->bus, pci->device, pci->function, (unsigned long)mib,
+        (unsigned long)blk->capacity, blk->block_size, blk->read_only ? ", read-only" : "",
+        blk->can_flush ? ", flush" : "", pci_irq_mode_name(pci), blk->vq->vector);
+    return 0;
+}
+
+int virtio_blk_probe(void) {
+    virtio_blk_count = 0;
+    for (int i = 0; i < pci_device_count && virtio_blk_count < VIRTIO_BLK_MAX_DEVICES; i++) {
+        if (virtio_pci_device_type(&pci_devices[i]) != VIRTIO_TYPE_BLOCK) {
+            continue;
+        }
+        if (bind(&virtio_blk_devices[virtio_blk_count], &pci_devices[i], virtio_blk_count) == 0) {
+            virtio_blk_count++;
+        }
+    }
+    return virtio_blk_count;
+}
+
+// Sleep until the device has returned the request (or the deadline passes). As in
+// virtio_rng.c: interrupts are off while checking, and timer_sleep_until's `sti; hlt` lets the
+// queue's interrupt in only once the CPU halts, so the wake-up cannot slip in between.
+static bool wait_used(struct virtio_blk *blk) {
+    struct virtqueue *vq = blk->vq;
+    uint64_t deadline = tsc_read() + tsc_hz / 1000 * BLK_TIMEOUT_MS;
+    uint64_t flags = read_rflags();
+    cli();
+    while (!virtqueue_has_used(vq) && tsc_read() < deadline) {
+        if (vq->vector >= 0) {
+            timer_sleep_until(deadline);
+            cli();
+        } else {
+            cpu_relax();
+        }
+    }
+    bool done = virtqueue_has_used(vq);
+    if (vq->vector >= 0) {
+        timer_arm_at(0);
+    }
+    if (flags & RFLAGS_IF) {
+        sti();
+    }
+    return done;
+}
+
+// One request: header, optional data segment, status (5.2.6). `data` is a physical address.
+static int request(struct virtio_blk *blk, uint32_t type, uint64_t sector, uint64_t data,
+    uint32_t len) {
+    if (blk->broken) {
+        return -VIRTIO_BLK_EIO;
+    }
+    blk->header->type = type;
+    blk->header->reserved = 0;
+    blk->header->sector = sector;
+    *blk->status = 0xff;            // the device overwrites it; 0xff means "never answered"
+    struct virtq_buf bufs[3];
+    unsigned out = 0, in = 0;
+    bufs[out++] = (struct virtq_buf){ (uintptr_t)blk->header, sizeof(*blk->header) };
+    if (len > 0 && type == VIRTIO_BLK_T_OUT) {
+        bufs[out++] = (struct virtq_buf){ data, len };
+    } else if (len > 0) {
+        bufs[out + in++] = (struct virtq_buf){ data, len };
+    }
+    bufs[out + in++] = (struct virtq_buf){ (uintptr_t)blk->status, 1 };
+    if (virtqueue_add(blk->vq, bufs, out, in, blk) < 0) {
+        blk->errors++;
+        return -VIRTIO_BLK_EIO;
+    }
+    virtqueue_kick(blk->vq);
+    if (!wait_used(blk)) {
+        // The device still owns the buffers: never touch this disk again.
+        kprintf("virtio-blk: %s: no answer in %d ms, disk disabled\n", blk->name,
+            BLK_TIMEOUT_MS);
+        blk->broken = true;
+        blk->errors++;
+        virtio_fail(&blk->vdev);
+        return -VIRTIO_BLK_ETIMEDOUT;
+    }
+    uint32_t written = 0;
+    virtqueue_pop(blk->vq, &written);
+    uint8_t status = *blk->status;
+    if (status != VIRTIO_BLK_S_OK) {
+        blk->errors++;
+        return -VIRTIO_BLK_EIO;
+    }
+    return 0;
+}
+
+// Whole sectors between the device and `buf`, in segments of at most size_max.
+static int transfer(struct virtio_blk *blk, uint32_t type, uint64_t sector, uint8_t *buf,
+    size_t len) {
+    while (len > 0) {
+        uint32_t chunk = len < blk->size_max ? (uint32_t)len : blk->size_max;
+        int err = request(blk, type, sector, (uintptr_t)buf, chunk);
+        if (err != 0) {
+            return err;
+        }
+        if (type == VIRTIO_BLK_T_IN) {
+            blk->reads++;
+            blk->bytes_read += chunk;
+        } else {
+            blk->writes++;
+            blk->bytes_written += chunk;
+        }
+        sector += chunk / VIRTIO_BLK_SECTOR_SIZE;
+        buf += chunk;
+        len -= chunk;
+    }
+    return 0;
+}
+
+static int check_range(struct virtio_blk *blk, uint64_t pos, size_t len) {
+    uint64_t size = blk->capacity * VIRTIO_BLK_SECTOR_SIZE;
+    if (pos > size || len > size - pos) {
+        return -VIRTIO_BLK_EINVAL;
+    }
+    return blk->broken ? -VIRTIO_BLK_EIO : 0;
+}
+
+int virtio_blk_read(struct virtio_blk *blk, uint64_t pos, void *buf, size_t len) {
+    int err = check_range(blk, pos, len);
+    uint8_t *out = buf;
+    const uint64_t ss = VIRTIO_BLK_SECTOR_SIZE;
+    while (err == 0 && len > 0) {
+        uint64_t offset = pos % ss;
+        if (offset != 0 || len < ss) {
+            // A partial sector: read it whole into the bounce sector, copy the part asked for.
+            size_t part = ss - offset < len ? ss - offset : len;
+            err = transfer(blk, VIRTIO_BLK_T_IN, pos / ss, blk->bounce, ss);
+            if (err == 0) {
+                memcpy(out, blk->bounce + offset, part);
+            }
+            pos += part;
+            out += part;
+            len -= part;
+        } else {
+            size_t whole = len - len % ss;
+            err = transfer(blk, VIRTIO_BLK_T_IN, pos / ss, out, whole);
+            pos += whole;
+            out += whole;
+            len -= whole;
+        }
+    }
+    return err;
+}
+
+int virtio_blk_write(struct virtio_blk *blk, uint64_t pos, const void *buf, size_t len) {
+    int err = check_range(blk, pos, len);
+    if (err == 0 && blk->read_only) {
+        err = -VIRTIO_BLK_EROFS;
+    }
+    const uint8_t *in = buf;
+    const uint64_t ss = VIRTIO_BLK_SECTOR_SIZE;
+    while (err == 0 && len > 0) {
+        uint64_t offset = pos % ss;
+        if (offset != 0 || len < ss) {
+            // A partial sector: read-modify-write through the bounce sector.
+            size_t part = ss - offset < len ? ss - offset : len;
+            err = transfer(blk, VIRTIO_BLK_T_IN, pos / ss, blk->bounce, ss);
+            if (err == 0) {
+                memcpy(blk->bounce + offset, in, part);
+                err = transfer(blk, VIRTIO_BLK_T_OUT, pos / ss, blk->bounce, ss);
+            }
+            pos += part;
+            in += part;
+            len -= part;
+        } else {
+            // The device only reads this buffer; the cast drops const for the descriptor.
+            size_t whole = len - len % ss;
+            err = transfer(blk, VIRTIO_BLK_T_OUT, pos / ss, (uint8_t *)(uintptr_t)in, whole);
+            pos += whole;
+            in += whole;
+            len -= whole;
+        }
+    }
+    return err;
+}
+
+int virtio_blk_flush(struct virtio_blk *blk) {
+    if (!blk->can_flush || blk->read_only) {
+        return blk->broken ? -VIRTIO_BLK_EIO : 0;
+    }
+    int err = request(blk, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+    if (err == 0) {
+        blk->flushes++;
+    }
+    return err;
+}
