@@ -15,7 +15,7 @@ import sys
 import asyncio
 from asyncio import core
 
-from . import config, devices, net, sched
+from . import config, devices, fs, net, sched
 
 EXIT_UNKNOWN_APP = 127  # QEMU status (127 << 1) | 1 = 255, as a shell's "command not found"
 EXIT_FAILED = 1  # an app that raised
@@ -40,7 +40,9 @@ def frozen_apps():
 
 def _loader(name):
     def load_and_run():
-        module = __import__("apps." + name, None, None, ("main",))
+        module = fs.import_app(name)  # the filesystem's /apps first (kernel/fs.py)
+        if module is None:
+            module = __import__("apps." + name, None, None, ("main",))
         return module.main()
 
     return load_and_run
@@ -112,15 +114,18 @@ def start_repl():
 def main(cmdline=None):
     options = config.load(cmdline)
     devices.probe()
+    fs.mount_root(options)  # / (kernel/fs.py), then its boot.py and main.py
+    fs.run_boot_scripts(options)
     names = [name for name in options.get("app", "").split(",") if name]
     want_repl = options.get("repl", "0" if names else "1") not in ("0", "no", "off")
 
     known = frozen_apps()
-    unknown = [name for name in names if name not in known]
+    unknown = [name for name in names if name not in known and not fs.find_app(name)]
     if unknown:
         print("kernel: unknown app%s %s; the frozen apps are: %s"
               % ("s" if len(unknown) > 1 else "", ", ".join("'%s'" % n for n in unknown),
                  ", ".join(known) or "(none)"))
+        print("kernel: apps in %s: %s" % (fs.APPS_DIR, ", ".join(fs.disk_apps()) or "(none)"))
         power_off(EXIT_UNKNOWN_APP)
 
     if names:
