@@ -35,11 +35,13 @@ from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
-                "cpio")                         # tests/host: the peer's initramfs, cross-checked
+                "cpio",                         # tests/host: the peer's initramfs, cross-checked
+                "dosfstools")                   # disks: mkfs.fat, fsck.vfat
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
-              "pyserial": "serial", "pytest-timeout": "pytest_timeout"}
+              "pyserial": "serial", "pytest-timeout": "pytest_timeout",
+              "littlefs-python": "littlefs"}
 
 
 def _rel(path: Path) -> str:
@@ -166,7 +168,12 @@ def iso(c):
 # -- run ----------------------------------------------------------------------
 
 @task(iterable=["publish"], help={
-    "app": "start app NAME (fw_cfg opt/manticore/cmdline app=NAME)",
+    "app": "start app NAME (fw_cfg opt/manticore/cmdline app=NAME); a host file "
+           "(./path/NAME.py) is put on the run's disk as /apps/NAME.py and run",
+    "disk": "a disk image for vda (/ in the guest); created if missing (--disk-size, "
+            "--disk-fs)",
+    "disk-size": "size of a disk made by this run (default 64M)",
+    "disk-fs": "lfs (default), fat or none (all zeros: the guest formats it) for a new disk",
     "boot": "iso (GRUB, default) or kernel (direct PVH boot)",
     "machine": "q35 (default), pc or microvm (direct boot only)",
     "cpus": "number of CPUs (default 1)",
@@ -184,17 +191,23 @@ def iso(c):
 })
 def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
-        net_dump=None, dry_run=False, debug=False):
+        net_dump=None, dry_run=False, debug=False, disk=None, disk_size="64M",
+        disk_fs="lfs"):
     """Boot manticore in QEMU, serial console on this terminal
     (Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor)."""
     from manticore_host.qemu import VMConfig, resolve_accel
 
     publish = list(publish or [])
+    disks = []
+    if disk or (app and (app.endswith(".py") or "/" in app)):
+        app, path = _run_disk(app, disk, disk_size, disk_fs, dry_run)
+        disks.append(path)
     cfg = VMConfig(boot=boot, machine=machine, cpus=int(cpus), memory=memory,
                    accel=accel, append=append, app=app, publish=publish,
                    serial=serial, gdb=debug,
                    net=net or ("user" if publish else "none"),
-                   net_dump=Path(net_dump).resolve() if net_dump else None)
+                   net_dump=Path(net_dump).resolve() if net_dump else None,
+                   disks=disks)
     try:
         cfg.validate()
     except ValueError as e:
@@ -223,6 +236,32 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
     finally:
         if netns is not None:
             netns.delete()
+
+
+def _run_disk(app, disk, size, fs, dry_run):
+    """The run's disk: --disk FILE (made when missing), else build/run-disk.img made afresh
+    for an app given as a host file, which goes on it as /apps/NAME.py. Returns (app name,
+    image path)."""
+    from manticore_host import disk as diskmod
+    path = Path(disk).resolve() if disk else ROOT / "build" / "run-disk.img"
+    host_app = app if app and (app.endswith(".py") or "/" in app) else None
+    try:
+        if not path.exists() or (host_app and not disk):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            diskmod.make(path, size, fs if not host_app or fs != "none" else "lfs")
+            print(f"run: made {_rel(path)} ({size}, {fs})", flush=True)
+        if host_app:
+            src = Path(host_app)
+            if not src.is_file():
+                raise Exit(f"run: --app {host_app}: no such file", code=2)
+            if diskmod.detect(path) == "zero":
+                diskmod.make(path, path.stat().st_size, "lfs")
+            app = src.stem
+            diskmod.put(path, [(src, f"/apps/{app}.py")])
+            print(f"run: {host_app} -> /apps/{app}.py on {_rel(path)}", flush=True)
+    except diskmod.DiskError as e:
+        raise Exit(f"run: disk: {e}", code=2)
+    return app, path
 
 
 def _run_configured(c, cfg, accel_name, reason, dry_run, debug, netns):
@@ -415,6 +454,28 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
         from manticore_host.bench import run_boot_bench
         run_boot_bench(runs=int(runs) if runs else (1 if quick else 5),
                        quick=quick, accel=accel, linux=linux, out=out)
+
+
+@task(positional=["action", "image"], iterable=["file"], help={
+    "action": "make (a new image), ls (list files), get (extract into --out), put (add files)",
+    "image": "the image file",
+    "size": "make: size (default 64M)",
+    "fs": "make: lfs (default), fat or none (zeros: the guest formats it at first boot)",
+    "file": "make/put: HOST[:GUEST] (repeatable; GUEST defaults to /NAME)",
+    "out": "get: directory to extract into (default: IMAGE without its suffix)"})
+def disk(c, action, image, size="64M", fs="lfs", file=None, out=None):
+    """Disk images for the guest's vda/vdb: littlefs2 (littlefs-python) or FAT (mtools)."""
+    from manticore_host import disk as diskmod
+    args = {"make": ["make", image, "--size", size, "--fs", fs],
+            "ls": ["ls", image], "put": ["put", image],
+            "get": ["get", image, out or str(Path(image).with_suffix(""))]}.get(action)
+    if args is None:
+        raise Exit(f"disk: unknown action {action!r} (make, ls, get, put)", code=2)
+    if action in ("make", "put"):
+        args += list(file or [])
+    code = diskmod.main(args)
+    if code:
+        raise Exit(code=code)
 
 
 @task

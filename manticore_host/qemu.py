@@ -95,6 +95,25 @@ def parse_publish(spec: str) -> PortForward:
 
 
 @dataclass
+class Disk:
+    """A virtio-blk disk: a raw image file (the guest's vda, vdb... in this order)."""
+    path: Path
+    readonly: bool = False          # -drive readonly=on: the guest sees VIRTIO_BLK_F_RO
+    modern_only: bool = False       # disable-legacy=on (virtio 1.x only)
+    vectors: int | None = None      # MSI-X vectors (0: none, the INTx fallback)
+
+    def args(self, index: int) -> list[str]:
+        drive = (f"if=none,id=disk{index},format=raw,file={qemu_escape(os.fspath(self.path))}"
+                 + (",readonly=on" if self.readonly else ""))
+        device = f"virtio-blk-pci,drive=disk{index}"
+        if self.modern_only:
+            device += ",disable-legacy=on"
+        if self.vectors is not None:
+            device += f",vectors={self.vectors}"
+        return ["-drive", drive, "-device", device]
+
+
+@dataclass
 class VMConfig:
     boot: str = "kernel"            # kernel (-kernel ELF, PVH) | iso (-cdrom)
     machine: str = "q35"            # q35 | pc | microvm
@@ -121,6 +140,7 @@ class VMConfig:
     tap: str = "mtap0"              # tap: the tap device's name inside the namespace
     tap_static: bool = True         # tap: add ip=/netmask=/gw= for the guest to the cmdline
     cpu: str | None = None          # CPU model; default: host (kvm), max (tcg)
+    disks: list = field(default_factory=list)   # Disk or image paths: vda, vdb, ...
     qemu: str = QEMU                # the QEMU binary
 
     @property
@@ -178,6 +198,13 @@ class VMConfig:
         if self.boot == "iso" and self.machine == "microvm":
             raise ValueError("microvm has no BIOS to boot a CD-ROM: ISO boot "
                              "needs machine q35 or pc (or use boot=kernel)")
+        if self.disks and self.machine == "microvm":
+            raise ValueError("microvm has no PCI bus for virtio-blk-pci: use machine q35 "
+                             "or pc for disks")
+        for d in self.disks:
+            if not Path(d.path if isinstance(d, Disk) else d).is_file():
+                raise ValueError(f"disk {d.path if isinstance(d, Disk) else d}: no such "
+                                 "image file")
         if self.net != "none" and self.machine == "microvm":
             raise ValueError("microvm has no PCI bus for virtio-net-pci: "
                              "use machine q35 or pc for networking")
@@ -290,6 +317,9 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     if cfg.net_dump is not None:
         cmd += ["-object", "filter-dump,id=dump0,netdev=net0,file="
                 f"{qemu_escape(os.fspath(cfg.net_dump))}"]
+
+    for i, d in enumerate(cfg.disks):
+        cmd += (d if isinstance(d, Disk) else Disk(Path(d))).args(i)
 
     if cfg.gdb:
         cmd += ["-s", "-S"]
