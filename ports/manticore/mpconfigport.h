@@ -116,7 +116,11 @@ void netif_virtio_lwip_exit(void);
 #define INT_FMT                                 "%ld"
 typedef int64_t mp_int_t;   // must be pointer size
 typedef uint64_t mp_uint_t; // must be pointer size
-typedef long mp_off_t;
+// Stream offsets are 32-bit, as on the 32-bit boards: littlefs files stop at 2 GiB anyway
+// (LFS_FILE_MAX), and mpremote's `mount` reads a seek request (struct mp_stream_seek_t) with
+// machine.mem32[arg] for the offset and mem32[arg + 4] for whence, which is only right when
+// the offset is 4 bytes.
+typedef int32_t mp_off_t;
 
 #include <alloca.h>
 

@@ -1,0 +1,98 @@
+"""The virtio-blk driver and the blk module against real QEMU disks: several disks, capacity,
+read-only, MSI-X and the INTx fallback, modern-only devices, bytes landing where the host
+sees them, errors as OSError, and MicroPython's own VfsLfs2/VfsFat mounting a disk."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from storagetools import Disk, guest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_disks_capacity_readonly_irq_modes_and_raw_blocks(boot, tmp_path):
+    a, b, c = tmp_path / "a.img", tmp_path / "b.img", tmp_path / "c.img"
+    with open(a, "wb") as f:
+        f.truncate(4 << 20)
+    b.write_bytes(bytes(range(256)) * 4096)          # 1 MiB of a known pattern
+    with open(c, "wb") as f:
+        f.truncate(2 << 20)
+    vm = boot(disks=[Disk(a), Disk(b, readonly=True, modern_only=True),
+                     Disk(c, vectors=0)])
+    assert guest(vm, "import blk; print(blk.disks())") == "['vda', 'vdb', 'vdc']"
+    info = eval(guest(vm, "print([blk.Disk(i).info() for i in range(3)])"))
+    assert [d["size"] for d in info] == [4 << 20, 1 << 20, 2 << 20], info
+    assert [d["readonly"] for d in info] == [False, True, False], info
+    assert [d["irq_mode"] for d in info] == ["msix", "msix", "intx"], info
+    assert all(d["flush"] for d in info), info
+
+    # Reads: whole blocks, and the extended form at any byte offset (bounce sector).
+    out = guest(vm, """
+d = blk.Disk('vdb')
+buf = bytearray(1024); d.readblocks(3, buf)
+print(buf == bytes(range(256)) * 4)
+small = bytearray(7); d.readblocks(1, small, 300)
+print(list(small))
+print(d.ioctl(4, 0), d.ioctl(5, 0), blk.Disk('vdb', block_size=4096).ioctl(4, 0))
+""")
+    assert out.splitlines() == ["True", str([(512 + 300 + i) % 256 for i in range(7)]),
+                                 "2048 512 256"], out
+
+    # Writes on every disk with an interrupt mode of its own land where the host reads them.
+    guest(vm, """
+for name in ('vda', 'vdc'):
+    d = blk.Disk(name)
+    d.writeblocks(2, b'M' * 512 + b'N' * 512)
+    d.writeblocks(5, b'partial', 100)        # read-modify-write inside a sector
+    d.ioctl(3, 0)
+""")
+    for img in (a, c):
+        data = img.read_bytes()
+        assert data[1024:2048] == b"M" * 512 + b"N" * 512, img
+        assert data[2560 + 100:2560 + 107] == b"partial" and data[2560:2660] == bytes(100), img
+
+    # Errors: EROFS on the read-only disk, EINVAL past the end, ENODEV for no such disk.
+    out = guest(vm, """
+import errno
+def err(f):
+    try:
+        f()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, e.errno)
+    return None
+print(err(lambda: blk.Disk('vdb').writeblocks(0, b'x' * 512)),
+      err(lambda: blk.Disk('vda').readblocks(8192, bytearray(512))),
+      err(lambda: blk.Disk('vdz')))
+""")
+    assert out == "EROFS EINVAL ENODEV", out
+    assert b.read_bytes() == bytes(range(256)) * 4096, "the read-only disk changed"
+    counts = eval(guest(vm, "print([blk.Disk(i).info()['interrupts'] for i in range(3)])"))
+    assert all(n > 0 for n in counts), f"expected completions by interrupt on every disk: {counts}"
+
+
+@pytest.mark.parametrize("fs", ["VfsLfs2", "VfsFat"])
+def test_micropython_filesystems_mount_a_disk(boot, tmp_path, fs):
+    img = tmp_path / "d.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    vm = boot(disks=[img], append="root=ram")
+    bs = ", block_size=4096" if fs == "VfsLfs2" else ""
+    out = guest(vm, f"""
+import blk, vfs, os
+d = blk.Disk('vda'{bs})
+vfs.{fs}.mkfs(d)
+vfs.mount(vfs.{fs}(d), '/data')
+with open('/data/f.bin', 'wb') as f:
+    f.write(bytes(range(256)) * 400)
+os.mkdir('/data/sub'); os.rename('/data/f.bin', '/data/sub/g.bin')
+os.sync()
+print(os.listdir('/data'), os.listdir('/data/sub'), os.stat('/data/sub/g.bin')[6])
+vfs.umount('/data')
+vfs.mount(vfs.{fs}(d), '/data')
+print(open('/data/sub/g.bin', 'rb').read() == bytes(range(256)) * 400)
+""")
+    assert out.splitlines() == ["['sub'] ['g.bin'] 102400", "True"], out
+    assert os.path.getsize(img) == 8 << 20
