@@ -195,7 +195,7 @@ class _Fat:
             _mtools("mcopy", "-o", "-i", self.image, tmp.name, f"::/{guest.strip('/')}")
 
     def _extract(self, dest: Path):
-        listing = _mtools("mdir", "-b", "-i", self.image, "::/").stdout.decode().split()
+        listing = _mtools("mdir", "-b", "-i", self.image, "::/").stdout.decode().splitlines()
         if listing:
             _mtools("mcopy", "-s", "-n", "-i", self.image, *listing, str(dest))
 
