@@ -11,11 +11,13 @@
 // Errors are OSError: EIO (the device said so), EROFS (VIRTIO_BLK_F_RO), EINVAL (past the
 // end), ETIMEDOUT (the device stopped answering; the disk is then disabled). The driver does
 // the work (drivers/virtio/virtio_blk.c); this file converts arguments.
+#include <stddef.h>
 #include <string.h>
 
 #include "py/mperrno.h"
 #include "py/mphal.h"
 #include "py/runtime.h"
+#include "py/stream.h"
 #include "extmod/vfs.h"
 
 #include "drivers/pci/msix.h"
@@ -27,6 +29,10 @@
 #include "lib/oofatfs/diskio.h"
 #include "extmod/vfs_fat.h"
 #endif
+
+// mpremote's `mount` answers MP_STREAM_SEEK with machine.mem32 at arg and arg + 4
+// (mpconfigport.h: mp_off_t is 32 bits for it).
+_Static_assert(offsetof(struct mp_stream_seek_t, whence) == 4, "mpremote seeks with mem32");
 
 typedef struct _blk_disk_obj_t {
     mp_obj_base_t base;
