@@ -389,11 +389,12 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "all")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "storage", "all")
 
 
 @task(positional=["name"], help={
-    "name": "which benchmark: boot, vm, echo, size, irq, or all (writes build/bench/summary.md)",
+    "name": "which benchmark: boot, vm, echo, size, irq, storage, or all (writes "
+            "build/bench/summary.md)",
     "runs": "boot: timed boots per case (default 5; --quick: 1)",
     "quick": "1 run each, short cases, coarse bisection: proves the benchmarks work",
     "seconds": "echo: seconds per case (default 5; --quick: 1)",
@@ -434,6 +435,9 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
     if name == "all":
         from manticore_host.benchall import run_all
         run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
+    elif name == "storage":
+        from manticore_host.storagebench import run_storage_bench
+        run_storage_bench(quick=quick, accel=accel, runs=int(runs) if runs else None, out=out)
     elif name == "irq":
         from manticore_host.bench import run_irq_bench
         run_irq_bench(quick=quick, accel=accel, out=out)

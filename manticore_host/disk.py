@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 
 LFS_BLOCK_SIZE = 4096  # kernel/fs.py LFS_BLOCK_SIZE
-LFS_IO_SIZE = 512  # kernel/fs.py LFS_IO_SIZE
+LFS_READ_SIZE = 4096  # kernel/fs.py (not stored on disk; the same for symmetry)
+LFS_PROG_SIZE = 512
 SECTOR = 512
 DEFAULT_SIZE = 64 * 1024 * 1024
 
@@ -120,8 +121,8 @@ class _Lfs:
         self.ctx = _lfs_context(image)
         # mount=False: LittleFS() would otherwise format an image it cannot mount.
         self.fs = LittleFS(context=self.ctx, mount=False, block_size=bs,
-                           block_count=size // bs, read_size=LFS_IO_SIZE,
-                           prog_size=LFS_IO_SIZE, lookahead_size=512)
+                           block_count=size // bs, read_size=LFS_READ_SIZE,
+                           prog_size=LFS_PROG_SIZE, lookahead_size=512)
         if mkfs:
             self.fs.format()
         self.fs.mount()
