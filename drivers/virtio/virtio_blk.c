@@ -97,6 +97,8 @@ static int bind(struct virtio_blk *blk, struct pci_device *pci, int index) {
     blk->header = (struct virtio_blk_req_header *)dma;
     blk->status = dma + 64;
     blk->bounce = dma + VIRTIO_BLK_SECTOR_SIZE;
+    // The cache is an optimization: without DMA memory for it the disk works uncached.
+    blk->cache = dma_alloc(VIRTIO_BLK_CACHE_ENTRIES * VIRTIO_BLK_CACHE_BLOCK, 4096);
     blk->vq = virtio_setup_queue(&blk->vdev, BLK_QUEUE, BLK_QUEUE_SIZE, NULL, NULL);
     if (blk->vq == NULL) {
         return -1;
@@ -223,8 +225,50 @@ static int check_range(struct virtio_blk *blk, uint64_t pos, size_t len) {
     return blk->broken ? -VIRTIO_BLK_EIO : 0;
 }
 
+static int cached_read(struct virtio_blk *blk, uint64_t pos, void *buf) {
+    uint64_t block = pos / VIRTIO_BLK_CACHE_BLOCK;
+    unsigned slot = block % VIRTIO_BLK_CACHE_ENTRIES;
+    uint8_t *data = blk->cache + slot * VIRTIO_BLK_CACHE_BLOCK;
+    if (blk->cache_tag[slot] == block + 1) {
+        blk->cache_hits++;
+    } else {
+        blk->cache_tag[slot] = 0;
+        int err = transfer(blk, VIRTIO_BLK_T_IN, pos / VIRTIO_BLK_SECTOR_SIZE, data,
+            VIRTIO_BLK_CACHE_BLOCK);
+        if (err != 0) {
+            return err;
+        }
+        blk->cache_tag[slot] = block + 1;
+    }
+    memcpy(buf, data, VIRTIO_BLK_CACHE_BLOCK);
+    return 0;
+}
+
+// Before any write: drop the cached blocks it overlaps (even if the write then fails, the
+// disk's content is unknown there).
+static void cache_invalidate(struct virtio_blk *blk, uint64_t pos, size_t len) {
+    if (blk->cache == NULL || len == 0) {
+        return;
+    }
+    uint64_t first = pos / VIRTIO_BLK_CACHE_BLOCK;
+    uint64_t last = (pos + len - 1) / VIRTIO_BLK_CACHE_BLOCK;
+    if (last - first >= VIRTIO_BLK_CACHE_ENTRIES) {
+        memset(blk->cache_tag, 0, sizeof(blk->cache_tag));
+        return;
+    }
+    for (uint64_t b = first; b <= last; b++) {
+        if (blk->cache_tag[b % VIRTIO_BLK_CACHE_ENTRIES] == b + 1) {
+            blk->cache_tag[b % VIRTIO_BLK_CACHE_ENTRIES] = 0;
+        }
+    }
+}
+
 int virtio_blk_read(struct virtio_blk *blk, uint64_t pos, void *buf, size_t len) {
     int err = check_range(blk, pos, len);
+    if (err == 0 && blk->cache != NULL && len == VIRTIO_BLK_CACHE_BLOCK
+        && pos % VIRTIO_BLK_CACHE_BLOCK == 0) {
+        return cached_read(blk, pos, buf);
+    }
     uint8_t *out = buf;
     const uint64_t ss = VIRTIO_BLK_SECTOR_SIZE;
     while (err == 0 && len > 0) {
@@ -254,6 +298,9 @@ int virtio_blk_write(struct virtio_blk *blk, uint64_t pos, const void *buf, size
     int err = check_range(blk, pos, len);
     if (err == 0 && blk->read_only) {
         err = -VIRTIO_BLK_EROFS;
+    }
+    if (err == 0) {
+        cache_invalidate(blk, pos, len);
     }
     const uint8_t *in = buf;
     const uint64_t ss = VIRTIO_BLK_SECTOR_SIZE;

@@ -15,6 +15,11 @@
 
 #define VIRTIO_BLK_MAX_DEVICES (8)
 #define VIRTIO_BLK_SECTOR_SIZE (512)    // the unit of `sector` in requests (5.2.6)
+// A small read cache of aligned 4 KiB blocks per disk: littlefs (4 KiB blocks, kernel/fs.py)
+// walks a file's skip-list from its last block for every block it reads, re-reading the same
+// few blocks many times; under TCG each request costs ~70 us, a hit a memcpy.
+#define VIRTIO_BLK_CACHE_BLOCK (4096)
+#define VIRTIO_BLK_CACHE_ENTRIES (32)   // direct mapped by block number
 
 // Error codes, negated errno values as MicroPython's mperrno.h numbers them (Linux's).
 enum {
@@ -45,8 +50,10 @@ struct virtio_blk {
     struct virtio_blk_req_header *header;
     volatile uint8_t *status;
     uint8_t *bounce;                // one sector for unaligned head/tail bytes
+    uint8_t *cache;                 // VIRTIO_BLK_CACHE_ENTRIES blocks (DMA), NULL if none
+    uint64_t cache_tag[VIRTIO_BLK_CACHE_ENTRIES];   // block number + 1, 0 when empty
     // Statistics.
-    uint64_t reads, writes, flushes, errors, bytes_read, bytes_written;
+    uint64_t reads, writes, flushes, errors, bytes_read, bytes_written, cache_hits;
 };
 
 extern struct virtio_blk virtio_blk_devices[VIRTIO_BLK_MAX_DEVICES];
@@ -59,7 +66,8 @@ int virtio_blk_probe(void);
 // Read/write `len` bytes at byte offset `pos` of the disk. Any alignment works: whole sectors
 // go straight between the device and `buf` (identity mapped, so the buffer is its own DMA
 // address); partial sectors at the ends go through a bounce sector (read-modify-write for
-// writes). Returns 0 or a negated errno (EIO, EROFS, EINVAL past the end, ETIMEDOUT).
+// writes). Aligned 4 KiB reads go through the disk's read cache; writes invalidate what they
+// overlap. Returns 0 or a negated errno (EIO, EROFS, EINVAL past the end, ETIMEDOUT).
 int virtio_blk_read(struct virtio_blk *blk, uint64_t pos, void *buf, size_t len);
 int virtio_blk_write(struct virtio_blk *blk, uint64_t pos, const void *buf, size_t len);
 // Ask the device to make written data durable (VIRTIO_BLK_T_FLUSH); 0 when it cannot.

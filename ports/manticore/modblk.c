@@ -166,6 +166,7 @@ static mp_obj_t blk_disk_info(mp_obj_t self_in) {
     dict_set(dict, MP_QSTR_errors, mp_obj_new_int_from_ull(d->errors));
     dict_set(dict, MP_QSTR_bytes_read, mp_obj_new_int_from_ull(d->bytes_read));
     dict_set(dict, MP_QSTR_bytes_written, mp_obj_new_int_from_ull(d->bytes_written));
+    dict_set(dict, MP_QSTR_cache_hits, mp_obj_new_int_from_ull(d->cache_hits));
     return dict;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(blk_disk_info_obj, blk_disk_info);

@@ -54,6 +54,20 @@ for name in ('vda', 'vdc'):
         assert data[1024:2048] == b"M" * 512 + b"N" * 512, img
         assert data[2560 + 100:2560 + 107] == b"partial" and data[2560:2660] == bytes(100), img
 
+    # The read cache (aligned 4 KiB reads) never serves data older than a write through any
+    # Disk object of the same disk, aligned or not.
+    out = guest(vm, """
+d4, d = blk.Disk('vda', block_size=4096), blk.Disk('vda')
+b4 = bytearray(4096)
+d4.readblocks(0, b4); d4.readblocks(0, b4)
+hits = d.info()['cache_hits']
+d.writeblocks(1, b'new', 100)
+d4.readblocks(0, b4)
+print(hits > 0, bytes(b4[612:615]), d.info()['cache_hits'] == hits)
+d4.writeblocks(0, b'W' * 4096); d4.readblocks(0, b4); print(b4 == b'W' * 4096)
+""")
+    assert out.splitlines() == ["True b'new' True", "True"], out
+
     # Errors: EROFS on the read-only disk, EINVAL past the end, ENODEV for no such disk.
     out = guest(vm, """
 import errno
