@@ -245,6 +245,8 @@ def _run_disk(app, disk, size, fs, dry_run):
     from manticore_host import disk as diskmod
     path = Path(disk).resolve() if disk else ROOT / "build" / "run-disk.img"
     host_app = app if app and (app.endswith(".py") or "/" in app) else None
+    if host_app and not Path(host_app).is_file():
+        raise Exit(f"run: --app {host_app}: no such file", code=2)
     try:
         if not path.exists() or (host_app and not disk):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +254,6 @@ def _run_disk(app, disk, size, fs, dry_run):
             print(f"run: made {_rel(path)} ({size}, {fs})", flush=True)
         if host_app:
             src = Path(host_app)
-            if not src.is_file():
-                raise Exit(f"run: --app {host_app}: no such file", code=2)
             if diskmod.detect(path) == "zero":
                 diskmod.make(path, path.stat().st_size, "lfs")
             app = src.stem
