@@ -5,6 +5,8 @@
 #   app=NAME | app=a,b    run apps.NAME's main() as tasks
 #   app=echod@0,spin@1    ... each on the CPU after its @ (default: CPU 0, smp.DEFAULT_CPU)
 #   repl=1                keep the REPL beside the apps (default: REPL only without apps)
+#   replcpu=K             run the REPL (and read the console) on CPU K instead of CPU 0, so
+#                         that what is typed there never stalls the apps of CPU 0
 #
 # Every CPU runs this (each its own interpreter, docs/multicore.md). CPU 0 checks the whole
 # list, reports bad placements, runs its own apps and the REPL, and powers off once the apps
@@ -130,8 +132,27 @@ class _CPU0Only:
                       % (self.__name__, smp.cpu_id()))
 
 
-def main_other_cpu(cpu, placed):
-    """The boot script on CPU `cpu` > 0: run the apps placed here; return when they end."""
+def _want_repl(options, placed):
+    return options.get("repl", "0" if placed else "1") not in ("0", "no", "off")
+
+
+def repl_cpu(options):
+    """The CPU that runs the REPL (replcpu=K, default 0), or None when K is not usable."""
+    text = options.get("replcpu", "0")
+    try:
+        cpu = int(text)
+    except ValueError:
+        return None
+    cpus = smp.cpus()
+    if cpu < 0 or cpu >= len(cpus) or not cpus[cpu]["online"]:
+        return None
+    return cpu
+
+
+def main_other_cpu(cpu, placed, options):
+    """The boot script on CPU `cpu` > 0: run the apps placed here, and the REPL when
+    replcpu= names this CPU (then return at once: the port runs the REPL loop); else return
+    when the apps have ended."""
     for module in ("socket", "network"):
         sys.modules[module] = _CPU0Only(module)
     names = [name for name, where in placed if where == cpu]
@@ -140,6 +161,10 @@ def main_other_cpu(cpu, placed):
     started = start(names)
     if _smp is not None:
         _smp.set_ready()
+    if _want_repl(options, placed) and repl_cpu(options) == cpu:
+        _smp.take_console()
+        start_repl()
+        return
     if not started:
         return
     print("kernel: CPU %d started %s" % (cpu, ", ".join(app.name for app in started)))
@@ -185,10 +210,15 @@ def main(cmdline=None):
     placed = smp.parse_placement(options.get("app", ""))
     if cpu != 0:
         devices.probe()
-        main_other_cpu(cpu, placed)
+        main_other_cpu(cpu, placed, options)
         return
     devices.probe()
-    want_repl = options.get("repl", "0" if placed else "1") not in ("0", "no", "off")
+    want_repl = _want_repl(options, placed)
+    here = repl_cpu(options)
+    if here is None:
+        print("kernel: replcpu=%s is not an online CPU; the REPL stays on CPU 0"
+              % options.get("replcpu"))
+        here = 0
 
     known = frozen_apps()
     unknown = [name for name, where in placed if name not in known]
@@ -218,6 +248,11 @@ def main(cmdline=None):
                                          " (REPL beside them)" if want_repl else ""))
     if elsewhere:
         print("kernel: placed on other CPUs: %s" % ", ".join(elsewhere))
+    if want_repl and here != 0:
+        # The REPL is another CPU's: this one runs its apps (and lwIP) for good.
+        print("kernel: the REPL runs on CPU %d" % here)
+        core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
+        return
     if want_repl:
         start_repl()
         return

@@ -101,6 +101,8 @@ static void start_gc_heap(void) {
 // everything, with its own GC heap and stack. It runs the boot script too, which starts the
 // apps placed on this CPU; afterwards the CPU serves wake-ups and halts in between.
 
+static void run_interpreter(void);
+
 static void kernel_main_ap(unsigned cpu) {
     struct smp_cpu *self = &smp_cpus[cpu];
     mp_stack_ctrl_init();
@@ -108,13 +110,7 @@ static void kernel_main_ap(unsigned cpu) {
     gc_init((void *)(uintptr_t)self->heap_base, (void *)(uintptr_t)(self->heap_base + self->heap_size));
     set_gc_threshold(self->heap_size);
     __asm__ volatile ("sti");
-    mp_init();
-    mod_network_init();
-    manticore_kernel_reset();
-    pyexec_frozen_module(BOOT_SCRIPT, false);
-    for (;;) {
-        mp_event_wait_indefinite();
-    }
+    run_interpreter();
 }
 
 // Give each AP an equal share of the GC heap (the boot CPU keeps the rest and what does not
@@ -167,13 +163,26 @@ void kernel_main(void) {
     mp_stack_set_limit((mp_uint_t)(kernel_stack_top - kernel_stack_bottom) - 16 * 1024);
     start_gc_heap();
 
+    run_interpreter();
+}
+
+// Every CPU's life after its heap is set up: the boot script, then the REPL if the console
+// is this CPU's (CPU 0's unless replcpu= moved it), else serving wake-ups. A soft reset
+// (Ctrl-D) starts this CPU's interpreter over; the other CPUs go on.
+static void run_interpreter(void) {
+    bool boot_cpu = smp_cpu_id() == 0;
     for (;;) {
         mp_init();
         mod_network_init();   // network.LAN's registry (a root pointer: after every mp_init)
         manticore_kernel_reset();
-        print_boot_line();
+        if (boot_cpu) {
+            print_boot_line();
+        }
 
         pyexec_frozen_module(BOOT_SCRIPT, true);
+        while (mp_hal_console_cpu != smp_cpu_id()) {
+            mp_event_wait_indefinite();   // no REPL here: halt between wake-ups
+        }
 
         int exit_kind = 0;
         for (;;) {
@@ -199,7 +208,9 @@ void kernel_main(void) {
         }
 
         mp_printf(&mp_plat_print, "MPY: soft reboot\n");
-        nic_raw_release();   // an app's raw NIC queue goes back to lwIP
+        if (boot_cpu) {
+            nic_raw_release();   // an app's raw NIC queue goes back to lwIP
+        }
         gc_sweep_all();
         mp_deinit();
     }

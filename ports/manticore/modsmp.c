@@ -198,6 +198,21 @@ static mp_obj_t smp_last_wake_tsc(void) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(smp_last_wake_tsc_obj, smp_last_wake_tsc);
 
+// _smp.take_console(): this CPU reads the console and runs the REPL from now on (the serial
+// interrupt is routed here). OSError when the interrupt cannot be moved.
+static mp_obj_t smp_take_console(void) {
+    if (mp_hal_console_move(smp_cpu_id()) != 0) {
+        mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("the console interrupt cannot be moved (no I/O APIC)"));
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(smp_take_console_obj, smp_take_console);
+
+static mp_obj_t smp_console_cpu(void) {
+    return MP_OBJ_NEW_SMALL_INT(mp_hal_console_cpu);
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(smp_console_cpu_obj, smp_console_cpu);
+
 static mp_obj_t smp_set_ready(void) {
     __atomic_fetch_or(&shared.ready_mask, 1u << smp_cpu_id(), __ATOMIC_SEQ_CST);
     if (smp_cpu_id() != 0) {
@@ -508,6 +523,8 @@ static const mp_rom_map_elem_t smp_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_wake), MP_ROM_PTR(&smp_wake_obj) },
     { MP_ROM_QSTR(MP_QSTR_last_wake_tsc), MP_ROM_PTR(&smp_last_wake_tsc_obj) },
     { MP_ROM_QSTR(MP_QSTR_set_ready), MP_ROM_PTR(&smp_set_ready_obj) },
+    { MP_ROM_QSTR(MP_QSTR_take_console), MP_ROM_PTR(&smp_take_console_obj) },
+    { MP_ROM_QSTR(MP_QSTR_console_cpu), MP_ROM_PTR(&smp_console_cpu_obj) },
     { MP_ROM_QSTR(MP_QSTR_board_add), MP_ROM_PTR(&smp_board_add_obj) },
     { MP_ROM_QSTR(MP_QSTR_board_set), MP_ROM_PTR(&smp_board_set_obj) },
     { MP_ROM_QSTR(MP_QSTR_board), MP_ROM_PTR(&smp_board_obj) },

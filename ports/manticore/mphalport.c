@@ -57,6 +57,20 @@ static void console_rx_byte(uint8_t byte) {
     }
 }
 
+// The CPU that reads the console and runs the REPL (CPU 0 unless replcpu= moved it).
+volatile unsigned mp_hal_console_cpu;
+
+int mp_hal_console_move(unsigned cpu) {
+    if (cpu != 0 && uart_route_rx_to(smp_apic_id(cpu)) != 0) {
+        return -1;
+    }
+    if (cpu == 0) {
+        uart_route_rx_to(smp_apic_id(0));
+    }
+    mp_hal_console_cpu = cpu;
+    return 0;
+}
+
 void mp_hal_console_init(void) {
     uart_set_rx_callback(console_rx_byte);
     uart_enable_rx_interrupt();
@@ -106,8 +120,8 @@ uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
     return ret;
 }
 
-// Every CPU prints to the one console: a lock keeps each write whole. CPU 0 (the REPL's)
-// writes through at once; the others collect a line first (print() writes its text and its
+// Every CPU prints to the one console: a lock keeps each write whole. The console CPU (the
+// REPL's) writes through at once; the others collect a line first (print() writes its text and its
 // newline separately), so that lines from different CPUs never mix. A partial line is
 // written when the buffer fills or before the CPU halts.
 #define AP_LINE_MAX (256)
@@ -131,7 +145,8 @@ static void ap_line_flush(void) {
 }
 
 mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
-    if (smp_cpu_id() == 0) {
+    if (smp_cpu_id() == mp_hal_console_cpu) {
+        ap_line_flush();
         console_write(str, len);
         return len;
     }
@@ -174,8 +189,8 @@ static uint64_t deadline_after_us(uint64_t us) {
 // Whether the caller has work waiting: input for the REPL, or a scheduled callback or
 // KeyboardInterrupt. Called with interrupts disabled, so nothing can slip in before the halt.
 static bool work_pending(bool console_input) {
-    // Console input is the boot CPU's (its interrupt is routed there, the REPL is there).
-    console_input = console_input && smp_cpu_id() == 0;
+    // Console input is the console CPU's (its interrupt is routed there, the REPL is there).
+    console_input = console_input && smp_cpu_id() == mp_hal_console_cpu;
     return (console_input && rx_ring_used() > 0) || MP_STATE_VM(sched_state) != MP_SCHED_IDLE;
 }
 

@@ -162,3 +162,31 @@ def test_a_fault_on_an_ap_stops_every_cpu_with_a_report(boot, fault):
     assert "*** MANTICORE PANIC" in log and "cpu: 1 of 2" in log, log[-3000:]
     after = log.split("*** end of panic", 1)[1]
     assert "ticker: tick" not in after, f"expected CPU 0 stopped after the panic:\n{after}"
+
+
+def test_a_loop_typed_at_the_repl_on_its_own_cpu_does_not_stop_echod(boot):
+    """replcpu=1: the REPL (and the console) is CPU 1's, so `while True: pass` typed there
+    leaves echod on CPU 0 answering; Ctrl-C still interrupts it."""
+    port = free_port(socket.SOCK_DGRAM)
+    vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="app=echod@0 repl=1 replcpu=1",
+              net="user", publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
+              wait_prompt=False)
+    vm.console.read_until(LISTENING_TCP, timeout=60)
+    vm.sync(timeout=30)
+    assert vm.repl("kernel.sys.cpu()") == "1", "expected the REPL on CPU 1"
+    con = vm.console
+    con.write("while True: pass\r")
+    con.read_until("while True: pass", timeout=10)
+    con.write("\r")
+    time.sleep(0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        wait_echo(s)
+        lost = [i for i in range(200) if udp_echo(s, b"%06d" % i, timeout=2.0) != b"%06d" % i]
+    assert not lost, f"expected echod on CPU 0 to answer while the REPL on CPU 1 spins: {lost[:10]}"
+    con.write(b"\x03")
+    out = con.read_until(re.compile(rb">>> "), timeout=10).decode("utf-8", "replace")
+    assert "KeyboardInterrupt" in out, out
+    assert vm.repl("1 + 1") == "2"
+    busy = cpus_of(vm)
+    assert busy[0]["apps"] == ["echod"], busy
