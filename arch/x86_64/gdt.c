@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "arch/x86_64/percpu.h"
+
 // 64-bit TSS layout (SDM Vol. 3A 9.7, Figure 9-11 "64-Bit TSS Format").
 struct tss64 {
     uint32_t reserved0;
@@ -34,9 +36,11 @@ enum { DESC_TYPE_TSS64_AVAILABLE = 0x9 };
 
 enum { GDT_ENTRIES = 5 };  // null, code, data, TSS (two slots)
 
-static uint64_t gdt[GDT_ENTRIES] __attribute__((aligned(16)));
-static struct tss64 tss __attribute__((aligned(16)));
-static uint8_t ist_stacks[IST_SLOT_COUNT][IST_STACK_SIZE] __attribute__((aligned(4096)));
+// Per CPU (percpu.h): each CPU loads its own GDT and TSS, and its IST stacks are its own, at
+// the same addresses on every CPU.
+static PER_CPU uint64_t gdt[GDT_ENTRIES] __attribute__((aligned(16)));
+static PER_CPU struct tss64 tss __attribute__((aligned(16)));
+static PER_CPU uint8_t ist_stacks[IST_SLOT_COUNT][IST_STACK_SIZE] __attribute__((aligned(4096)));
 
 struct descriptor_pointer {
     uint16_t limit;

@@ -11,6 +11,7 @@
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/panic.h"
+#include "arch/x86_64/percpu.h"
 #include "arch/x86_64/start.h"
 
 // Paging-structure entry bits (SDM Vol. 3A, Tables 4-15 to 4-20).
@@ -27,7 +28,7 @@ enum page_entry_bits {
 enum {
     PTE_ADDRESS_MASK = 0x000ffffffffff000ull,
     ENTRIES_PER_TABLE = 512,
-    PAGE_TABLE_POOL_PAGES = 64,
+    PAGE_TABLE_POOL_PAGES = 64 + 6 * 16,   // the boot map, then each AP's own root (smp.h)
     IDENTITY_MAPPED_AT_BOOT = 0x100000000ull,  // boot.S maps 0-4 GiB
     DEVICE_WINDOW_START = 0xc0000000ull,       // PCI hole, IOAPIC 0xfec00000, LAPIC 0xfee00000
     PHYSICAL_ADDRESS_LIMIT = 1ull << 46,       // well inside any MAXPHYADDR we accept
@@ -99,6 +100,8 @@ static uint64_t *next_table(uint64_t *entry, int level) {
     return table;
 }
 
+static void sync_cpu_roots(void);
+
 // Identity-map [start, end) (page aligned) with `flags`, using 2 MiB pages where a whole,
 // aligned 2 MiB chunk is covered and 4 KiB pages elsewhere. `flags` 0 unmaps.
 static void map_range(uint64_t start, uint64_t end, uint64_t flags) {
@@ -120,6 +123,7 @@ static void map_range(uint64_t start, uint64_t end, uint64_t flags) {
         pt[table_index(virt, 1)] = flags ? (virt | flags) : 0;
         virt += PAGING_PAGE_SIZE;
     }
+    sync_cpu_roots();
 }
 
 // Without global pages every translation is flushed by a CR3 reload (SDM 4.10.4.1).
@@ -214,4 +218,109 @@ bool paging_is_mapped(uint64_t virt) {
         table = entry_table(entry);
     }
     return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-CPU roots. An AP's tables are the boot CPU's except along the path to the per-CPU
+// window: its own PML4, the PDPT and page directory below PML4[0] that lead to the window,
+// and the page tables of the window's 2 MiB chunks, whose window entries point at the AP's
+// own copy. Everything else (the tables below the entries that are copied) is shared, so a
+// later change deep in the boot CPU's tables is seen by all; a change to one of the copied
+// entries is copied again by sync_cpu_roots.
+
+struct cpu_root {
+    uint64_t *pml4, *pdpt, *pd;
+    uint64_t *window_pts[2];          // page tables of the window's chunks (at most two)
+    uint64_t window_phys;
+};
+
+static struct cpu_root cpu_roots[16];
+static int cpu_root_count;
+
+static uint64_t window_start(void) {
+    return (uintptr_t)__percpu_start;
+}
+
+static uint64_t window_end(void) {
+    return (uintptr_t)__percpu_end;
+}
+
+// The boot CPU's entry for chunk `chunk` (a 2 MiB-aligned address in the first GiB) as a
+// table of 512 4 KiB entries: split a large page first (same translations, so harmless).
+static uint64_t *boot_chunk_table(uint64_t chunk) {
+    uint64_t *pdpt = next_table(&boot_pml4[0], 4);
+    uint64_t *pd = next_table(&pdpt[0], 3);
+    return next_table(&pd[table_index(chunk, 2)], 2);
+}
+
+static void copy_table(uint64_t *to, const uint64_t *from) {
+    for (int i = 0; i < ENTRIES_PER_TABLE; i++) {
+        to[i] = from[i];
+    }
+}
+
+static void fill_cpu_root(struct cpu_root *root) {
+    const uint64_t *boot_pdpt = entry_table(boot_pml4[0]);
+    const uint64_t *boot_pd = entry_table(boot_pdpt[0]);
+    copy_table(root->pml4, boot_pml4);
+    copy_table(root->pdpt, boot_pdpt);
+    copy_table(root->pd, boot_pd);
+    root->pml4[0] = (uintptr_t)root->pdpt | PTE_PRESENT | PTE_WRITABLE;
+    root->pdpt[0] = (uintptr_t)root->pd | PTE_PRESENT | PTE_WRITABLE;
+    uint64_t first_chunk = window_start() & ~(uint64_t)(PAGING_LARGE_PAGE_SIZE - 1);
+    for (int c = 0; c < 2; c++) {
+        uint64_t chunk = first_chunk + (uint64_t)c * PAGING_LARGE_PAGE_SIZE;
+        if (root->window_pts[c] == NULL || chunk >= window_end()) {
+            continue;
+        }
+        copy_table(root->window_pts[c], entry_table(boot_pd[table_index(chunk, 2)]));
+        for (uint64_t virt = window_start(); virt < window_end(); virt += PAGING_PAGE_SIZE) {
+            if (virt >= chunk && virt < chunk + PAGING_LARGE_PAGE_SIZE) {
+                uint64_t phys = root->window_phys + (virt - window_start());
+                root->window_pts[c][table_index(virt, 1)] = phys | PAGE_FLAGS_RAM | no_execute_bit;
+            }
+        }
+        root->pd[table_index(chunk, 2)] = (uintptr_t)root->window_pts[c] | PTE_PRESENT | PTE_WRITABLE;
+    }
+}
+
+// Mappings only ever get added or split after the APs start (device windows), and x86 does
+// not cache not-present entries (SDM 4.10.2.3), so copying the entries again is enough.
+static void sync_cpu_roots(void) {
+    for (int i = 0; i < cpu_root_count; i++) {
+        fill_cpu_root(&cpu_roots[i]);
+    }
+}
+
+uint64_t paging_new_cpu_root(uint64_t window_phys) {
+    if (cpu_root_count >= (int)(sizeof(cpu_roots) / sizeof(cpu_roots[0]))) {
+        return 0;
+    }
+    if (window_end() - (window_start() & ~(uint64_t)(PAGING_LARGE_PAGE_SIZE - 1)) > 2 * PAGING_LARGE_PAGE_SIZE) {
+        panic("paging: the per-CPU window (%lu KiB) spans more than two 2 MiB chunks",
+              (unsigned long)((window_end() - window_start()) >> 10));
+    }
+    struct cpu_root *root = &cpu_roots[cpu_root_count];
+    uint64_t first_chunk = window_start() & ~(uint64_t)(PAGING_LARGE_PAGE_SIZE - 1);
+    for (int c = 0; c < 2; c++) {
+        uint64_t chunk = first_chunk + (uint64_t)c * PAGING_LARGE_PAGE_SIZE;
+        if (chunk < window_end()) {
+            boot_chunk_table(chunk);       // the boot CPU's chunk in 4 KiB pages too
+            root->window_pts[c] = allocate_table();
+        }
+    }
+    root->pml4 = allocate_table();
+    root->pdpt = allocate_table();
+    root->pd = allocate_table();
+    root->window_phys = window_phys;
+    fill_cpu_root(root);
+    cpu_root_count++;
+    flush_tlb();
+    return (uintptr_t)root->pml4;
+}
+
+void paging_unmap_guard_page(uint64_t virt) {
+    map_range(virt & ~(uint64_t)(PAGING_PAGE_SIZE - 1),
+              (virt & ~(uint64_t)(PAGING_PAGE_SIZE - 1)) + PAGING_PAGE_SIZE, 0);
+    flush_tlb();
 }

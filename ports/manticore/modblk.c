@@ -20,6 +20,7 @@
 #include "py/stream.h"
 #include "extmod/vfs.h"
 
+#include "arch/x86_64/smp.h"
 #include "drivers/pci/msix.h"
 #include "drivers/virtio/virtio_blk.h"
 #include "shared/timeutils/timeutils.h"
@@ -73,6 +74,12 @@ static mp_obj_t blk_disk_make_new(const mp_obj_type_t *type, size_t n_args, size
     mp_arg_val_t args[MP_ARRAY_SIZE(allowed)];
     mp_arg_parse_all_kw_array(n_args, n_kw, all_args, MP_ARRAY_SIZE(allowed), allowed, args);
     struct virtio_blk *dev = find_disk(args[ARG_id].u_obj);
+    // A disk has one request slot and its interrupt goes to the CPU that bound it: only
+    // that CPU's interpreter may use it (the filesystem at / is CPU 0's, kernel/fs.py).
+    if ((int)smp_cpu_id() != dev->owner_cpu) {
+        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("disk %s belongs to CPU %d"),
+            dev->name, dev->owner_cpu);
+    }
     mp_int_t bs = args[ARG_block_size].u_int ? args[ARG_block_size].u_int : (mp_int_t)dev->block_size;
     if (bs < VIRTIO_BLK_SECTOR_SIZE || bs > 65536 || (bs & (bs - 1)) != 0 || bs < (mp_int_t)dev->block_size) {
         mp_raise_ValueError(MP_ERROR_TEXT("block_size: a power of two, from the disk's block to 65536"));

@@ -100,7 +100,10 @@ extern const struct _mp_obj_type_t network_lan_type;
 // loop), never in a hard IRQ, so the stack needs no lock. Leaving a section of lwIP calls
 // re-arms the kernel timer for lwIP's next timeout, which those calls may have moved.
 void netif_virtio_lwip_exit(void);
-#define MICROPY_PY_LWIP_ENTER
+// lwIP belongs to CPU 0 (docs/multicore.md): a socket call on another CPU raises OSError
+// before it touches the stack.
+void manticore_lwip_enter(void);
+#define MICROPY_PY_LWIP_ENTER                   { manticore_lwip_enter(); }
 #define MICROPY_PY_LWIP_REENTER
 #define MICROPY_PY_LWIP_EXIT                    { netif_virtio_lwip_exit(); }
 

@@ -110,3 +110,25 @@ print(open('/data/sub/g.bin', 'rb').read() == bytes(range(256)) * 400)
 """)
     assert out.splitlines() == ["['sub'] ['g.bin'] 102400", "True"], out
     assert os.path.getsize(img) == 8 << 20
+
+
+def test_disks_are_cpu0s_with_two_cpus(boot, tmp_path):
+    img = tmp_path / "smp.img"
+    with open(img, "wb") as f:
+        f.truncate(4 << 20)
+    # The REPL on CPU 1: the disk and / belong to CPU 0, which mounted it at boot.
+    vm = boot(disks=[img], cpus=2, append="repl=1 replcpu=1")
+    out = guest(vm, """
+import blk, os
+try:
+    blk.Disk(0)
+except OSError as e:
+    print(e)
+try:
+    open('/x', 'w')
+except OSError as e:
+    print('no filesystem here')
+""")
+    assert out.splitlines() == ["disk vda belongs to CPU 0", "no filesystem here"], out
+    log = vm.console.log.decode("utf-8", "replace")
+    assert log.count("fs: / is vda (lfs2") == 1, log
