@@ -53,7 +53,7 @@ struct virtio_blk virtio_blk_devices[VIRTIO_BLK_MAX_DEVICES];
 int virtio_blk_count;
 
 static int bind(struct virtio_blk *blk, struct pci_device *pci, int index) {
-    *blk = (struct virtio_blk){ .owner_cpu = (int)smp_cpu_id() };
+    *blk = (struct virtio_blk){ .owner_cpu = (int)smp_cpu_id(), .timeout_ms = BLK_TIMEOUT_MS };
     blk->name[0] = 'v';
     blk->name[1] = 'd';
     blk->name[2] = (char)('a' + index);
@@ -130,7 +130,7 @@ int virtio_blk_probe(void) {
 // queue's interrupt in only once the CPU halts, so the wake-up cannot slip in between.
 static bool wait_used(struct virtio_blk *blk) {
     struct virtqueue *vq = blk->vq;
-    uint64_t deadline = tsc_read() + tsc_hz / 1000 * BLK_TIMEOUT_MS;
+    uint64_t deadline = tsc_read() + tsc_hz / 1000 * blk->timeout_ms;
     uint64_t flags = read_rflags();
     cli();
     while (!virtqueue_has_used(vq) && tsc_read() < deadline) {
@@ -176,11 +176,14 @@ static int request(struct virtio_blk *blk, uint32_t type, uint64_t sector, uint6
     }
     virtqueue_kick(blk->vq);
     if (!wait_used(blk)) {
-        // The device still owns the buffers: never touch this disk again.
-        kprintf("virtio-blk: %s: no answer in %d ms, disk disabled\n", blk->name,
-            BLK_TIMEOUT_MS);
+        // The device still owns the buffers, one of them the caller's: a reset (4.1.4.3.2)
+        // makes it give them up (QEMU drains the request first), so nothing is written
+        // into memory the caller has moved on from. Then the disk is never used again.
+        kprintf("virtio-blk: %s: no answer in %u ms, disk disabled\n", blk->name,
+            blk->timeout_ms);
         blk->broken = true;
         blk->errors++;
+        virtio_reset(&blk->vdev);
         virtio_fail(&blk->vdev);
         return -VIRTIO_BLK_ETIMEDOUT;
     }

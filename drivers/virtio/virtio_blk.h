@@ -46,6 +46,7 @@ struct virtio_blk {
     bool can_flush;                 // VIRTIO_BLK_F_FLUSH
     bool broken;                    // timed out or failed: not used again
     int owner_cpu;                  // the CPU whose requests wait on vq's interrupt
+    uint32_t timeout_ms;            // a request not answered by then disables the disk
     // DMA memory the device reads and writes besides the caller's buffers.
     struct virtio_blk_req_header *header;
     volatile uint8_t *status;

@@ -174,11 +174,26 @@ static mp_obj_t blk_disk_info(mp_obj_t self_in) {
     dict_set(dict, MP_QSTR_bytes_read, mp_obj_new_int_from_ull(d->bytes_read));
     dict_set(dict, MP_QSTR_bytes_written, mp_obj_new_int_from_ull(d->bytes_written));
     dict_set(dict, MP_QSTR_cache_hits, mp_obj_new_int_from_ull(d->cache_hits));
+    dict_set(dict, MP_QSTR_timeout_ms, MP_OBJ_NEW_SMALL_INT(d->timeout_ms));
     return dict;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(blk_disk_info_obj, blk_disk_info);
 
+// set_timeout(ms): how long a request may take before the disk is declared broken (default
+// 15 s; a test shortens it against a throttled disk).
+static mp_obj_t blk_disk_set_timeout(mp_obj_t self_in, mp_obj_t ms_in) {
+    blk_disk_obj_t *self = MP_OBJ_TO_PTR(self_in);
+    mp_int_t ms = mp_obj_get_int(ms_in);
+    if (ms < 1 || ms > 3600000) {
+        mp_raise_ValueError(MP_ERROR_TEXT("timeout: 1 to 3600000 ms"));
+    }
+    self->dev->timeout_ms = (uint32_t)ms;
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(blk_disk_set_timeout_obj, blk_disk_set_timeout);
+
 static const mp_rom_map_elem_t blk_disk_locals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR_set_timeout), MP_ROM_PTR(&blk_disk_set_timeout_obj) },
     { MP_ROM_QSTR(MP_QSTR_readblocks), MP_ROM_PTR(&blk_disk_readblocks_obj) },
     { MP_ROM_QSTR(MP_QSTR_writeblocks), MP_ROM_PTR(&blk_disk_writeblocks_obj) },
     { MP_ROM_QSTR(MP_QSTR_ioctl), MP_ROM_PTR(&blk_disk_ioctl_obj) },
