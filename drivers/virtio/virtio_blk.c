@@ -228,22 +228,40 @@ static int check_range(struct virtio_blk *blk, uint64_t pos, size_t len) {
     return blk->broken ? -VIRTIO_BLK_EIO : 0;
 }
 
+// The slot holding `block`, or -1. A linear search of 64 tags costs far less than one
+// request; the skip-list's blocks are spread over the disk, so a direct-mapped cache kept
+// evicting them (4579 requests to read a 4 MiB file with 32 direct-mapped slots).
+static int cache_find(const struct virtio_blk *blk, uint64_t block) {
+    for (int i = 0; i < VIRTIO_BLK_CACHE_ENTRIES; i++) {
+        if (blk->cache_tag[i] == block + 1) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static int cached_read(struct virtio_blk *blk, uint64_t pos, void *buf) {
     uint64_t block = pos / VIRTIO_BLK_CACHE_BLOCK;
-    unsigned slot = block % VIRTIO_BLK_CACHE_ENTRIES;
-    uint8_t *data = blk->cache + slot * VIRTIO_BLK_CACHE_BLOCK;
-    if (blk->cache_tag[slot] == block + 1) {
+    int slot = cache_find(blk, block);
+    if (slot >= 0) {
         blk->cache_hits++;
     } else {
+        slot = 0;   // an empty slot, else the least recently used
+        for (int i = 0; i < VIRTIO_BLK_CACHE_ENTRIES && blk->cache_tag[slot] != 0; i++) {
+            if (blk->cache_tag[i] == 0 || blk->cache_used[i] < blk->cache_used[slot]) {
+                slot = i;
+            }
+        }
         blk->cache_tag[slot] = 0;
-        int err = transfer(blk, VIRTIO_BLK_T_IN, pos / VIRTIO_BLK_SECTOR_SIZE, data,
-            VIRTIO_BLK_CACHE_BLOCK);
+        int err = transfer(blk, VIRTIO_BLK_T_IN, pos / VIRTIO_BLK_SECTOR_SIZE,
+            blk->cache + (size_t)slot * VIRTIO_BLK_CACHE_BLOCK, VIRTIO_BLK_CACHE_BLOCK);
         if (err != 0) {
             return err;
         }
         blk->cache_tag[slot] = block + 1;
     }
-    memcpy(buf, data, VIRTIO_BLK_CACHE_BLOCK);
+    blk->cache_used[slot] = ++blk->cache_clock;
+    memcpy(buf, blk->cache + (size_t)slot * VIRTIO_BLK_CACHE_BLOCK, VIRTIO_BLK_CACHE_BLOCK);
     return 0;
 }
 
@@ -255,13 +273,10 @@ static void cache_invalidate(struct virtio_blk *blk, uint64_t pos, size_t len) {
     }
     uint64_t first = pos / VIRTIO_BLK_CACHE_BLOCK;
     uint64_t last = (pos + len - 1) / VIRTIO_BLK_CACHE_BLOCK;
-    if (last - first >= VIRTIO_BLK_CACHE_ENTRIES) {
-        memset(blk->cache_tag, 0, sizeof(blk->cache_tag));
-        return;
-    }
-    for (uint64_t b = first; b <= last; b++) {
-        if (blk->cache_tag[b % VIRTIO_BLK_CACHE_ENTRIES] == b + 1) {
-            blk->cache_tag[b % VIRTIO_BLK_CACHE_ENTRIES] = 0;
+    for (int i = 0; i < VIRTIO_BLK_CACHE_ENTRIES; i++) {
+        if (blk->cache_tag[i] != 0 && blk->cache_tag[i] - 1 >= first
+            && blk->cache_tag[i] - 1 <= last) {
+            blk->cache_tag[i] = 0;
         }
     }
 }

@@ -19,7 +19,7 @@
 // walks a file's skip-list from its last block for every block it reads, re-reading the same
 // few blocks many times; under TCG each request costs ~70 us, a hit a memcpy.
 #define VIRTIO_BLK_CACHE_BLOCK (4096)
-#define VIRTIO_BLK_CACHE_ENTRIES (32)   // direct mapped by block number
+#define VIRTIO_BLK_CACHE_ENTRIES (64)   // fully associative, least recently used goes
 
 // Error codes, negated errno values as MicroPython's mperrno.h numbers them (Linux's).
 enum {
@@ -53,6 +53,8 @@ struct virtio_blk {
     uint8_t *bounce;                // one sector for unaligned head/tail bytes
     uint8_t *cache;                 // VIRTIO_BLK_CACHE_ENTRIES blocks (DMA), NULL if none
     uint64_t cache_tag[VIRTIO_BLK_CACHE_ENTRIES];   // block number + 1, 0 when empty
+    uint64_t cache_used[VIRTIO_BLK_CACHE_ENTRIES];  // cache_clock at the last hit or fill
+    uint64_t cache_clock;
     // Statistics.
     uint64_t reads, writes, flushes, errors, bytes_read, bytes_written, cache_hits;
 };
