@@ -240,18 +240,24 @@ static int cache_find(const struct virtio_blk *blk, uint64_t block) {
     return -1;
 }
 
+// An empty slot, else the least recently used one.
+static int cache_victim(const struct virtio_blk *blk) {
+    int slot = 0;
+    for (int i = 0; i < VIRTIO_BLK_CACHE_ENTRIES && blk->cache_tag[slot] != 0; i++) {
+        if (blk->cache_tag[i] == 0 || blk->cache_used[i] < blk->cache_used[slot]) {
+            slot = i;
+        }
+    }
+    return slot;
+}
+
 static int cached_read(struct virtio_blk *blk, uint64_t pos, void *buf) {
     uint64_t block = pos / VIRTIO_BLK_CACHE_BLOCK;
     int slot = cache_find(blk, block);
     if (slot >= 0) {
         blk->cache_hits++;
     } else {
-        slot = 0;   // an empty slot, else the least recently used
-        for (int i = 0; i < VIRTIO_BLK_CACHE_ENTRIES && blk->cache_tag[slot] != 0; i++) {
-            if (blk->cache_tag[i] == 0 || blk->cache_used[i] < blk->cache_used[slot]) {
-                slot = i;
-            }
-        }
+        slot = cache_victim(blk);
         blk->cache_tag[slot] = 0;
         int err = transfer(blk, VIRTIO_BLK_T_IN, pos / VIRTIO_BLK_SECTOR_SIZE,
             blk->cache + (size_t)slot * VIRTIO_BLK_CACHE_BLOCK, VIRTIO_BLK_CACHE_BLOCK);
@@ -313,6 +319,11 @@ int virtio_blk_read(struct virtio_blk *blk, uint64_t pos, void *buf, size_t len)
 }
 
 int virtio_blk_write(struct virtio_blk *blk, uint64_t pos, const void *buf, size_t len) {
+    // A whole aligned block that the device took is cached as written: littlefs reads every
+    // block it programs straight back to validate it (lfs_bd_flush).
+    bool cache_it = blk->cache != NULL && len == VIRTIO_BLK_CACHE_BLOCK
+        && pos % VIRTIO_BLK_CACHE_BLOCK == 0;
+    uint64_t block = pos / VIRTIO_BLK_CACHE_BLOCK;
     int err = check_range(blk, pos, len);
     if (err == 0 && blk->read_only) {
         err = -VIRTIO_BLK_EROFS;
@@ -343,6 +354,12 @@ int virtio_blk_write(struct virtio_blk *blk, uint64_t pos, const void *buf, size
             in += whole;
             len -= whole;
         }
+    }
+    if (err == 0 && cache_it) {
+        int slot = cache_victim(blk);
+        memcpy(blk->cache + (size_t)slot * VIRTIO_BLK_CACHE_BLOCK, buf, VIRTIO_BLK_CACHE_BLOCK);
+        blk->cache_tag[slot] = block + 1;
+        blk->cache_used[slot] = ++blk->cache_clock;
     }
     return err;
 }
