@@ -19,6 +19,7 @@
 
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/gdt.h"
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/percpu.h"
 #include "arch/x86_64/start.h"
@@ -207,6 +208,9 @@ void paging_init(void) {
     // Null pointers fault; so does running off the bottom of the kernel stack.
     map_range(0, PAGING_PAGE_SIZE, 0);
     map_range((uintptr_t)kernel_stack_guard, (uintptr_t)kernel_stack_bottom, 0);
+    for (int slot = 1; slot <= IST_SLOT_COUNT; slot++) {
+        map_range(gdt_ist_guard_page(slot), gdt_ist_guard_page(slot) + PAGING_PAGE_SIZE, 0);
+    }
 
     flush_tlb();
 }
@@ -299,7 +303,9 @@ static void fill_cpu_root(struct cpu_root *root) {
         }
         copy_table(root->window_pts[c], entry_table(boot_pd[table_index(chunk, 2)]));
         for (uint64_t virt = window_start(); virt < window_end(); virt += PAGING_PAGE_SIZE) {
-            if (virt >= chunk && virt < chunk + PAGING_LARGE_PAGE_SIZE) {
+            // The window's guard pages (below the IST stacks) stay unmapped on every CPU.
+            if (virt >= chunk && virt < chunk + PAGING_LARGE_PAGE_SIZE
+                && (root->window_pts[c][table_index(virt, 1)] & PTE_PRESENT)) {
                 uint64_t phys = root->window_phys + (virt - window_start());
                 root->window_pts[c][table_index(virt, 1)] = phys | PAGE_FLAGS_RAM | no_execute_bit;
             }

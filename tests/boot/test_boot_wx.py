@@ -64,3 +64,12 @@ def test_native_and_viper_code_still_run(boot, cpus):
     vm.sync(timeout=20)
     out, err = vm.console.raw_exec(NATIVE, timeout=30)
     assert err == "" and out.strip() == "41 42", f"after a soft reset: {out!r} {err!r}"
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_an_ist_stack_overflow_hits_its_guard_page(boot, cpus):
+    kw = {"fw_cfg_cmdline": "replcpu=1"} if cpus > 1 else {}
+    vm = boot(cpus=cpus, memory="256M", **kw)
+    report = _panic_of(vm, "import kdebug; kdebug.crash('ist')")
+    assert "Double fault (#DF, vector 8)" in report, report
+    assert f"cpu: {cpus - 1} of {cpus}" in report, report
