@@ -151,6 +151,15 @@ def repl_cpu(options):
     return cpu
 
 
+def _wait_cpu0_boot(timeout_ms=10000):
+    """On the REPL's CPU: let CPU 0 print its boot lines (what is at /, boot.py, the apps)
+    before the prompt, so that they never land in the middle of a REPL session."""
+    import time
+    start = time.ticks_ms()
+    while not smp.cpus()[0]["ready"] and time.ticks_diff(time.ticks_ms(), start) < timeout_ms:
+        time.sleep_ms(5)
+
+
 def main_other_cpu(cpu, placed, options):
     """The boot script on CPU `cpu` > 0: run the apps placed here, and the REPL when
     replcpu= names this CPU (then return at once: the port runs the REPL loop); else return
@@ -164,7 +173,8 @@ def main_other_cpu(cpu, placed, options):
     if _smp is not None:
         _smp.set_ready()
     if _want_repl(options, placed) and repl_cpu(options) == cpu:
-        _smp.take_console()
+        _smp.take_console()  # first: CPU 0 must not find the console its own (main.c)
+        _wait_cpu0_boot()
         start_repl()
         return
     if not started:
@@ -258,6 +268,7 @@ def main(cmdline=None):
     if want_repl and here != 0:
         # The REPL is another CPU's: this one runs its apps (and lwIP) for good.
         print("kernel: the REPL runs on CPU %d" % here)
+        _smp.set_ready()  # CPU 0's boot lines are out: the REPL's CPU may show its prompt
         core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
         return
     if want_repl:
