@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from manticore_host import fetch, image  # noqa: E402
-from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: E402
+from manticore_host.fetch import (FetchError, lwip_dir, micropython_build_dir,  # noqa: E402
+                                  micropython_dir)
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
-                "cpio")                         # tests/host: the peer's initramfs, cross-checked
+                "cpio",                         # tests/host: the peer's initramfs, cross-checked
+                "patch")                        # ports/manticore/patches on a copy of the tree
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
@@ -103,8 +105,9 @@ def deps(c):
     fetched_before = fetch.is_fetched("micropython")
     lwip_before = fetch.is_fetched("lwip")
     try:
-        tree = micropython_dir()
+        micropython_dir()
         lwip_dir()
+        tree = micropython_build_dir()
     except FetchError as e:
         raise Exit(f"deps: {e}", code=1)
     if not fetched_before:
@@ -124,7 +127,7 @@ def _build_kernel(c, quiet: bool = False) -> None:
     if not makefile.is_file():
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
     try:
-        top = micropython_dir()
+        top = micropython_build_dir()     # the pinned tree + ports/manticore/patches
         lwip = lwip_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
