@@ -302,6 +302,15 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
     return vq;
 }
 
+int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id) {
+    if (vdev->pci->irq_mode != PCI_IRQ_MSIX || vq == NULL || vq->vector < 0
+        || vq->vector == vdev->intx_vector) {
+        return -1;
+    }
+    // The queue's MSI-X entry is index + 1 (virtio_setup_queue); only its address changes.
+    return msix_program(vdev->pci, vq->index + 1u, (uint8_t)vq->vector, apic_id);
+}
+
 int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {
     if (vdev->device_cfg == NULL || (uint64_t)offset + len > vdev->device_cfg_length) {
         return -1;
