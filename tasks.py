@@ -168,7 +168,7 @@ def iso(c):
 
 # -- run ----------------------------------------------------------------------
 
-@task(iterable=["publish"], help={
+@task(iterable=["publish", "nic"], help={
     "app": "start app NAME (fw_cfg opt/manticore/cmdline app=NAME)",
     "boot": "iso (GRUB, default) or kernel (direct PVH boot)",
     "machine": "q35 (default), pc or microvm (direct boot only)",
@@ -182,12 +182,15 @@ def iso(c):
            "none); tap: a tap device in a network namespace made for this run "
            "(root), host 192.168.77.1, guest 192.168.77.2",
     "net-dump": "write the NIC's traffic to this pcap file (QEMU filter-dump)",
+    "queues": "tap: queue pairs of the first NIC (multiqueue tap, mq=on, vectors=2N+2; "
+              "user networking has one queue only)",
+    "nic": "another NIC (eth1, eth2, ...): user or user:HOST[:GUEST][/PROTO],...; repeatable",
     "dry-run": "print the QEMU command line and exit",
     "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
 })
 def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
-        net_dump=None, dry_run=False, debug=False):
+        net_dump=None, queues=1, nic=None, dry_run=False, debug=False):
     """Boot manticore in QEMU, serial console on this terminal
     (Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor)."""
     from manticore_host.qemu import VMConfig, resolve_accel
@@ -197,7 +200,8 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
                    accel=accel, append=append, app=app, publish=publish,
                    serial=serial, gdb=debug,
                    net=net or ("user" if publish else "none"),
-                   net_dump=Path(net_dump).resolve() if net_dump else None)
+                   net_dump=Path(net_dump).resolve() if net_dump else None,
+                   queues=int(queues), nics=list(nic or []))
     try:
         cfg.validate()
     except ValueError as e:

@@ -250,6 +250,7 @@ static mp_obj_t q_stats(mp_obj_t self_in) {
     store(d, MP_QSTR_tx_buffers_free, s.tx_buffers_free);
     store(d, MP_QSTR_tx_in_flight, s.tx_in_flight);
     store(d, MP_QSTR_tx_inplace_in_flight, s.tx_inplace_in_flight);
+    store(d, MP_QSTR_tx_inplace, s.tx_inplace);
     store(d, MP_QSTR_rx_interrupts, s.rx_interrupts);
     store(d, MP_QSTR_tx_interrupts, s.tx_interrupts);
     store(d, MP_QSTR_config_interrupts, s.config_interrupts);
