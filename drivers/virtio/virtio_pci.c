@@ -153,6 +153,9 @@ int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
         return -1;
     }
     vdev->features = accepted;
+    // Read num_queues again: a device may size its queues by the features (QEMU's
+    // virtio-net offers the extra queue pairs and moves the control queue only with MQ).
+    vdev->num_queues = c->num_queues;
     return 0;
 }
 
