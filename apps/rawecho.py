@@ -6,7 +6,8 @@
 # notification for the batch. Everything else (ARP, malformed or foreign frames) comes back as
 # memoryviews over the receive DMA buffers and is handled here in Python, below.
 #
-# Command line: nic=ethN (default eth0), queue=N (default 0), ip=A.B.C.D (default 10.0.2.15),
+# Command line: nic=ethN (default eth0), queue=N[,N...] (default 0; several: one app serves
+# them all, in turn), ip=A.B.C.D (default 10.0.2.15),
 # port=N (default 7; 0 echoes every port), poll=1 (busy-poll: no RX interrupts on the queue;
 # the app yields to the other tasks between polls but keeps the core busy).
 #
@@ -206,34 +207,42 @@ def device_name(nic, queue):
 
 
 async def main():
-    name = device_name(sc.get_config("nic", "eth0"), int(sc.get_config("queue", "0")))
-    nic = sc.acquire(name)
-    echo = Echo(nic, parse_ip(sc.get_config("ip", "10.0.2.15")), int(sc.get_config("port", "7")))
+    nic_name = sc.get_config("nic", "eth0")
+    names = [device_name(nic_name, int(q)) for q in sc.get_config("queue", "0").split(",")]
+    queues = [sc.acquire(name) for name in names]
+    echo = Echo(queues[0], parse_ip(sc.get_config("ip", "10.0.2.15")),
+                int(sc.get_config("port", "7")))
     poll = sc.get_config("poll", "0") == "1"
-    sc.subscribe(nic, sc.EVENT_RX | sc.EVENT_TX)
-    if poll:
-        nic.poll(True)
+    for nic in queues:
+        sc.subscribe(nic, sc.EVENT_RX | sc.EVENT_TX)
+        if poll:
+            nic.poll(True)
     sc.console_print("rawecho: %s udp port %s on %s %s%s"
-                     % (".".join(str(b) for b in echo.ip), echo.port or "any", name,
+                     % (".".join(str(b) for b in echo.ip), echo.port or "any", ",".join(names),
                         ":".join("%02x" % b for b in echo.mac), " (busy-poll)" if poll else ""))
-    ip, port, echo_batch = echo.ip, echo.port, nic.echo_batch
+    ip, port = echo.ip, echo.port
     while True:
-        echoed, others = echo_batch(BATCH, ip, port)
-        if echoed:
-            stats["rx"] += echoed
-            stats["echoed"] += echoed
-        if others is not None:
-            for frame, frame_id in others:
-                stats["rx"] += 1
-                try:
-                    if echo.handle(frame) == BLOCKED:
-                        # Hold the frame until transmit space comes back (or give up after 100 ms).
-                        await sc.wait(0.1)
+        busy = False
+        for nic in queues:
+            echoed, others = nic.echo_batch(BATCH, ip, port)
+            if echoed:
+                busy = True
+                stats["rx"] += echoed
+                stats["echoed"] += echoed
+            if others is not None:
+                busy = True
+                echo.nic = nic
+                for frame, frame_id in others:
+                    stats["rx"] += 1
+                    try:
                         if echo.handle(frame) == BLOCKED:
-                            stats["tx_full"] += 1
-                finally:
-                    nic.release(frame_id)
-        elif not echoed:
+                            # Hold the frame until transmit space comes back (or 100 ms).
+                            await sc.wait(0.1)
+                            if echo.handle(frame) == BLOCKED:
+                                stats["tx_full"] += 1
+                    finally:
+                        nic.release(frame_id)
+        if not busy:
             if poll:
                 await asyncio.sleep_ms(0)  # let the other tasks run; no interrupt will come
             else:
