@@ -349,7 +349,7 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
                 log(f"  {path:19} error: {first}")
                 results[path] = {"error": first}
         notes["multiqueue"] = (f"rawecho-Nq/tap-mq: {MQ_FLOWS} flows x {MQ_INFLIGHT} in flight "
-                               "on a 2-queue-pair tap, rawecho serving N pairs from one app on "
+                               "on an N-queue-pair tap, rawecho serving all N from one app on "
                                "one CPU (until multicore lands, more pairs add no CPU; a 2-core "
                                "host also runs the generator)")
     for app, peer in guests:
@@ -375,7 +375,8 @@ MQ_INFLIGHT = 4
 
 
 def _bench_multiqueue(accel: str, seconds: float, log, pairs: int) -> dict:
-    """rawecho on `pairs` queue pairs of a tap with 2, under MQ_FLOWS concurrent flows (one
+    """rawecho on a tap with `pairs` queue pairs (all served by rawecho: a pair nobody holds
+    would black-hole the flows the tap hashes to it), under MQ_FLOWS concurrent flows (one
     thread and source port each; the tap spreads flows over its queues by hash)."""
     import threading
     from manticore_host.netns import TapAddressing, available
@@ -383,7 +384,7 @@ def _bench_multiqueue(accel: str, seconds: float, log, pairs: int) -> dict:
     if not ok:
         return {"error": f"tap skipped: {why}"}
     queue = ",".join(str(q) for q in range(pairs))
-    cfg = VMConfig(boot="kernel", app="rawecho", net="tap", queues=2, accel=accel,
+    cfg = VMConfig(boot="kernel", app="rawecho", net="tap", queues=pairs, accel=accel,
                    append=f"port={ECHO_PORT} queue={queue}")
     results = {}
     with VM(cfg) as vm:
