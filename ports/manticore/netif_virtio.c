@@ -54,12 +54,16 @@ enum {
 struct rx_pbuf {
     struct pbuf_custom custom;  // first: lwIP hands the struct pbuf * back to rx_pbuf_free
     uint16_t buffer_id;
+    struct virtio_net_queue *q;     // the queue pair the buffer belongs to
     struct rx_pbuf *next_free;
 };
 
 static struct netif en0;
 static bool present;
-static struct virtio_net_queue *lwq;    // queue pair 0 of the NIC lwIP is bound to (lwip=ethN)
+// Queue pair 0 of the NIC lwIP is bound to (lwip=ethN): lwIP transmits there. It receives
+// from every pair of that NIC that no app holds, so that flows the device steers to a pair
+// nobody acquired (a multiqueue tap hashes flows over all pairs) still reach the stack.
+static struct virtio_net_queue *lwq;
 static const char *addressing = "off";
 static struct dhcp dhcp_state;
 
@@ -157,7 +161,7 @@ void netif_virtio_lwip_exit(void) {
 
 static void rx_pbuf_free(struct pbuf *p) {
     struct rx_pbuf *rx = (struct rx_pbuf *)p;
-    virtio_net_rx_release(lwq, rx->buffer_id);
+    virtio_net_rx_release(rx->q, rx->buffer_id);
     rx->next_free = rx_pbuf_free_list;
     rx_pbuf_free_list = rx;
     stats.rx_pbufs_held--;
@@ -165,11 +169,12 @@ static void rx_pbuf_free(struct pbuf *p) {
 
 // Wrap (or copy) one frame into a pbuf; NULL when neither is possible. The frame's buffer
 // is either owned by the returned pbuf or already released.
-static struct pbuf *frame_to_pbuf(const struct net_frame *frame) {
+static struct pbuf *frame_to_pbuf(struct virtio_net_queue *q, const struct net_frame *frame) {
     if (stats.rx_pbufs_held < rx_zero_copy_limit && rx_pbuf_free_list != NULL) {
         struct rx_pbuf *rx = rx_pbuf_free_list;
         rx_pbuf_free_list = rx->next_free;
         rx->buffer_id = frame->buffer_id;
+        rx->q = q;
         rx->custom.custom_free_function = rx_pbuf_free;
         struct pbuf *p = pbuf_alloced_custom(PBUF_RAW, frame->len, PBUF_REF, &rx->custom,
             frame->data, frame->len);
@@ -186,23 +191,23 @@ static struct pbuf *frame_to_pbuf(const struct net_frame *frame) {
         stats.rx_copied++;
     } else {
         stats.rx_dropped_no_pbuf++;
-        virtio_net_rx_count_no_buffer(lwq);
+        virtio_net_rx_count_no_buffer(q);
         LINK_STATS_INC(link.memerr);
         LINK_STATS_INC(link.drop);
     }
-    virtio_net_rx_release(lwq, frame->buffer_id);
+    virtio_net_rx_release(q, frame->buffer_id);
     return p;
 }
 
-// Feed up to RX_BUDGET frames to lwIP; true if more may be waiting.
-static bool rx_process(void) {
+// Feed up to RX_BUDGET frames of queue pair q to lwIP; true if more may be waiting.
+static bool rx_process_queue(struct virtio_net_queue *q) {
     struct net_frame frame;
     for (int n = 0; n < RX_BUDGET; n++) {
-        if (!virtio_net_rx_poll(lwq, &frame)) {
+        if (!virtio_net_rx_poll(q, &frame)) {
             return false;
         }
         LINK_STATS_INC(link.recv);
-        struct pbuf *p = frame_to_pbuf(&frame);
+        struct pbuf *p = frame_to_pbuf(q, &frame);
         if (p == NULL) {
             continue;
         }
@@ -214,6 +219,18 @@ static bool rx_process(void) {
         }
     }
     return true;
+}
+
+// Every pair of lwIP's NIC that no app holds.
+static bool rx_process(void) {
+    bool more = false;
+    struct virtio_net *nic = lwq->nic;
+    for (unsigned pair = 0; pair < nic->pairs; pair++) {
+        if (!nic_raw_acquired(&nic->queue[pair])) {
+            more |= rx_process_queue(&nic->queue[pair]);
+        }
+    }
+    return more;
 }
 
 static void update_link(void) {
@@ -236,8 +253,8 @@ static void net_softirq(void *context) {
     if (events & NET_EVENT_TX) {
         virtio_net_tx_reclaim(lwq);
     }
-    // An app owning the NIC (the raw binding) pops the RX ring itself.
-    if (!nic_raw_acquired(lwq) && rx_process()) {
+    // A pair an app owns (the raw binding) is popped by the app itself: rx_process skips it.
+    if (rx_process()) {
         // More frames than the budget: run again before Python resumes (bounded per run).
         __atomic_or_fetch(&pending_events, NET_EVENT_RX, __ATOMIC_RELEASE);
         softirq_raise(SOFTIRQ_NET);
@@ -356,7 +373,9 @@ void netif_virtio_init(void) {
     timer_event_init(&lwip_timer, lwip_timer_fired, NULL);
     softirq_register(SOFTIRQ_NET, net_softirq, NULL, "net");
     softirq_register(SOFTIRQ_NET_TIMER, lwip_timer_softirq, NULL, "lwip-timers");
-    virtio_net_set_notify(lwq, net_notify, NULL);
+    for (unsigned pair = 0; pair < lwq->nic->pairs; pair++) {
+        virtio_net_set_notify(&lwq->nic->queue[pair], net_notify, NULL);
+    }
 }
 
 struct virtio_net_queue *netif_virtio_queue(void) {
