@@ -28,6 +28,7 @@
 #include "py/smallint.h"
 
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/smp.h"
 #include "drivers/net/netpkt.h"
 #include "drivers/virtio/virtio_net.h"
 #include "ports/manticore/nic.h"
@@ -48,6 +49,7 @@ struct nic_raw {
     void *tx_held[TX_SLOTS];            // TX buffers handed out by tx_buffer()
     void (*saved_notify)(void *context, unsigned events);
     void *saved_context;
+    unsigned saved_cpu;                 // where the pair's interrupts went before acquire
     volatile unsigned events;           // NET_EVENT_* since the last callback
     volatile mp_uint_t rx_irq_us;       // ticks_us of the last RX interrupt
     uint64_t returned_rx, returned_tx;  // buffers given back at the last release
@@ -163,6 +165,9 @@ static void raw_release(struct nic_raw *r) {
         virtio_net_rx_interrupts_on(q);
     }
     virtio_net_set_notify(q, r->saved_notify, r->saved_context);
+    if (q->cpu != r->saved_cpu) {
+        virtio_net_set_cpu(q, r->saved_cpu);
+    }
     // lwIP may have missed frames while the app owned the queue: let it look.
     if (r->saved_notify != NULL) {
         r->saved_notify(r->saved_context, NET_EVENT_RX | NET_EVENT_TX | NET_EVENT_LINK);
@@ -302,6 +307,12 @@ static mp_obj_t q_acquire(mp_obj_t self_in) {
     softirq_register(SOFTIRQ_NIC_RAW, raw_softirq, NULL, "nic-raw");
     r->acquired = true;
     virtio_net_set_notify(r->q, raw_notify, r);
+    // The pair's interrupts go to the CPU of the app that acquired it (its soft IRQ runs
+    // there); a no-op while everything runs on one CPU.
+    r->saved_cpu = r->q->cpu;
+    if (r->q->cpu != smp_cpu_id()) {
+        virtio_net_set_cpu(r->q, smp_cpu_id());
+    }
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(q_acquire_obj, q_acquire);
