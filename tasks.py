@@ -357,7 +357,7 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "all")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "all")
 
 
 @task(positional=["name"], help={
@@ -377,7 +377,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     boot (QEMU launch -> `>>> `, this project vs the floor image and Linux + MicroPython),
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
     echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
-    size (image sizes and the smallest -m), irq (interrupt round trip, timer precision);
+    size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
+    smp (isolation between cores, channel round trips, boot with -smp 1/2/4);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
@@ -402,6 +403,9 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
     if name == "all":
         from manticore_host.benchall import run_all
         run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
+    elif name == "smp":
+        from manticore_host.smpbench import run_smp_bench
+        run_smp_bench(quick=quick, accel=accel, out=out, runs=int(runs) if runs else None)
     elif name == "irq":
         from manticore_host.bench import run_irq_bench
         run_irq_bench(quick=quick, accel=accel, out=out)

@@ -3,7 +3,14 @@
 # console to the REPL and run the loop whenever the REPL waits for a key.
 #
 #   app=NAME | app=a,b    run apps.NAME's main() as tasks
+#   app=echod@0,spin@1    ... each on the CPU after its @ (default: CPU 0, smp.DEFAULT_CPU)
 #   repl=1                keep the REPL beside the apps (default: REPL only without apps)
+#   replcpu=K             run the REPL (and read the console) on CPU K instead of CPU 0, so
+#                         that what is typed there never stalls the apps of CPU 0
+#
+# Every CPU runs this (each its own interpreter, docs/multicore.md). CPU 0 checks the whole
+# list, reports bad placements, runs its own apps and the REPL, and powers off once the apps
+# of every CPU have ended; another CPU runs the apps placed on it and then idles.
 #
 # The REPL and the loop share the one core through the REPL's idle hook: the port's console
 # read (mp_hal_stdin_rx_chr) calls _kernel's idle hook while no key is waiting, and the hook
@@ -15,7 +22,7 @@ import sys
 import asyncio
 from asyncio import core
 
-from . import config, devices, net, sched
+from . import config, devices, net, sched, smp
 
 EXIT_UNKNOWN_APP = 127  # QEMU status (127 << 1) | 1 = 255, as a shell's "command not found"
 EXIT_FAILED = 1  # an app that raised
@@ -24,6 +31,11 @@ try:
     import _kernel
 except ImportError:  # the unix port (host tests)
     _kernel = None
+
+try:
+    import _smp
+except ImportError:
+    _smp = None
 
 
 def frozen_apps():
@@ -109,33 +121,53 @@ def start_repl():
 # Boot
 
 
-def main(cmdline=None):
-    options = config.load(cmdline)
-    devices.probe()
-    names = [name for name in options.get("app", "").split(",") if name]
-    want_repl = options.get("repl", "0" if names else "1") not in ("0", "no", "off")
+class _CPU0Only:
+    """Stands in for `socket` and `network` on the other CPUs: lwIP is CPU 0's."""
 
+    def __init__(self, name):
+        self.__name__ = name
+
+    def __getattr__(self, attr):
+        raise OSError("%s runs on CPU 0 (lwIP's); on CPU %d use a raw NIC queue or a channel"
+                      % (self.__name__, smp.cpu_id()))
+
+
+def _want_repl(options, placed):
+    return options.get("repl", "0" if placed else "1") not in ("0", "no", "off")
+
+
+def repl_cpu(options):
+    """The CPU that runs the REPL (replcpu=K, default 0), or None when K is not usable."""
+    text = options.get("replcpu", "0")
+    try:
+        cpu = int(text)
+    except ValueError:
+        return None
+    cpus = smp.cpus()
+    if cpu < 0 or cpu >= len(cpus) or not cpus[cpu]["online"]:
+        return None
+    return cpu
+
+
+def main_other_cpu(cpu, placed, options):
+    """The boot script on CPU `cpu` > 0: run the apps placed here, and the REPL when
+    replcpu= names this CPU (then return at once: the port runs the REPL loop); else return
+    when the apps have ended."""
+    for module in ("socket", "network"):
+        sys.modules[module] = _CPU0Only(module)
+    names = [name for name, where in placed if where == cpu]
     known = frozen_apps()
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        print("kernel: unknown app%s %s; the frozen apps are: %s"
-              % ("s" if len(unknown) > 1 else "", ", ".join("'%s'" % n for n in unknown),
-                 ", ".join(known) or "(none)"))
-        power_off(EXIT_UNKNOWN_APP)
-
-    if names:
-        net.start()
+    names = [name for name in names if name in known]  # CPU 0 reports unknown ones
     started = start(names)
-    if started:
-        print("kernel: started %s%s" % (", ".join(app.name for app in started),
-                                         " (REPL beside them)" if want_repl else ""))
-    if want_repl:
+    if _smp is not None:
+        _smp.set_ready()
+    if _want_repl(options, placed) and repl_cpu(options) == cpu:
+        _smp.take_console()
         start_repl()
         return
     if not started:
-        power_off(0)
-
-    # No REPL: the loop runs until the last app ends; then the machine goes off.
+        return
+    print("kernel: CPU %d started %s" % (cpu, ", ".join(app.name for app in started)))
     done = asyncio.Event()
 
     def on_end(app):
@@ -143,11 +175,104 @@ def main(cmdline=None):
             done.set()
 
     sched._end_hooks.append(on_end)
+    core.run_until_complete(sched._asyncio_create_task(done.wait()))
+
+
+def _others_done():
+    """True when every other CPU has started its apps and all of them have ended."""
+    if _smp is None:
+        return True
+    for c in smp.cpus()[1:]:
+        if c["online"] and not c["ready"]:
+            return False
+    for row in smp.board():
+        if row[1] != 0 and row[3] not in (sched.DONE, sched.FAILED):
+            return False
+    return True
+
+
+def _last_exit_code():
+    """The exit code of the app that ended last, on any CPU."""
+    best = None
+    for row in smp.board():
+        if row[3] in (sched.DONE, sched.FAILED) and (best is None or row[7] > best[7]):
+            best = row
+    if best is not None:
+        return best[4] or 0
+    last = sched.last_ended
+    return last.exit_code if last is not None else 0
+
+
+def main(cmdline=None):
+    options = config.load(cmdline)
+    cpu = smp.cpu_id()
+    smp.init()
+    placed = smp.parse_placement(options.get("app", ""))
+    if cpu != 0:
+        devices.probe()
+        main_other_cpu(cpu, placed, options)
+        return
+    devices.probe()
+    want_repl = _want_repl(options, placed)
+    here = repl_cpu(options)
+    if here is None:
+        print("kernel: replcpu=%s is not an online CPU; the REPL stays on CPU 0"
+              % options.get("replcpu"))
+        here = 0
+
+    known = frozen_apps()
+    unknown = [name for name, where in placed if name not in known]
+    if unknown:
+        print("kernel: unknown app%s %s; the frozen apps are: %s"
+              % ("s" if len(unknown) > 1 else "", ", ".join("'%s'" % n for n in unknown),
+                 ", ".join(known) or "(none)"))
+        power_off(EXIT_UNKNOWN_APP)
+
+    cpus = smp.cpus()
+    names = []
+    elsewhere = []
+    for name, where in placed:
+        error = smp.placement_error(name, where, cpus)
+        if error is not None:
+            print("kernel: %s; not started (the other apps start)" % error)
+        elif where is None or where == 0:
+            names.append(name)
+        else:
+            elsewhere.append("%s@%d" % (name, where))
+
+    if names:
+        net.start()
+    started = start(names)
+    if started:
+        print("kernel: started %s%s" % (", ".join(app.name for app in started),
+                                         " (REPL beside them)" if want_repl else ""))
+    if elsewhere:
+        print("kernel: placed on other CPUs: %s" % ", ".join(elsewhere))
+    if want_repl and here != 0:
+        # The REPL is another CPU's: this one runs its apps (and lwIP) for good.
+        print("kernel: the REPL runs on CPU %d" % here)
+        core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
+        return
+    if want_repl:
+        start_repl()
+        return
+    if not started and not elsewhere:
+        power_off(0)
+
+    # No REPL: the loop runs until the last app on any CPU ends; then the machine goes off.
+    # The other CPUs wake this one (an IPI) when one of their apps ends.
+    async def until_all_ended():
+        while sched.live_apps() or not _others_done():
+            await smp.wait_wake(500)
+
+    def on_end(app):
+        smp.wake(0)
+
+    sched._end_hooks.append(on_end)
     try:
-        core.run_until_complete(sched._asyncio_create_task(done.wait()))
+        core.run_until_complete(sched._asyncio_create_task(until_all_ended()))
     except KeyboardInterrupt:
         print("kernel: interrupted; the REPL takes over, the apps go on beside it")
         start_repl()
         return
-    last = sched.last_ended
-    power_off(last.exit_code if last is not None else 0)
+    power_off(_last_exit_code())

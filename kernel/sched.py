@@ -19,7 +19,16 @@ from time import ticks_ms, ticks_us, ticks_diff
 import asyncio
 from asyncio import core
 
+from . import smp
 from .events import EventQueue
+
+try:
+    import _smp
+except ImportError:  # the unix port (host tests)
+    _smp = None
+
+_STATE_CODES = {"runnable": 0, "waiting": 1, "done": 2, "failed": 3}
+BOARD_PERIOD_MS = 100  # how stale another CPU's view of an app's accounting may get
 
 RUNNABLE = "runnable"
 WAITING = "waiting"
@@ -47,6 +56,9 @@ class App:
         self.dma_bytes = 0
         self.started_ms = ticks_ms()
         self.ended_ms = None
+        self.cpu = smp.cpu_id()
+        self.board_slot = -1  # its entry in the board all CPUs see (_smp), -1 if none
+        self.board_ms = 0
 
     def ended(self):
         return self.state is DONE or self.state is FAILED
@@ -127,6 +139,8 @@ def _resume(wrapper, step, arg):
     previous = current
     current = app
     app.wakeups += 1
+    if app.wakeups == 1 and app.board_slot >= 0:
+        publish(app, RUNNABLE)  # an app that never yields is seen running, not waiting
     start = ticks_us()
     try:
         return step(arg)
@@ -153,6 +167,8 @@ def _resume(wrapper, step, arg):
     finally:
         app.cpu_us += ticks_diff(ticks_us(), start)
         current = previous
+        if app.board_slot >= 0 and ticks_diff(ticks_ms(), app.board_ms) >= BOARD_PERIOD_MS:
+            publish(app)
 
 
 def _exit_code(request):
@@ -162,8 +178,20 @@ def _exit_code(request):
     return code if isinstance(code, int) else 1
 
 
+def publish(app, state=None):
+    """Copy the app's state and accounting to the board the other CPUs read."""
+    if app.board_slot < 0:
+        return
+    app.board_ms = ticks_ms()
+    if state is None:
+        state = app.state if app.ended() else app.run_state()
+    code = app.exit_code
+    _smp.board_set(app.board_slot, _STATE_CODES[state], -1 if code is None else code,
+                   app.wakeups, app.cpu_us)
+
+
 def _fail(app, error):
-    print("kernel: app '%s' failed:" % app.name)
+    print("kernel: app '%s' failed on CPU %d:" % (app.name, app.cpu))
     sys.print_exception(error)
     app.error = error
     _finish(app, 1, FAILED)
@@ -184,6 +212,7 @@ def _finish(app, code, state=DONE):
             except RuntimeError:
                 pass
     release_all(app)
+    publish(app)
     for hook in _end_hooks:
         try:
             hook(app)
@@ -240,6 +269,9 @@ def spawn(name, entry):
     """Start an app: its main (plain or async) becomes the app's main task."""
     app = App(name, entry)
     apps.append(app)
+    if _smp is not None:
+        app.board_slot = _smp.board_add(name)
+        publish(app)
     task = _asyncio_create_task(AppCoro(app, _call_main(entry), True))
     app.tasks.append(task)
     return app
@@ -254,15 +286,24 @@ def live_apps():
 
 
 def ps_rows():
-    """[(name, state, wake-ups, CPU microseconds, events posted, exit code or None)]."""
-    return [(app.name, app.run_state(), app.wakeups, app.cpu_us, app.events.posted,
-             app.exit_code) for app in apps]
+    """[(name, state, wake-ups, CPU microseconds, events posted, exit code or None, cpu)]:
+    this CPU's apps as they are now, then the other CPUs' as they last published them
+    (at most BOARD_PERIOD_MS old, events unknown: -1)."""
+    here = smp.cpu_id()
+    rows = [(app.name, app.run_state(), app.wakeups, app.cpu_us, app.events.posted,
+             app.exit_code, app.cpu) for app in apps]
+    for slot, cpu, name, state, code, wakeups, cpu_us, end in smp.board():
+        if cpu != here:
+            rows.append((name, state, wakeups, cpu_us, -1, code, cpu))
+    return rows
 
 
 def ps(out=print):
-    """Print one line per app: name, state, wake-ups, CPU time, events posted, exit code."""
+    """Print one line per app: name, CPU, state, wake-ups, CPU time, events posted, exit code."""
     rows = ps_rows()
-    out("%-12s %-9s %8s %12s %7s %s" % ("APP", "STATE", "WAKEUPS", "CPU_US", "EVENTS", "EXIT"))
-    for name, state, wakeups, cpu_us, posted, code in rows:
-        out("%-12s %-9s %8d %12d %7d %s" % (name, state, wakeups, cpu_us, posted,
-                                            "" if code is None else code))
+    out("%-12s %3s %-9s %8s %12s %7s %s" % ("APP", "CPU", "STATE", "WAKEUPS", "CPU_US",
+                                            "EVENTS", "EXIT"))
+    for name, state, wakeups, cpu_us, posted, code, cpu in rows:
+        out("%-12s %3d %-9s %8d %12d %7s %s" % (name, cpu, state, wakeups, cpu_us,
+                                                "-" if posted < 0 else posted,
+                                                "" if code is None else code))

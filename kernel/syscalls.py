@@ -16,7 +16,8 @@ import errno
 
 import asyncio
 
-from . import config, devices, sched
+from . import config, devices, sched, smp
+from .channels import Channel
 from .devices import EBUSY  # noqa: F401 (for apps: errno has no EBUSY)
 from .devices import EVENT_INPUT, EVENT_LINK, EVENT_RX, EVENT_TIMER, EVENT_TX  # noqa: F401
 from .dma import Pool
@@ -225,6 +226,17 @@ def ps():
 
 def whoami():
     return sched.caller().name
+
+
+def cpu():
+    """The index of the CPU the calling app runs on (0 at the REPL)."""
+    return smp.cpu_id()
+
+
+def channel(name, slots=64, size=256):
+    """The channel `name` (made on first use): a bounded queue of messages of at most `size`
+    bytes, `slots` deep, between apps on any CPUs. See kernel/channels.py."""
+    return Channel(name, slots, size)
 
 
 

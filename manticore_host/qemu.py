@@ -252,7 +252,9 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     if accel not in ("kvm", "tcg"):
         raise ValueError(f"resolved accel {accel!r}: expected kvm or tcg")
     cpu = cfg.cpu or ("host" if accel == "kvm" else "max")
-    cmd = [cfg.qemu, "-M", cfg.machine, "-accel", accel, "-cpu", cpu,
+    # Several CPUs under TCG: one host thread per vCPU (MTTCG), so cores really run at once.
+    accel_arg = "tcg,thread=multi" if accel == "tcg" and cfg.cpus > 1 else accel
+    cmd = [cfg.qemu, "-M", cfg.machine, "-accel", accel_arg, "-cpu", cpu,
            "-smp", str(cfg.cpus), "-m", str(cfg.memory),
            "-display", "none", "-no-reboot"]
 

@@ -133,3 +133,35 @@ void *dma_alloc(size_t size, size_t align) {
 size_t dma_free_bytes(void) {
     return (size_t)(mm_layout.dma.base + mm_layout.dma.size - dma_next);
 }
+
+void *mm_carve(uint64_t size, uint64_t align) {
+    void *mem = mm_take(size, align);
+    if (mem != NULL) {
+        memset(mem, 0, align_up(size, PAGE_SIZE));
+    }
+    return mem;
+}
+
+void *mm_take(uint64_t size, uint64_t align) {
+    if (align < PAGE_SIZE) {
+        align = PAGE_SIZE;
+    }
+    size = align_up(size, PAGE_SIZE);
+    // From the top of the largest heap region that has room below 4 GiB (page-table roots and
+    // AP stacks must be reachable from 32-bit code); the heap shrinks by what is taken.
+    for (int i = 0; i < mm_layout.heap_count; i++) {
+        struct mm_region *r = &mm_layout.heap[i];
+        uint64_t top = r->base + r->size;
+        if (top > FOUR_GIB || r->size < size + MIN_HEAP_REGION) {
+            continue;
+        }
+        uint64_t start = align_down(top - size, align);
+        if (start < r->base + MIN_HEAP_REGION) {
+            continue;
+        }
+        mm_layout.heap_total -= top - start;
+        r->size = start - r->base;
+        return (void *)(uintptr_t)start;
+    }
+    return NULL;
+}

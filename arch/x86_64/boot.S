@@ -145,6 +145,12 @@ common_entry32:
     mov %edi, %ebp                  // no stack yet: park EDI in EBP while STOS uses it
     mov %edx, %edi
     rep stosl
+    // ... and the boot CPU's copy of the per-CPU window's zeroed part (kernel.ld).
+    mov $__percpu_bss_start, %edi
+    mov $__percpu_bss_end, %ecx
+    sub %edi, %ecx
+    shr $2, %ecx
+    rep stosl
     mov %ebp, %edi
     mov %edi, boot_magic
     mov %esi, boot_info_pointer

@@ -8,6 +8,7 @@
 #include "arch/x86_64/gdt.h"
 #include "arch/x86_64/lapic.h"
 #include "arch/x86_64/panic.h"
+#include "arch/x86_64/smp.h"
 #include "arch/x86_64/pic.h"
 
 // 64-bit interrupt gate (SDM Vol. 3A 6.14.1, Figure 6-8 "64-Bit IDT Gate Descriptors").
@@ -68,6 +69,11 @@ void idt_init(void) {
             .reserved = 0,
         };
     }
+    idt_load();
+}
+
+// One IDT for every CPU: each loads the same table (an AP calls this alone).
+void idt_load(void) {
     struct {
         uint16_t limit;
         uint64_t base;
@@ -100,6 +106,7 @@ void interrupt_unregister(uint8_t vector) {
 void interrupt_dispatch(struct interrupt_frame *frame) {
     unsigned vector = frame->vector & 0xff;
     interrupt_count[vector]++;
+    smp_count_interrupt();
     if (vector < FIRST_EXTERNAL_VECTOR) {
         panic_exception(frame);
     }

@@ -51,6 +51,7 @@ enum {
 
 // Load the IDT. arch_start64 does this before anything else can fault.
 void idt_init(void);
+void idt_load(void);
 
 // Route `vector` (32-255) to `handler(frame, context)`, called with interrupts disabled.
 // The handler acknowledges its device and interrupt controller (e.g. pic_eoi). Returns 0, or

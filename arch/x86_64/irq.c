@@ -253,3 +253,19 @@ void irq_unmask_gsi(uint32_t gsi) {
 bool irq_apic_routing(void) {
     return apic_routing;
 }
+
+int irq_set_legacy_destination(unsigned isa_irq, uint32_t apic_id) {
+    if (!apic_routing || isa_irq >= ISA_IRQ_COUNT || legacy_vector[isa_irq] < 0) {
+        return -1;
+    }
+    uint16_t flags = legacy_flags(isa_irq);
+    bool level = (flags & ACPI_INTI_TRIGGER_MASK) == ACPI_INTI_TRIGGER_LEVEL;
+    bool active_low = (flags & ACPI_INTI_POLARITY_MASK) == ACPI_INTI_POLARITY_ACTIVE_LOW;
+    uint32_t gsi = irq_legacy_gsi(isa_irq);
+    // Rewriting the whole redirection entry (82093AA datasheet 3.2.4) while the pin is
+    // unmasked is safe: the I/O APIC latches the entry when it sends a message.
+    if (ioapic_route(gsi, (uint8_t)legacy_vector[isa_irq], apic_id, level, active_low, false) != 0) {
+        return -1;
+    }
+    return 0;
+}

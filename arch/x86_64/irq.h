@@ -27,6 +27,9 @@ int irq_route_legacy(unsigned isa_irq, void (*handler)(void *context), void *con
 int irq_route_gsi(uint32_t gsi, bool level, bool active_low, void (*handler)(void *), void *ctx, const char *name);
 // The GSI a legacy ISA IRQ arrives on after MADT overrides, and its vector (-1 if not routed).
 uint32_t irq_legacy_gsi(unsigned isa_irq);
+// Deliver an already routed legacy IRQ to the CPU with local APIC id `apic_id` from now on
+// (I/O APIC only). Returns 0, or -1 when it is not routed through an I/O APIC.
+int irq_set_legacy_destination(unsigned isa_irq, uint32_t apic_id);
 int irq_legacy_vector(unsigned isa_irq);
 // True when the I/O APIC routes legacy IRQs; false in the 8259 fallback (no I/O APIC).
 bool irq_apic_routing(void);

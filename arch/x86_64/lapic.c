@@ -1,6 +1,8 @@
 // The local APIC, each CPU's own interrupt controller: it accepts interrupts from the I/O
 // APIC and from MSI-capable devices, delivers them to the core by vector, and owns the
-// per-CPU timer. Only the boot CPU's is used; application processors stay parked.
+// per-CPU timer. Every CPU has one; the boot CPU sets the mode up (lapic_init) and each
+// application processor enables its own (lapic_init_ap). Inter-processor interrupts (INIT,
+// STARTUP, NMI, fixed) are sent through the interrupt command register (10.6).
 //
 // Intel SDM Vol. 3A chapter 10 (in recent editions chapter 11) "Advanced Programmable
 // Interrupt Controller (APIC)": register map Table 10-1, x2APIC MSRs Table 10-6, LVT 10.5.1,
@@ -23,6 +25,8 @@ enum lapic_register {
     LAPIC_EOI = 0x0b0,
     LAPIC_SVR = 0x0f0,
     LAPIC_ESR = 0x280,
+    LAPIC_ICR_LOW = 0x300,      // interrupt command register (10.6.1, Figure 10-12)
+    LAPIC_ICR_HIGH = 0x310,     // xAPIC: destination in bits 24-31
     LAPIC_LVT_TIMER = 0x320,
     LAPIC_LVT_THERMAL = 0x330,
     LAPIC_LVT_PERFORMANCE = 0x340,
@@ -52,6 +56,11 @@ enum lapic_bits {
     MSI_DESTINATION_SHIFT = 12,
     MSI_DATA_DELIVERY_FIXED = 0u << 8,
     MSI_DATA_EDGE = 0u << 15,
+    // Interrupt command register (10.6.1, Figure 10-12).
+    ICR_DELIVERY_PENDING = 1u << 12,     // xAPIC only: the previous IPI is still being sent
+    ICR_LEVEL_ASSERT = 1u << 14,
+    ICR_DESTINATION_SHIFT_XAPIC = 24,
+    X2APIC_ICR_MSR = 0x830,              // x2APIC: one 64-bit MSR, destination in 32-63
 };
 
 static bool x2apic;
@@ -79,6 +88,8 @@ static void spurious_interrupt(struct interrupt_frame *frame, void *context) {
     (void)context;
     spurious_count++;
 }
+
+static void lapic_enable_local(void);
 
 static uint32_t lint_flags(uint16_t inti_flags) {
     uint32_t bits = 0;
@@ -108,6 +119,26 @@ void lapic_init(void) {
 
     // Everything masked but NMI on the LINT pin the MADT names; the 8259's ExtINT path
     // (LINT0 virtual wire) is closed because the I/O APIC delivers the legacy IRQs.
+    lapic_enable_local();
+}
+
+// Application processors: the mode (xAPIC or x2APIC) and the MMIO mapping are the boot
+// CPU's; each CPU switches its own APIC on (IA32_APIC_BASE is per CPU) and programs its own
+// local vector table.
+void lapic_init_ap(void) {
+    if (!lapic_enabled()) {
+        return;
+    }
+    uint64_t base = rdmsr(MSR_IA32_APIC_BASE) | APIC_BASE_GLOBAL_ENABLE;
+    wrmsr(MSR_IA32_APIC_BASE, base);
+    if (x2apic) {
+        wrmsr(MSR_IA32_APIC_BASE, base | APIC_BASE_X2APIC_ENABLE);
+    }
+    lapic_enable_local();
+}
+
+// Everything masked but NMI on the LINT pin the MADT names; the spurious vector set.
+static void lapic_enable_local(void) {
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
     lapic_write(LAPIC_LVT_THERMAL, LVT_MASKED);
     lapic_write(LAPIC_LVT_PERFORMANCE, LVT_MASKED);
@@ -196,4 +227,21 @@ uint32_t lapic_timer_current_count(void) {
 
 uint32_t lapic_version(void) {
     return lapic_enabled() ? lapic_read(LAPIC_VERSION) : 0;
+}
+
+void lapic_send_ipi(uint32_t apic_id, uint32_t command) {
+    if (x2apic) {
+        // One WRMSR sends it; x2APIC has no delivery-status bit to wait for (10.12.9).
+        __asm__ volatile ("mfence" : : : "memory");
+        wrmsr(X2APIC_ICR_MSR, ((uint64_t)apic_id << 32) | command);
+        return;
+    }
+    if (mmio == NULL) {
+        return;
+    }
+    lapic_write(LAPIC_ICR_HIGH, apic_id << ICR_DESTINATION_SHIFT_XAPIC);
+    lapic_write(LAPIC_ICR_LOW, command);   // writing the low word sends the IPI
+    for (int spins = 0; spins < 1000000 && (lapic_read(LAPIC_ICR_LOW) & ICR_DELIVERY_PENDING); spins++) {
+        cpu_relax();
+    }
 }

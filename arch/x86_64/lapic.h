@@ -14,6 +14,21 @@ enum {
 // Enable the local APIC of the boot CPU (after acpi_init): x2APIC when CPUID.01H:ECX[21],
 // spurious vector 0xFF, software enable, TPR 0, LINT0/LINT1 per the MADT (LINT1 NMI).
 void lapic_init(void);
+// An application processor's own local APIC, in the mode the boot CPU chose.
+void lapic_init_ap(void);
+// Interrupt command register (Intel SDM Vol. 3A 10.6.1, Figure 10-12): delivery modes and
+// flags for lapic_send_ipi's `command` (the vector, if any, in bits 0-7).
+enum lapic_ipi {
+    LAPIC_IPI_FIXED = 0u << 8,
+    LAPIC_IPI_NMI = 4u << 8,
+    LAPIC_IPI_INIT = 5u << 8,
+    LAPIC_IPI_STARTUP = 6u << 8,
+    LAPIC_IPI_ASSERT = 1u << 14,
+    LAPIC_IPI_LEVEL = 1u << 15,
+    LAPIC_IPI_ALL_BUT_SELF = 3u << 18,   // destination shorthand (the id is ignored)
+};
+// Send an inter-processor interrupt to the CPU whose local APIC id is `apic_id`.
+void lapic_send_ipi(uint32_t apic_id, uint32_t command);
 uint32_t lapic_id(void);
 void lapic_eoi(void);
 bool lapic_x2apic(void);

@@ -2,6 +2,15 @@
 // built by boot.S for the first 4 GiB and refined here: uncached device ranges, RAM above
 // 4 GiB, an unmapped page at 0 (null dereferences fault) and an unmapped stack guard page.
 //
+// Protections (SDM Vol. 3A 4.6; CR0.WP is set by boot.S so ring 0 honours read-only pages,
+// EFER.NXE when the CPU has NX): kernel text is read-only and executable, rodata read-only
+// and no-execute, everything else (data, bss, stacks, page tables, the GC heaps, the DMA
+// pool, device memory) writable and no-execute. The one exception is the AP start-up page
+// at 0x8000 (smp.c writes the trampoline there and APs run it). Code made at run time by
+// MicroPython's native emitters lives in the executable-memory areas (paging_map_exec_alias):
+// written through their identity mapping (RW, NX), run through an alias (RX, read-only), so
+// no address is ever both writable and executable.
+//
 // Reference: Intel SDM Vol. 3A, chapter 4 "Paging", section 4.5 "4-Level Paging" (entry
 // formats in Tables 4-14 to 4-20) and 4.10 "Caching Translation Information".
 #include "arch/x86_64/paging.h"
@@ -10,7 +19,9 @@
 
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/gdt.h"
 #include "arch/x86_64/panic.h"
+#include "arch/x86_64/percpu.h"
 #include "arch/x86_64/start.h"
 
 // Paging-structure entry bits (SDM Vol. 3A, Tables 4-15 to 4-20).
@@ -27,13 +38,16 @@ enum page_entry_bits {
 enum {
     PTE_ADDRESS_MASK = 0x000ffffffffff000ull,
     ENTRIES_PER_TABLE = 512,
-    PAGE_TABLE_POOL_PAGES = 64,
+    PAGE_TABLE_POOL_PAGES = 64 + 6 * 16,   // the boot map, then each AP's own root (smp.h)
     IDENTITY_MAPPED_AT_BOOT = 0x100000000ull,  // boot.S maps 0-4 GiB
     DEVICE_WINDOW_START = 0xc0000000ull,       // PCI hole, IOAPIC 0xfec00000, LAPIC 0xfee00000
     PHYSICAL_ADDRESS_LIMIT = 1ull << 46,       // well inside any MAXPHYADDR we accept
+    AP_TRAMPOLINE_PAGE = 0x8000,               // smp.c / ap_boot.S
 };
 
 enum {
+    PAGE_FLAGS_TEXT = PTE_PRESENT,
+    PAGE_FLAGS_RODATA = PTE_PRESENT,
     PAGE_FLAGS_RAM = PTE_PRESENT | PTE_WRITABLE,
     PAGE_FLAGS_DEVICE = PTE_PRESENT | PTE_WRITABLE | PTE_CACHE_DISABLE | PTE_WRITE_THROUGH,
 };
@@ -99,6 +113,8 @@ static uint64_t *next_table(uint64_t *entry, int level) {
     return table;
 }
 
+static void sync_cpu_roots(void);
+
 // Identity-map [start, end) (page aligned) with `flags`, using 2 MiB pages where a whole,
 // aligned 2 MiB chunk is covered and 4 KiB pages elsewhere. `flags` 0 unmaps.
 static void map_range(uint64_t start, uint64_t end, uint64_t flags) {
@@ -120,6 +136,7 @@ static void map_range(uint64_t start, uint64_t end, uint64_t flags) {
         pt[table_index(virt, 1)] = flags ? (virt | flags) : 0;
         virt += PAGING_PAGE_SIZE;
     }
+    sync_cpu_roots();
 }
 
 // Without global pages every translation is flushed by a CR3 reload (SDM 4.10.4.1).
@@ -170,15 +187,30 @@ void paging_init(void) {
             end = PHYSICAL_ADDRESS_LIMIT;
         }
         if (start < end) {
-            map_range(start, end, PAGE_FLAGS_RAM);
+            map_range(start, end, PAGE_FLAGS_RAM | no_execute_bit);
         }
     }
+
+    // Every byte of RAM no-execute, then the kernel image's code and read-only data get
+    // their own permissions (4 KiB pages there; everything else stays in 2 MiB pages).
+    for (uint64_t chunk = 0; chunk < IDENTITY_MAPPED_AT_BOOT; chunk += PAGING_LARGE_PAGE_SIZE) {
+        if (chunk < DEVICE_WINDOW_START && overlaps_ram(chunk, chunk + PAGING_LARGE_PAGE_SIZE)) {
+            map_range(chunk, chunk + PAGING_LARGE_PAGE_SIZE, PAGE_FLAGS_RAM | no_execute_bit);
+        }
+    }
+    map_range((uintptr_t)__kernel_start, (uintptr_t)__text_pages_end, PAGE_FLAGS_TEXT);
+    map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
+              PAGE_FLAGS_RODATA | no_execute_bit);
+    map_range(AP_TRAMPOLINE_PAGE, AP_TRAMPOLINE_PAGE + PAGING_PAGE_SIZE, PAGE_FLAGS_RAM);
 
     // Legacy VGA memory in the first megabyte is a device window too.
     map_range(0xa0000, 0xc0000, PAGE_FLAGS_DEVICE | no_execute_bit);
     // Null pointers fault; so does running off the bottom of the kernel stack.
     map_range(0, PAGING_PAGE_SIZE, 0);
     map_range((uintptr_t)kernel_stack_guard, (uintptr_t)kernel_stack_bottom, 0);
+    for (int slot = 1; slot <= IST_SLOT_COUNT; slot++) {
+        map_range(gdt_ist_guard_page(slot), gdt_ist_guard_page(slot) + PAGING_PAGE_SIZE, 0);
+    }
 
     flush_tlb();
 }
@@ -214,4 +246,130 @@ bool paging_is_mapped(uint64_t virt) {
         table = entry_table(entry);
     }
     return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-CPU roots. An AP's tables are the boot CPU's except along the path to the per-CPU
+// window: its own PML4, the PDPT and page directory below PML4[0] that lead to the window,
+// and the page tables of the window's 2 MiB chunks, whose window entries point at the AP's
+// own copy. Everything else (the tables below the entries that are copied) is shared, so a
+// later change deep in the boot CPU's tables is seen by all; a change to one of the copied
+// entries is copied again by sync_cpu_roots.
+
+struct cpu_root {
+    uint64_t *pml4, *pdpt, *pd;
+    uint64_t *window_pts[2];          // page tables of the window's chunks (at most two)
+    uint64_t window_phys;
+};
+
+static struct cpu_root cpu_roots[16];
+static int cpu_root_count;
+
+static uint64_t window_start(void) {
+    return (uintptr_t)__percpu_start;
+}
+
+static uint64_t window_end(void) {
+    return (uintptr_t)__percpu_end;
+}
+
+// The boot CPU's entry for chunk `chunk` (a 2 MiB-aligned address in the first GiB) as a
+// table of 512 4 KiB entries: split a large page first (same translations, so harmless).
+static uint64_t *boot_chunk_table(uint64_t chunk) {
+    uint64_t *pdpt = next_table(&boot_pml4[0], 4);
+    uint64_t *pd = next_table(&pdpt[0], 3);
+    return next_table(&pd[table_index(chunk, 2)], 2);
+}
+
+static void copy_table(uint64_t *to, const uint64_t *from) {
+    for (int i = 0; i < ENTRIES_PER_TABLE; i++) {
+        to[i] = from[i];
+    }
+}
+
+static void fill_cpu_root(struct cpu_root *root) {
+    const uint64_t *boot_pdpt = entry_table(boot_pml4[0]);
+    const uint64_t *boot_pd = entry_table(boot_pdpt[0]);
+    copy_table(root->pml4, boot_pml4);
+    copy_table(root->pdpt, boot_pdpt);
+    copy_table(root->pd, boot_pd);
+    root->pml4[0] = (uintptr_t)root->pdpt | PTE_PRESENT | PTE_WRITABLE;
+    root->pdpt[0] = (uintptr_t)root->pd | PTE_PRESENT | PTE_WRITABLE;
+    uint64_t first_chunk = window_start() & ~(uint64_t)(PAGING_LARGE_PAGE_SIZE - 1);
+    for (int c = 0; c < 2; c++) {
+        uint64_t chunk = first_chunk + (uint64_t)c * PAGING_LARGE_PAGE_SIZE;
+        if (root->window_pts[c] == NULL || chunk >= window_end()) {
+            continue;
+        }
+        copy_table(root->window_pts[c], entry_table(boot_pd[table_index(chunk, 2)]));
+        for (uint64_t virt = window_start(); virt < window_end(); virt += PAGING_PAGE_SIZE) {
+            // The window's guard pages (below the IST stacks) stay unmapped on every CPU.
+            if (virt >= chunk && virt < chunk + PAGING_LARGE_PAGE_SIZE
+                && (root->window_pts[c][table_index(virt, 1)] & PTE_PRESENT)) {
+                uint64_t phys = root->window_phys + (virt - window_start());
+                root->window_pts[c][table_index(virt, 1)] = phys | PAGE_FLAGS_RAM | no_execute_bit;
+            }
+        }
+        root->pd[table_index(chunk, 2)] = (uintptr_t)root->window_pts[c] | PTE_PRESENT | PTE_WRITABLE;
+    }
+}
+
+// Mappings only ever get added or split after the APs start (device windows), and x86 does
+// not cache not-present entries (SDM 4.10.2.3), so copying the entries again is enough.
+static void sync_cpu_roots(void) {
+    for (int i = 0; i < cpu_root_count; i++) {
+        fill_cpu_root(&cpu_roots[i]);
+    }
+}
+
+uint64_t paging_new_cpu_root(uint64_t window_phys) {
+    if (cpu_root_count >= (int)(sizeof(cpu_roots) / sizeof(cpu_roots[0]))) {
+        return 0;
+    }
+    if (window_end() - (window_start() & ~(uint64_t)(PAGING_LARGE_PAGE_SIZE - 1)) > 2 * PAGING_LARGE_PAGE_SIZE) {
+        panic("paging: the per-CPU window (%lu KiB) spans more than two 2 MiB chunks",
+              (unsigned long)((window_end() - window_start()) >> 10));
+    }
+    struct cpu_root *root = &cpu_roots[cpu_root_count];
+    uint64_t first_chunk = window_start() & ~(uint64_t)(PAGING_LARGE_PAGE_SIZE - 1);
+    for (int c = 0; c < 2; c++) {
+        uint64_t chunk = first_chunk + (uint64_t)c * PAGING_LARGE_PAGE_SIZE;
+        if (chunk < window_end()) {
+            boot_chunk_table(chunk);       // the boot CPU's chunk in 4 KiB pages too
+            root->window_pts[c] = allocate_table();
+        }
+    }
+    root->pml4 = allocate_table();
+    root->pdpt = allocate_table();
+    root->pd = allocate_table();
+    root->window_phys = window_phys;
+    fill_cpu_root(root);
+    cpu_root_count++;
+    flush_tlb();
+    return (uintptr_t)root->pml4;
+}
+
+void paging_unmap_guard_page(uint64_t virt) {
+    map_range(virt & ~(uint64_t)(PAGING_PAGE_SIZE - 1),
+              (virt & ~(uint64_t)(PAGING_PAGE_SIZE - 1)) + PAGING_PAGE_SIZE, 0);
+    flush_tlb();
+}
+
+// ---------------------------------------------------------------------------------------
+// Executable aliases. [phys, phys + size) (2 MiB aligned) becomes visible at `alias` as
+// read-only, executable 2 MiB pages; its identity mapping stays writable and no-execute.
+
+int paging_map_exec_alias(uint64_t alias, uint64_t phys, uint64_t size) {
+    if ((alias | phys | size) & (PAGING_LARGE_PAGE_SIZE - 1) || !is_canonical(alias)) {
+        return -1;
+    }
+    for (uint64_t off = 0; off < size; off += PAGING_LARGE_PAGE_SIZE) {
+        uint64_t virt = alias + off;
+        uint64_t *pdpt = next_table(&boot_pml4[table_index(virt, 4)], 4);
+        uint64_t *pd = next_table(&pdpt[table_index(virt, 3)], 3);
+        pd[table_index(virt, 2)] = (phys + off) | PTE_PRESENT | PTE_LARGE;
+    }
+    sync_cpu_roots();
+    flush_tlb();
+    return 0;
 }

@@ -20,11 +20,12 @@
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/gdt.h"
 #include "arch/x86_64/kprintf.h"
+#include "arch/x86_64/smp.h"
 #include "arch/x86_64/start.h"
 
 enum {
     BACKTRACE_MAX_FRAMES = 32,
-    EXTRA_STACK_MAX = 8,
+    EXTRA_STACK_MAX = 24,   // each AP's kernel stack, and a few more
     PANIC_EXIT_VALUE = 1,  // isa-debug-exit turns 1 into QEMU exit status 3
 };
 
@@ -217,9 +218,29 @@ static void print_end(void) {
     kprintf("*** end of panic; exit status 3 via isa-debug-exit ***\n");
 }
 
+// Another CPU is reporting a panic and stopped this one with an NMI: halt for good.
+static __attribute__((noreturn)) void halt_stopped_cpu(void) {
+    for (;;) {
+        cli();
+        hlt();
+    }
+}
+
+// Which CPU is reporting; printed right after the first line of the report.
+static void print_cpu_line(void) {
+    unsigned cpu = smp_cpu_id();
+    kprintf("cpu: %u of %u (APIC id %u)\n", cpu, smp_cpu_count(), smp_apic_id(cpu));
+}
+
 void panic_exception(struct interrupt_frame *frame) {
     cli();
     unsigned vector = frame->vector & 0xff;
+    if (vector == EXCEPTION_NMI && smp_stopping()) {
+        halt_stopped_cpu();
+    }
+    if (!smp_stop_others()) {
+        halt_stopped_cpu();   // another CPU panicked first; its report is the one that counts
+    }
     const char *mnemonic = vector < 32 ? exception_names[vector].mnemonic : NULL;
     const char *name = vector < 32 ? exception_names[vector].name : "Unexpected interrupt";
 
@@ -235,6 +256,7 @@ void panic_exception(struct interrupt_frame *frame) {
     } else {
         kprintf(" (vector %u) ***\n", vector);
     }
+    print_cpu_line();
     if (exception_has_error_code(vector)) {
         print_error_code(vector, frame->error_code);
     }
@@ -295,6 +317,9 @@ void panic(const char *fmt, ...) {
     frame.rflags = read_rflags();
     frame.vector = 0;
     frame.error_code = 0;
+    if (!smp_stop_others()) {
+        halt_stopped_cpu();
+    }
 
     va_list args;
     if (__atomic_fetch_add(&panic_depth, 1, __ATOMIC_SEQ_CST) > 0) {
@@ -311,6 +336,7 @@ void panic(const char *fmt, ...) {
     kvprintf(fmt, args);
     va_end(args);
     kprintf(" ***\n");
+    print_cpu_line();
     print_registers(&frame, false);
     print_backtrace(frame.rip, frame.rbp);
     print_end();

@@ -15,6 +15,7 @@
 #include "arch/x86_64/paging.h"
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/pic.h"
+#include "arch/x86_64/smp.h"
 #include "arch/x86_64/timer.h"
 #include "arch/x86_64/tsc.h"
 #include "drivers/serial/uart16550.h"
@@ -46,7 +47,8 @@ static void print_platform_line(void) {
 //    every I/O APIC pin masked; the 8259 PICs remapped to 0x20-0x2f and fully masked (they
 //    deliver legacy IRQs only on a machine without an I/O APIC); the irq vector allocator
 //    ready; the one-shot LAPIC timer set up but not armed (tickless);
-//  - only the boot CPU runs: application processors are never started;
+//  - only the boot CPU runs; smp_init has listed the others (the port starts them with
+//    smp_start_aps once it has carved their memory);
 //  - interrupts still disabled (the port decides when to `sti`).
 //
 // Platform order: the PIC is remapped first (so a stray 8259 interrupt cannot land on an
@@ -56,6 +58,7 @@ static void print_platform_line(void) {
 // irq_init masks the 8259 once the APIC path exists, and the timer allocates its vector
 // from irq.
 void arch_start64(uint32_t magic, uint64_t info) {
+    smp_save_percpu_template();   // before anything changes the boot CPU's copy
     uart_init(UART_COM1_BASE, 115200);
     gdt_init();
     idt_init();
@@ -68,6 +71,7 @@ void arch_start64(uint32_t magic, uint64_t info) {
     ioapic_init();
     irq_init();
     timer_init();
+    smp_init();
     print_platform_line();
     kernel_main();
     panic("kernel_main returned");

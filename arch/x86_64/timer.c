@@ -15,6 +15,8 @@
 #include "arch/x86_64/interrupts.h"
 #include "arch/x86_64/irq.h"
 #include "arch/x86_64/lapic.h"
+#include "arch/x86_64/percpu.h"
+#include "arch/x86_64/smp.h"
 #include "arch/x86_64/tsc.h"
 
 enum {
@@ -34,8 +36,10 @@ static uint64_t lapic_timer_hz;   // one-shot mode: countdown rate after the div
 
 // Multiplexing: the sleeper's deadline (timer_arm_at) and a list of armed events, earliest
 // first. The hardware always holds the earliest of them. Touched with interrupts off only.
-static uint64_t sleep_deadline;
-static struct timer_event *events;
+// Each CPU has its own LAPIC timer, so these are per CPU (an event fires on the CPU that
+// armed it); the mode, vector and rate above are the boot CPU's, shared by all.
+static PER_CPU uint64_t sleep_deadline;
+static PER_CPU struct timer_event *events;
 
 static void program_hardware(uint64_t tsc_deadline);
 
@@ -113,6 +117,17 @@ void timer_init(void) {
     uint64_t bus_hz = hypervisor_apic_bus_hz();
     lapic_timer_hz = bus_hz ? bus_hz / ONE_SHOT_DIVIDE : measure_lapic_timer_hz();
     mode = lapic_timer_hz ? TIMER_ONE_SHOT : TIMER_NONE;
+}
+
+// An application processor's LAPIC timer, in the mode timer_init chose (the same vector:
+// each CPU's timer interrupts only that CPU).
+void timer_init_ap(void) {
+    if (mode == TIMER_TSC_DEADLINE) {
+        lapic_timer_setup(vector, LAPIC_TIMER_TSC_DEADLINE, 1);
+        wrmsr(MSR_IA32_TSC_DEADLINE, 0);
+    } else if (mode == TIMER_ONE_SHOT) {
+        lapic_timer_setup(vector, LAPIC_TIMER_ONE_SHOT, ONE_SHOT_DIVIDE);
+    }
 }
 
 const char *timer_mode(void) {
@@ -231,7 +246,7 @@ void timer_sleep_until(uint64_t tsc_deadline) {
     if (rdtsc() < tsc_deadline) {
         sleep_deadline = tsc_deadline;
         reprogram();
-        sti_hlt();
+        smp_idle_halt();
     } else {
         sti();
     }

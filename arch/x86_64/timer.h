@@ -8,6 +8,7 @@
 
 // After irq_init: pick the mode, allocate the vector, measure the LAPIC timer if needed.
 void timer_init(void);
+void timer_init_ap(void);                         // on each application processor
 const char *timer_mode(void);                     // "tsc-deadline" | "one-shot"
                                                   // ("none" without a local APIC: sleeps spin)
 // The sleeper's deadline: fire an interrupt at/after this TSC value (0 = disarm). The

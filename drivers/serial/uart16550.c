@@ -166,3 +166,10 @@ void uart_disable_rx_interrupt(void) {
     rx_interrupt_enabled = false;
     uart_write_register(UART_IER, 0);
 }
+
+int uart_route_rx_to(uint32_t apic_id) {
+    if (rx_vector < 0) {
+        return -1;
+    }
+    return irq_set_legacy_destination(UART_COM1_IRQ, apic_id);
+}

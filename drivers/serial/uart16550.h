@@ -39,4 +39,8 @@ void uart_enable_rx_interrupt(void);
 // enabling again first delivers whatever is waiting.
 void uart_disable_rx_interrupt(void);
 
+// Deliver the receive interrupt to the CPU with local APIC id `apic_id` (the one that runs
+// the REPL). Returns 0, or -1 when the interrupt is not routed through an I/O APIC.
+int uart_route_rx_to(uint32_t apic_id);
+
 #endif

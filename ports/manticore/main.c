@@ -20,6 +20,8 @@
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/power.h"
 #include "arch/x86_64/rtc.h"
+#include "arch/x86_64/smp.h"
+#include "arch/x86_64/tsc.h"
 #include "arch/x86_64/start.h"
 #include "drivers/pci/pci.h"
 #include "drivers/serial/uart16550.h"
@@ -68,19 +70,13 @@ static void print_boot_line(void) {
 #define GC_THRESHOLD_MIN (256 * 1024)
 #define GC_THRESHOLD_MAX (4 * 1024 * 1024)
 
-static void start_gc_heap(void) {
-    const struct mm_region *first = &mm_layout.heap[0];
-    gc_init((void *)(uintptr_t)first->base, (void *)(uintptr_t)(first->base + first->size));
-    for (int i = 1; i < mm_layout.heap_count; i++) {
-        const struct mm_region *r = &mm_layout.heap[i];
-        gc_add((void *)(uintptr_t)r->base, (void *)(uintptr_t)(r->base + r->size));
-    }
+static void set_gc_threshold(uint64_t heap_total) {
     // Collect after every GC_THRESHOLD_DIVISOR-th of the heap has been allocated, instead of
     // only when the heap is full: with 100+ MiB of heap a long-running server otherwise
     // allocates through the whole heap first, and allocation gets slower the further it
     // goes (echod fell from 2,700 to 550 echoes/s in 30 s). Collections stay cheap because
     // live data is small; gc.threshold() changes it at run time.
-    uint64_t threshold = mm_layout.heap_total / GC_THRESHOLD_DIVISOR;
+    uint64_t threshold = heap_total / GC_THRESHOLD_DIVISOR;
     if (threshold < GC_THRESHOLD_MIN) {
         threshold = GC_THRESHOLD_MIN;
     } else if (threshold > GC_THRESHOLD_MAX) {
@@ -89,6 +85,58 @@ static void start_gc_heap(void) {
     MP_STATE_MEM(gc_alloc_threshold) = threshold / MICROPY_BYTES_PER_GC_BLOCK;
 }
 
+static void start_gc_heap(void) {
+    const struct mm_region *first = &mm_layout.heap[0];
+    gc_init((void *)(uintptr_t)first->base, (void *)(uintptr_t)(first->base + first->size));
+    for (int i = 1; i < mm_layout.heap_count; i++) {
+        const struct mm_region *r = &mm_layout.heap[i];
+        gc_add((void *)(uintptr_t)r->base, (void *)(uintptr_t)(r->base + r->size));
+    }
+    set_gc_threshold(mm_layout.heap_total);
+}
+
+// ---------------------------------------------------------------------------------------
+// The other CPUs. Each runs an interpreter of its own (docs/multicore.md): MicroPython's
+// static state is in the per-CPU window, so the same code below works on its own copy of
+// everything, with its own GC heap and stack. It runs the boot script too, which starts the
+// apps placed on this CPU; afterwards the CPU serves wake-ups and halts in between.
+
+static void run_interpreter(void);
+
+static void kernel_main_ap(unsigned cpu) {
+    struct smp_cpu *self = &smp_cpus[cpu];
+    mp_stack_ctrl_init();
+    mp_stack_set_limit((mp_uint_t)(self->stack_top - self->stack_bottom) - 16 * 1024);
+    gc_init((void *)(uintptr_t)self->heap_base, (void *)(uintptr_t)(self->heap_base + self->heap_size));
+    set_gc_threshold(self->heap_size);
+    __asm__ volatile ("sti");
+    run_interpreter();
+}
+
+// Give each AP an equal share of the GC heap (the boot CPU keeps the rest and what does not
+// divide evenly), then start them; they come up while the boot CPU goes on to its REPL.
+static void start_other_cpus(void) {
+    manticore_smp_init();
+    unsigned count = smp_cpu_count();
+    manticore_native_setup(count);
+    if (count <= 1) {
+        return;
+    }
+    uint64_t share = (mm_layout.heap_total / count) & ~(uint64_t)0xfff;
+    for (unsigned cpu = 1; cpu < count; cpu++) {
+        void *heap = mm_take(share, 4096);
+        if (heap == NULL) {
+            mp_printf(&mp_plat_print, "smp: no heap left for CPU %u\n", cpu);
+            continue;
+        }
+        smp_cpus[cpu].heap_base = (uintptr_t)heap;
+        smp_cpus[cpu].heap_size = share;
+    }
+    uint64_t started = tsc_read();
+    unsigned online = smp_start_aps(mm_carve, kernel_main_ap);
+    mp_printf(&mp_plat_print, "smp: %u of %u CPUs online in %u us, %u KiB of heap each beside CPU 0's\n",
+        online, count, (unsigned)tsc_to_us(tsc_read() - started), (unsigned)(share >> 10));
+}
 void kernel_main(void) {
     mp_hal_boot_unix_time = rtc_read_unix_time();
     cpu_brand_string(manticore_cpu_brand);
@@ -107,6 +155,7 @@ void kernel_main(void) {
     netif_virtio_init();   // lwIP (once per boot) and its netif over virtio-net
 
     mp_hal_console_init();
+    start_other_cpus();
     __asm__ volatile ("sti");
 
     // The C stack: Python recursion must hit MicroPython's limit (RuntimeError) long before
@@ -115,13 +164,27 @@ void kernel_main(void) {
     mp_stack_set_limit((mp_uint_t)(kernel_stack_top - kernel_stack_bottom) - 16 * 1024);
     start_gc_heap();
 
+    run_interpreter();
+}
+
+// Every CPU's life after its heap is set up: the boot script, then the REPL if the console
+// is this CPU's (CPU 0's unless replcpu= moved it), else serving wake-ups. A soft reset
+// (Ctrl-D) starts this CPU's interpreter over; the other CPUs go on.
+static void run_interpreter(void) {
+    bool boot_cpu = smp_cpu_id() == 0;
     for (;;) {
+        manticore_native_reset();   // the previous interpreter's native code is gone
         mp_init();
         mod_network_init();   // network.LAN's registry (a root pointer: after every mp_init)
         manticore_kernel_reset();
-        print_boot_line();
+        if (boot_cpu) {
+            print_boot_line();
+        }
 
         pyexec_frozen_module(BOOT_SCRIPT, true);
+        while (mp_hal_console_cpu != smp_cpu_id()) {
+            mp_event_wait_indefinite();   // no REPL here: halt between wake-ups
+        }
 
         int exit_kind = 0;
         for (;;) {
@@ -147,7 +210,9 @@ void kernel_main(void) {
         }
 
         mp_printf(&mp_plat_print, "MPY: soft reboot\n");
-        nic_raw_release();   // an app's raw NIC queue goes back to lwIP
+        if (boot_cpu) {
+            nic_raw_release();   // an app's raw NIC queue goes back to lwIP
+        }
         gc_sweep_all();
         mp_deinit();
     }

@@ -27,6 +27,7 @@ MP_REGISTER_ROOT_POINTER(mp_obj_t kernel_console_cb);
 void manticore_kernel_reset(void) {
     MP_STATE_VM(kernel_idle_hook) = MP_OBJ_NULL;
     MP_STATE_VM(kernel_console_cb) = MP_OBJ_NULL;
+    manticore_smp_reset();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -85,6 +86,7 @@ static mp_obj_t kernel_console_trampoline(mp_obj_t events) {
     if (cb != MP_OBJ_NULL) {
         mp_call_function_1(cb, events);
     }
+    mp_hal_signal_event();   // the callback set a flag a poll may be about to sleep on
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(kernel_console_trampoline_obj, kernel_console_trampoline);

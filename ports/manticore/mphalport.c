@@ -7,6 +7,8 @@
 #include "shared/runtime/interrupt_char.h"
 
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/percpu.h"
+#include "arch/x86_64/smp.h"
 #include "arch/x86_64/timer.h"
 #include "arch/x86_64/tsc.h"
 #include "drivers/serial/uart16550.h"
@@ -53,6 +55,20 @@ static void console_rx_byte(uint8_t byte) {
         rx_throttled = true;
         uart_disable_rx_interrupt();
     }
+}
+
+// The CPU that reads the console and runs the REPL (CPU 0 unless replcpu= moved it).
+volatile unsigned mp_hal_console_cpu;
+
+int mp_hal_console_move(unsigned cpu) {
+    if (cpu != 0 && uart_route_rx_to(smp_apic_id(cpu)) != 0) {
+        return -1;
+    }
+    if (cpu == 0) {
+        uart_route_rx_to(smp_apic_id(0));
+    }
+    mp_hal_console_cpu = cpu;
+    return 0;
 }
 
 void mp_hal_console_init(void) {
@@ -104,8 +120,42 @@ uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
     return ret;
 }
 
-mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
+// Every CPU prints to the one console: a lock keeps each write whole. The console CPU (the
+// REPL's) writes through at once; the others collect a line first (print() writes its text and its
+// newline separately), so that lines from different CPUs never mix. A partial line is
+// written when the buffer fills or before the CPU halts.
+#define AP_LINE_MAX (256)
+static smp_spinlock_t console_tx_lock;
+static PER_CPU char ap_line[AP_LINE_MAX];
+static PER_CPU size_t ap_line_len;
+
+static void console_write(const char *str, size_t len) {
+    uint64_t state = mp_hal_disable_irq();
+    smp_lock(&console_tx_lock);
     uart_write(str, len);
+    smp_unlock(&console_tx_lock);
+    mp_hal_restore_irq(state);
+}
+
+static void ap_line_flush(void) {
+    if (ap_line_len > 0) {
+        console_write(ap_line, ap_line_len);
+        ap_line_len = 0;
+    }
+}
+
+mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
+    if (smp_cpu_id() == mp_hal_console_cpu) {
+        ap_line_flush();
+        console_write(str, len);
+        return len;
+    }
+    for (size_t i = 0; i < len; i++) {
+        ap_line[ap_line_len++] = str[i];
+        if (str[i] == '\n' || ap_line_len == AP_LINE_MAX) {
+            ap_line_flush();
+        }
+    }
     return len;
 }
 
@@ -139,6 +189,8 @@ static uint64_t deadline_after_us(uint64_t us) {
 // Whether the caller has work waiting: input for the REPL, or a scheduled callback or
 // KeyboardInterrupt. Called with interrupts disabled, so nothing can slip in before the halt.
 static bool work_pending(bool console_input) {
+    // Console input is the console CPU's (its interrupt is routed there, the REPL is there).
+    console_input = console_input && smp_cpu_id() == mp_hal_console_cpu;
     return (console_input && rx_ring_used() > 0) || MP_STATE_VM(sched_state) != MP_SCHED_IDLE;
 }
 
@@ -185,7 +237,7 @@ void mp_hal_delay_ms(mp_uint_t ms) {
 // ---------------------------------------------------------------------------------------
 // Idle and atomics.
 
-static bool event_signalled;
+static PER_CPU bool event_signalled;   // each CPU's interpreter waits on its own
 
 void mp_hal_signal_event(void) {
     event_signalled = true;
@@ -203,6 +255,7 @@ void mp_hal_wait_for_event(int timeout_ms) {
     if (timeout_ms == 0) {
         return;
     }
+    ap_line_flush();
     if (timeout_ms < 0) {
         // Check for work with interrupts masked, then "sti; hlt" back to back: STI delays
         // interrupt delivery by one instruction (Intel SDM vol. 3A, section 6.8.3), so an
@@ -215,7 +268,7 @@ void mp_hal_wait_for_event(int timeout_ms) {
         if (work_pending(true)) {
             sti();
         } else {
-            sti_hlt();
+            smp_idle_halt();   // sti; hlt, counted as idle time
         }
         return;
     }

@@ -21,6 +21,11 @@ void mp_hal_delay_us(mp_uint_t us);
 // so the waiting loop (select.poll, a blocking recv) re-checks its condition first.
 void mp_hal_signal_event(void);
 
+// The CPU that owns the console (reads it, runs the REPL); mp_hal_console_move hands it to
+// another CPU, routing the serial interrupt there. Returns 0, or -1 if it cannot.
+extern volatile unsigned mp_hal_console_cpu;
+int mp_hal_console_move(unsigned cpu);
+
 // Unix time read from the CMOS RTC at boot; time() advances it with the TSC.
 extern int64_t mp_hal_boot_unix_time;
 

@@ -5,6 +5,8 @@
 #include "py/mphal.h"
 #include "py/runtime.h"
 
+#include "arch/x86_64/percpu.h"
+
 #if !MICROPY_SCHEDULER_STATIC_NODES
 #error "softirq needs MICROPY_SCHEDULER_STATIC_NODES (mpconfigport.h)"
 #endif
@@ -17,11 +19,14 @@ struct softirq {
     uint64_t runs;
 };
 
-static struct softirq table[SOFTIRQ_MAX];
-static volatile uint32_t pending;
+// Per CPU (arch/x86_64/percpu.h): a hard interrupt raises the soft IRQ on the CPU that took
+// it, and that CPU's interpreter runs the handler; a handler is registered on the CPU that
+// will consume it (the one its device's interrupts are steered to).
+static PER_CPU struct softirq table[SOFTIRQ_MAX];
+static PER_CPU volatile uint32_t pending;
 // Static storage: it outlives soft resets, and mp_init keeps a node that is still queued
 // (py/runtime.c), so a soft IRQ raised across a reset still runs.
-static mp_sched_node_t node;
+static PER_CPU mp_sched_node_t node;
 
 static void run_node(mp_sched_node_t *n) {
     (void)n;

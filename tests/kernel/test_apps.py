@@ -12,8 +12,8 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_crash_leaves_the_other_app_running(boot):
     status, log = run_to_exit(boot, "app=ticker,crasher tick_ms=100 ticks=8 crash_ms=250")
-    failed = log.find("kernel: app 'crasher' failed:")
-    assert failed >= 0, f"expected the kernel to report \"app 'crasher' failed:\", got:\n{log}"
+    failed = log.find("kernel: app 'crasher' failed on CPU 0:")
+    assert failed >= 0, f"expected the kernel to report \"app 'crasher' failed on CPU 0:\", got:\n{log}"
     trace = log[failed:]
     assert "Traceback (most recent call last):" in trace and 'File "apps/crasher.py"' in trace, (
         f"expected a traceback through apps/crasher.py after the failure line, got:\n{trace}")
@@ -37,7 +37,7 @@ def test_acquire_busy_then_released_at_exit(boot):
 
 def test_acquire_released_when_the_holder_fails(boot):
     status, log = run_to_exit(boot, "app=holder,contender hold=console hold_ms=300 hold_fail=1")
-    assert "kernel: app 'holder' failed:" in log and "ValueError: holder: failing" in log, log
+    assert "kernel: app 'holder' failed on CPU 0:" in log and "ValueError: holder: failing" in log, log
     assert "contender: acquired console" in log, (
         f"expected the console to come back when its holder failed, got:\n{log}")
     assert status == 0, f"expected status 0 (contender ended last, with 0), got {status}:\n{log}"
@@ -85,13 +85,15 @@ def test_repl_beside_apps_and_ps(boot):
     wait_for(vm, r"ticker: tick \d+")
     out = vm.repl("kernel.ps()")
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
-    assert out.splitlines()[0].split() == ["APP", "STATE", "WAKEUPS", "CPU_US", "EVENTS", "EXIT"], out
+    assert out.splitlines()[0].split() == ["APP", "CPU", "STATE", "WAKEUPS", "CPU_US", "EVENTS",
+                                           "EXIT"], out
     assert set(rows) == {"ticker", "crasher"}, f"expected rows for ticker and crasher, got:\n{out}"
     ticker, crasher = rows["ticker"], rows["crasher"]
-    assert ticker[1] in ("waiting", "runnable"), f"expected the ticker waiting, got:\n{out}"
-    assert int(ticker[2]) > first >= 2, f"expected the ticker's wake-ups to grow while the REPL waits:\n{out}"
-    assert int(ticker[3]) > 0, f"expected CPU time for the ticker:\n{out}"
-    assert crasher[1] == "failed" and crasher[5] == "1", f"expected crasher failed with exit 1:\n{out}"
+    assert ticker[1] == "0" and crasher[1] == "0", f"expected both apps on CPU 0:\n{out}"
+    assert ticker[2] in ("waiting", "runnable"), f"expected the ticker waiting, got:\n{out}"
+    assert int(ticker[3]) > first >= 2, f"expected the ticker's wake-ups to grow while the REPL waits:\n{out}"
+    assert int(ticker[4]) > 0, f"expected CPU time for the ticker:\n{out}"
+    assert crasher[2] == "failed" and crasher[6] == "1", f"expected crasher failed with exit 1:\n{out}"
     # The REPL holds the console: acquiring it from the REPL is EBUSY with a clear message.
     out = vm.repl("kernel.sys.acquire('console')")
     assert "OSError: (16, \"device 'console' is busy: held by the REPL\")" in out, out

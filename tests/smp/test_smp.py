@@ -1,0 +1,192 @@
+"""Every CPU runs Python (issue 10): bring-up, placement, isolation, channels and faults on
+the real image under MTTCG (-accel tcg,thread=multi), checked against QEMU's own view.
+
+Timing figures live in `invoke bench smp`; here only correctness, with loose limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+
+import pytest
+
+from kerneltools import log_text, run_to_exit, start_apps, wait_for
+from manticore_host.echobench import free_port
+from nettools import ECHO_PORT, LISTENING_TCP, udp_echo, wait_echo
+from platformtools import qmp_return
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def cpus_of(vm) -> list[dict]:
+    out = vm.repl("import json; print(json.dumps(kernel.cpus()))")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- bring-up
+
+
+@pytest.mark.parametrize("machine,boot_kind,cpus", [
+    ("q35", "kernel", 1), ("q35", "kernel", 2), ("q35", "iso", 4),
+    ("pc", "kernel", 4), ("pc", "iso", 2),
+])
+def test_every_cpu_comes_online_true_to_qemu(boot, machine, boot_kind, cpus):
+    vm = boot(machine, boot_kind, memory="256M", cpus=cpus)
+    qemu_cpus = qmp_return(vm.qmp.cmd("query-cpus-fast"))
+    assert len(qemu_cpus) == cpus, f"QEMU itself reports {len(qemu_cpus)} CPUs for -smp {cpus}"
+    got = cpus_of(vm)
+    assert [c["cpu"] for c in got] == list(range(cpus)), f"expected CPUs 0..{cpus - 1}, got {got}"
+    assert all(c["online"] for c in got), f"expected every CPU online, got {got}"
+    # -smp N with one thread per core: QEMU numbers the local APICs 0..N-1 (cpu-index).
+    assert sorted(c["apic_id"] for c in got) == sorted(c["cpu-index"] for c in qemu_cpus), (
+        f"APIC ids {[c['apic_id'] for c in got]} vs QEMU's CPUs {qemu_cpus}")
+    if cpus > 1:
+        assert f"smp: {cpus} of {cpus} CPUs online" in vm.banner, vm.banner
+    # Idle CPUs halt: the APs (nothing placed there) spend nearly all their time halted.
+    time.sleep(0.5)
+    for c in cpus_of(vm)[1:]:
+        assert c["busy"] < 0.5, f"expected idle CPU {c['cpu']} to be mostly halted, got {c}"
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_apps_placed_on_each_cpu_report_that_cpu(boot, cpus):
+    placement = ",".join(f"hello@{i}" for i in range(cpus))
+    status, log = run_to_exit(boot, f"app={placement}", cpus=cpus, memory="256M")
+    assert status == 0, f"expected exit status 0 after every hello ended, got {status}:\n{log}"
+    for i in range(cpus):
+        assert f"hello: from CPU {i} of {cpus}" in log, f"expected hello from CPU {i}:\n{log}"
+
+
+def test_bad_placement_is_a_clear_error_and_the_rest_run(boot):
+    status, log = run_to_exit(boot, "app=ticker@0,spin@99 ticks=3 tick_ms=50", cpus=2)
+    assert "app 'spin' placed on CPU 99, but this machine has 2 CPUs (0-1); not started" in log, log
+    assert "ticker: tick 3" in log and status == 0, f"expected the ticker to run to its end:\n{log}"
+    assert "spin: computing" not in log, log
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def _echod_beside(boot, other: str):
+    port = free_port(socket.SOCK_DGRAM)
+    vm = boot(cpus=2, memory="256M", fw_cfg_cmdline=f"app=echod@0,{other} repl=1",
+              net="user", publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
+              wait_prompt=False)
+    vm.console.read_until(LISTENING_TCP, timeout=60)
+    vm.sync(timeout=30)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", port))
+    wait_echo(s)
+    return vm, s
+
+
+@pytest.mark.parametrize("other,marker", [("spin@1", "spin: computing on CPU 1"),
+                                          ("churn@1", "churn: allocating on CPU 1")])
+def test_echod_keeps_answering_beside_a_busy_cpu(boot, other, marker):
+    vm, s = _echod_beside(boot, other)
+    deadline = time.monotonic() + 30
+    while marker not in log_text(vm):
+        assert time.monotonic() < deadline, f"expected '{marker}' in the log:\n{log_text(vm)}"
+        time.sleep(0.1)
+    with s:
+        lost = [i for i in range(300) if udp_echo(s, b"%06d" % i, timeout=2.0) != b"%06d" % i]
+    assert not lost, f"expected every echo answered beside {other}, lost {len(lost)}: {lost[:10]}"
+    t0 = time.monotonic()
+    assert vm.repl("6 * 7", timeout=10) == "42"
+    took = time.monotonic() - t0
+    assert took < 5, f"expected the REPL on CPU 0 to answer promptly beside {other}, took {took:.1f} s"
+    cpus = cpus_of(vm)
+    assert cpus[1]["busy"] > 0.8, f"expected CPU 1 busy with {other}, got {cpus[1]}"
+    assert cpus[1]["apps"] == [other.split("@")[0]], cpus
+    rows = vm.repl("print(kernel.ps_rows())")
+    assert re.search(r"\('%s', 'runnable', \d+, \d+, -1, None, 1\)" % other.split("@")[0], rows), rows
+
+
+@pytest.mark.parametrize("kind,expect", [
+    ("exception", "RuntimeError: failer: deliberate failure"),
+    ("memory", "MemoryError"),
+    ("recursion", "RuntimeError: maximum recursion depth exceeded"),
+    ("socket", "OSError: socket runs on CPU 0"),
+])
+def test_a_failing_app_on_one_cpu_leaves_the_others_serving(boot, kind, expect):
+    vm = start_apps(boot, f"app=ticker@0,failer@1 fail={kind} tick_ms=100 repl=1", cpus=2,
+                    memory="256M")
+    wait_for(vm, "kernel: app 'failer' failed on CPU 1:", timeout=60)
+    wait_for(vm, re.escape(expect), timeout=30)
+    n = len(re.findall(r"ticker: tick \d+", log_text(vm)))
+    wait_for(vm, "ticker: tick %d\r?\n" % (n + 3), timeout=30)
+    assert vm.repl("1 + 1", timeout=10) == "2"
+
+
+# --------------------------------------------------------------------------- channels
+
+
+def test_channel_100000_messages_in_order_with_back_pressure(boot):
+    status, log = run_to_exit(boot, "app=producer@0,consumer@1 msgs=100000 slots=16", cpus=2,
+                              memory="256M", timeout=170)
+    assert "consumer: received 100000 messages on CPU 1, 0 out of order" in log, log[-3000:]
+    waited = int(re.search(r"producer: sent 100000, waited on a full channel (\d+) times", log).group(1))
+    assert waited > 0, f"expected the 16-slot channel to fill at least once:\n{log[-2000:]}"
+    assert status == 0, f"expected exit status 0, got {status}:\n{log[-2000:]}"
+
+
+def test_halted_consumer_is_woken_by_ipi(boot):
+    vm = start_apps(boot, "app=producer@0,consumer@1 msgs=500 slots=4 repl=1", cpus=2,
+                    memory="256M")
+    wait_for(vm, "consumer: received 500 messages on CPU 1, 0 out of order", timeout=60)
+    vm.sync(timeout=30)
+    cpus = cpus_of(vm)
+    assert cpus[1]["wakeups"] > 0, f"expected wake-up IPIs taken by CPU 1, got {cpus[1]}"
+    stats = vm.repl("print(kernel.sys.channel('demo').stats())")
+    assert "'sent': 501" in stats and "'received': 501" in stats and "'queued': 0" in stats, stats
+
+
+def test_channel_from_the_repl(vm):
+    out = vm.repl("ch = kernel.sys.channel('t', slots=2, size=8); "
+                  "print(ch.send(b'a'), ch.send(b'bb'), ch.send(b'c'), ch.recv(), ch.recv(), ch.recv())")
+    assert out == "True True False b'a' b'bb' None", out
+    err = vm.repl("ch.send(b'123456789')")
+    assert "ValueError: message of 9 bytes exceeds the channel's 8" in err, err
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("fault", ["null", "stack", "panic"])
+def test_a_fault_on_an_ap_stops_every_cpu_with_a_report(boot, fault):
+    status, log = run_to_exit(boot, f"app=faulter@1,ticker@0 fault={fault} tick_ms=20", cpus=2,
+                              memory="256M")
+    assert status == 3, f"expected the panic exit status 3, got {status}:\n{log[-3000:]}"
+    assert "*** MANTICORE PANIC" in log and "cpu: 1 of 2" in log, log[-3000:]
+    after = log.split("*** end of panic", 1)[1]
+    assert "ticker: tick" not in after, f"expected CPU 0 stopped after the panic:\n{after}"
+
+
+def test_a_loop_typed_at_the_repl_on_its_own_cpu_does_not_stop_echod(boot):
+    """replcpu=1: the REPL (and the console) is CPU 1's, so `while True: pass` typed there
+    leaves echod on CPU 0 answering; Ctrl-C still interrupts it."""
+    port = free_port(socket.SOCK_DGRAM)
+    vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="app=echod@0 repl=1 replcpu=1",
+              net="user", publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
+              wait_prompt=False)
+    vm.console.read_until(LISTENING_TCP, timeout=60)
+    vm.sync(timeout=30)
+    assert vm.repl("kernel.sys.cpu()") == "1", "expected the REPL on CPU 1"
+    con = vm.console
+    con.write("while True: pass\r")
+    con.read_until("while True: pass", timeout=10)
+    con.write("\r")
+    time.sleep(0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        wait_echo(s)
+        lost = [i for i in range(200) if udp_echo(s, b"%06d" % i, timeout=2.0) != b"%06d" % i]
+    assert not lost, f"expected echod on CPU 0 to answer while the REPL on CPU 1 spins: {lost[:10]}"
+    con.write(b"\x03")
+    out = con.read_until(re.compile(rb">>> "), timeout=10).decode("utf-8", "replace")
+    assert "KeyboardInterrupt" in out, out
+    assert vm.repl("1 + 1") == "2"
+    busy = cpus_of(vm)
+    assert busy[0]["apps"] == ["echod"], busy
