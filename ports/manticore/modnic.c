@@ -50,6 +50,7 @@ struct nic_raw {
     void (*saved_notify)(void *context, unsigned events);
     void *saved_context;
     unsigned saved_cpu;                 // where the pair's interrupts went before acquire
+    unsigned holder_cpu;                // the CPU of the app that acquired it (its interpreter)
     volatile unsigned events;           // NET_EVENT_* since the last callback
     volatile mp_uint_t rx_irq_us;       // ticks_us of the last RX interrupt
     uint64_t returned_rx, returned_tx;  // buffers given back at the last release
@@ -123,8 +124,9 @@ static void raw_softirq(void *context) {
     for (unsigned i = 0; i < NIC_RAW_MAX; i++) {
         struct nic_raw *r = &raws[i];
         mp_obj_t callback = MP_STATE_VM(nic_callbacks)[i];
-        if (!r->acquired || r->events == 0 || callback == MP_OBJ_NULL || callback == mp_const_none
-            || r->callback_queued) {
+        // Only pairs held on this CPU: their callbacks live in this CPU's interpreter.
+        if (!r->acquired || r->holder_cpu != smp_cpu_id() || r->events == 0
+            || callback == MP_OBJ_NULL || callback == mp_const_none || r->callback_queued) {
             continue;
         }
         if (mp_sched_schedule(MP_OBJ_FROM_PTR(&raw_dispatch_obj), MP_OBJ_NEW_SMALL_INT(i))) {
@@ -310,6 +312,7 @@ static mp_obj_t q_acquire(mp_obj_t self_in) {
     // The pair's interrupts go to the CPU of the app that acquired it (its soft IRQ runs
     // there); a no-op while everything runs on one CPU.
     r->saved_cpu = r->q->cpu;
+    r->holder_cpu = smp_cpu_id();
     if (r->q->cpu != smp_cpu_id()) {
         virtio_net_set_cpu(r->q, smp_cpu_id());
     }

@@ -7,7 +7,7 @@ queue gives back. Every step asserts the buffer accounting."""
 from __future__ import annotations
 
 import json
-import socket
+import time
 
 import pytest
 
@@ -163,5 +163,33 @@ R = acct(); R['held'] = held; R['returned'] = h.returned
 """)
         assert r["held"] == 12 and r["returned"] == [12, 0], r
         assert r["app_held"] == 0 and r["rx_buffers_free_in_ring"] == r["rx_buffers_total"], r
+    finally:
+        link.close()
+
+
+def test_rawecho_on_cpu1_gets_its_queue_interrupts_there(boot, summary):
+    """app=rawecho@1: the pair's MSI-X vectors are steered to CPU 1 at acquire (smp_apic_id),
+    where the app's interpreter runs its soft IRQ and callback; every echo is answered."""
+    link = RawLink()
+    try:
+        vm = boot(fw_cfg_cmdline=f"app=rawecho@1 repl=1 ip={GUEST_IP} port={PORT}",
+                  extra_args=link.qemu_args(), cpus=2, memory="256M", wait_prompt=False)
+        deadline = time.monotonic() + 60
+        while b"rawecho: " not in vm.console.log:
+            assert time.monotonic() < deadline, "expected rawecho to start on CPU 1"
+            time.sleep(0.05)
+        lost = []
+        for i in range(50):
+            link.send(udp_frame(b"cpu1-%d" % i, sport=41100, ident=i))
+            r = link.recv_matching(echo_to(41100), timeout=3.0)
+            if r is None or r[0] != b"cpu1-%d" % i:
+                lost.append(i)
+        assert not lost, f"expected 50 echoes from rawecho on CPU 1, lost {lost[:10]}"
+        out, err = vm.console.raw_exec(
+            "import _nic\ns = _nic.queue().stats()\nprint('@@', s['cpu'], s['owner'], "
+            "s['rx_interrupts'] > 0)\n", timeout=30)
+        line = [x for x in out.splitlines() if x.startswith("@@")]
+        assert line and line[0].split()[1:] == ["1", "raw", "True"], out + err
+        summary("raw queue: rawecho@1 answered 50/50 with eth0's interrupts steered to CPU 1")
     finally:
         link.close()
