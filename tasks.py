@@ -30,13 +30,15 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from manticore_host import fetch, image  # noqa: E402
-from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: E402
+from manticore_host.fetch import (FetchError, lwip_dir, micropython_build_dir,  # noqa: E402
+                                  micropython_dir)
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
                 "cpio",                         # tests/host: the peer's initramfs, cross-checked
-                "dosfstools")                   # disks: mkfs.fat, fsck.vfat
+                "dosfstools",                   # disks: mkfs.fat, fsck.vfat
+                "patch")                        # ports/manticore/patches on a copy of the tree
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
@@ -105,8 +107,9 @@ def deps(c):
     fetched_before = fetch.is_fetched("micropython")
     lwip_before = fetch.is_fetched("lwip")
     try:
-        tree = micropython_dir()
+        micropython_dir()
         lwip_dir()
+        tree = micropython_build_dir()
     except FetchError as e:
         raise Exit(f"deps: {e}", code=1)
     if not fetched_before:
@@ -126,7 +129,7 @@ def _build_kernel(c, quiet: bool = False) -> None:
     if not makefile.is_file():
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
     try:
-        top = micropython_dir()
+        top = micropython_build_dir()     # the pinned tree + ports/manticore/patches
         lwip = lwip_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
@@ -167,7 +170,7 @@ def iso(c):
 
 # -- run ----------------------------------------------------------------------
 
-@task(iterable=["publish"], help={
+@task(iterable=["publish", "nic"], help={
     "app": "start app NAME (fw_cfg opt/manticore/cmdline app=NAME); a host file "
            "(./path/NAME.py) is put on the run's disk as /apps/NAME.py and run",
     "disk": "a disk image for vda (/ in the guest); created if missing (--disk-size, "
@@ -186,13 +189,16 @@ def iso(c):
            "none); tap: a tap device in a network namespace made for this run "
            "(root), host 192.168.77.1, guest 192.168.77.2",
     "net-dump": "write the NIC's traffic to this pcap file (QEMU filter-dump)",
+    "queues": "tap: queue pairs of the first NIC (multiqueue tap, mq=on, vectors=2N+2; "
+              "user networking has one queue only)",
+    "nic": "another NIC (eth1, eth2, ...): user or user:HOST[:GUEST][/PROTO],...; repeatable",
     "dry-run": "print the QEMU command line and exit",
     "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
 })
 def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
-        net_dump=None, dry_run=False, debug=False, disk=None, disk_size="64M",
-        disk_fs="lfs"):
+        net_dump=None, queues=1, nic=None, dry_run=False, debug=False, disk=None,
+        disk_size="64M", disk_fs="lfs"):
     """Boot manticore in QEMU, serial console on this terminal
     (Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor)."""
     from manticore_host.qemu import VMConfig, resolve_accel
@@ -207,7 +213,7 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
                    serial=serial, gdb=debug,
                    net=net or ("user" if publish else "none"),
                    net_dump=Path(net_dump).resolve() if net_dump else None,
-                   disks=disks)
+                   disks=disks, queues=int(queues), nics=list(nic or []))
     try:
         cfg.validate()
     except ValueError as e:

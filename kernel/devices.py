@@ -5,8 +5,8 @@
 # A device posts events (bits) to its owner's EventQueue for the bits the owner subscribed
 # to; the posting runs in the soft-IRQ path (a scheduled callback), never in a hard IRQ.
 #
-# Devices here: "console" (serial input; the REPL holds it when it runs) and "eth0" (the
-# raw virtio-net queue, when the image has the _nic module).
+# Devices here: "console" (serial input; the REPL holds it when it runs) and "eth0",
+# "eth0.q1", ..., "eth1", ... (the raw virtio-net queue pairs, when the image has _nic).
 import errno
 
 # MicroPython's errno module has no EBUSY; this is its value in py/mperrno.h (and Linux).
@@ -90,9 +90,14 @@ def acquire(name, app):
 
 
 def listing():
-    """[(name, owner name or None)]"""
-    return [(name, registry[name].owner.name if registry[name].owner else None)
-            for name in sorted(registry)]
+    """[(name, owner name or None, details)]: details are None, or for a NIC queue pair
+    {'queue': pair, 'vector': (rx, tx), 'cpu': n, 'owner': 'raw'|'lwip'|'none'}."""
+    out = []
+    for name in sorted(registry):
+        device = registry[name]
+        info = getattr(device, "info", None)
+        out.append((name, device.owner.name if device.owner else None, info() if info else None))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,40 +127,51 @@ class Console(Device):
 
 
 # ---------------------------------------------------------------------------------------
-# eth0: the raw NIC queue (modnic.c). While an app holds it lwIP is detached from the NIC and
-# the app receives frames as memoryviews over the DMA buffers (recv/release) and transmits
-# from kernel buffers (tx_buffer/tx_send/tx_free) or by copy (send). The handle's methods are
-# _nic's own functions, bound at acquire and replaced at release, so the fast path has no
-# kernel code in it.
+# eth0, eth0.q1, ..., eth1, ...: raw NIC queue pairs (modnic.c). "ethN" is queue pair 0 of NIC
+# N; while an app holds the pair lwIP is detached from it (lwIP only ever uses pair 0 of the
+# NIC named by lwip=, default eth0). The app receives frames as memoryviews over the DMA
+# buffers (recv/recv_batch/release), transmits from kernel buffers (tx_buffer/tx_send/tx_free,
+# or send by copy) or in place from a received buffer (tx_inplace), batches notifications
+# (kick=False, tx_kick) and may busy-poll (poll(True)). The handle's methods are the queue
+# object's own, bound at acquire and replaced at release, so the fast path has no kernel code.
 
-_NIC_CALLS = ("recv", "release", "send", "tx_buffer", "tx_send", "tx_free", "mac", "link",
-              "stats")
+_NIC_CALLS = ("recv", "recv_batch", "release", "send", "tx_buffer", "tx_send", "tx_free",
+              "tx_kick", "tx_inplace", "echo_batch", "poll", "mac", "link", "stats",
+              "rx_irq_us")
 
 
 class Nic(Device):
-    def __init__(self, nic):
-        super().__init__("eth0")
+    def __init__(self, nic, name, queue, pair=0):
+        super().__init__(name)
+        self.pair = pair
         self._nic = nic
+        self._queue = queue  # _nic.Queue
         self.MTU = nic.MTU
         self.BUFFER_SIZE = nic.BUFFER_SIZE
+        self.returned = None  # (rx, tx) buffers given back at the last release
         for call in _NIC_CALLS:
             setattr(self, call, _closed)
 
+    def info(self):
+        s = self._queue.stats()
+        return {"queue": self.pair, "vector": (s["vector_rx"], s["vector_tx"]), "cpu": s["cpu"],
+                "owner": s["owner"]}
+
     def open(self):
-        nic = self._nic
-        nic.acquire()  # OSError(EBUSY) if someone else (outside the kernel) has it
+        q = self._queue
+        q.acquire()  # OSError(EBUSY) if someone else (outside the kernel) has it
         for call in _NIC_CALLS:
-            setattr(self, call, getattr(nic, call))
-        nic.on_rx(self.post)
+            setattr(self, call, getattr(q, call))
+        q.on_rx(self.post)
 
     def close(self):
-        nic = self._nic
+        q = self._queue
         for call in _NIC_CALLS:
             setattr(self, call, _closed)
         try:
-            nic.on_rx(None)
+            q.on_rx(None)
         finally:
-            nic.release_nic()
+            self.returned = q.release_queue()
 
 
 def probe():
@@ -170,5 +186,5 @@ def probe():
         import _nic
     except ImportError:
         return
-    if _nic.present():
-        register(Nic(_nic))
+    for name, nic_index, pair, _rx, _tx, _cpu, _owner in _nic.queues():
+        register(Nic(_nic, name, _nic.queue(nic_index, pair), pair))

@@ -34,7 +34,7 @@ from manticore_host.qemu import VM, VMConfig, resolve_accel
 ECHO_PORT = 7777
 LISTENING = b"echod: listening on 7777/udp"
 APPS = ("echod", "rawecho")
-READY = {"echod": LISTENING, "rawecho": b"rawecho: "}
+READY = {"echod": LISTENING, "rawecho": b"rawecho: ", "rawecho-poll": b"rawecho: "}
 LINUX_APP = "linux-echod"           # apps/echod.py on the Linux + MicroPython peer
 USER_GUEST_IP = "10.0.2.15"         # slirp's guest address; rawecho needs it on the cmdline
 SIZES = (64, 1400)
@@ -247,8 +247,11 @@ def echod_config(net: str, accel: str, port: int | None = None, app: str = "echo
     MAC through ARP, which rawecho answers); on tap the launcher adds ip=192.168.77.2."""
     if net == "user":
         kw["publish"] = [f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"]
-    if app == "rawecho":
+    if app.startswith("rawecho"):
         words = [f"port={ECHO_PORT}"] + ([f"ip={USER_GUEST_IP}"] if net == "user" else [])
+        if app == "rawecho-poll":       # busy-poll: the app owns the core, no RX interrupts
+            words.append("poll=1")
+            app = "rawecho"
         kw["append"] = " ".join([kw.get("append", "")] + words).strip()
     return VMConfig(boot="kernel", app=app, net=net, accel=accel, **kw)
 
@@ -326,6 +329,8 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
         host_kind = host.kind
 
     guests = [(app, None) for app in apps]
+    if "rawecho" in apps:
+        guests.append(("rawecho-poll", None))
     if linux:
         try:
             from manticore_host import linuxpeer
@@ -334,6 +339,19 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
             notes[LINUX_APP] = "peer image unavailable: " + \
                 (str(e).splitlines() or [type(e).__name__])[0]
             log(f"bench echo: {notes[LINUX_APP]}")
+    if "tap" in nets and "rawecho" in apps:
+        for pairs in (1, 2):
+            path = f"rawecho-{pairs}q/tap-mq"
+            try:
+                results[path] = _bench_multiqueue(accel_name, seconds, log, pairs)
+            except Exception as e:
+                first = (str(e).splitlines() or [type(e).__name__])[0]
+                log(f"  {path:19} error: {first}")
+                results[path] = {"error": first}
+        notes["multiqueue"] = (f"rawecho-Nq/tap-mq: {MQ_FLOWS} flows x {MQ_INFLIGHT} in flight "
+                               "on an N-queue-pair tap, rawecho serving all N from one app on "
+                               "one CPU (until multicore lands, more pairs add no CPU; a 2-core "
+                               "host also runs the generator)")
     for app, peer in guests:
         for net in nets:
             path = f"{app}/{net}"
@@ -352,6 +370,57 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
     return write_report("echo", report, format_table(report), out, log)
 
 
+MQ_FLOWS = 8
+MQ_INFLIGHT = 4
+
+
+def _bench_multiqueue(accel: str, seconds: float, log, pairs: int) -> dict:
+    """rawecho on a tap with `pairs` queue pairs (all served by rawecho: a pair nobody holds
+    would black-hole the flows the tap hashes to it), under MQ_FLOWS concurrent flows (one
+    thread and source port each; the tap spreads flows over its queues by hash)."""
+    import threading
+    from manticore_host.netns import TapAddressing, available
+    ok, why = available()
+    if not ok:
+        return {"error": f"tap skipped: {why}"}
+    queue = ",".join(str(q) for q in range(pairs))
+    cfg = VMConfig(boot="kernel", app="rawecho", net="tap", queues=pairs, accel=accel,
+                   append=f"port={ECHO_PORT} queue={queue}")
+    results = {}
+    with VM(cfg) as vm:
+        vm.start()
+        vm.console.read_until(READY["rawecho"], 120)
+        socks = [udp_client((TapAddressing().guest_ip, ECHO_PORT), vm.netns.socket)
+                 for _ in range(MQ_FLOWS)]
+        try:
+            for s in socks:
+                wait_answering(s)
+            size = SIZES[0]
+            out: list = [None] * len(socks)
+
+            def run(i):
+                out[i] = echo_load(socks[i], size, MQ_INFLIGHT, seconds=seconds,
+                                   loss_timeout=LOSS_TIMEOUT)
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(len(socks))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            lat = sorted(x for r in out for x in r.latencies_us)
+            total = {"size": size, "inflight": MQ_FLOWS * MQ_INFLIGHT,
+                     "sent": sum(r.sent for r in out), "received": sum(r.received for r in out),
+                     "lost": sum(r.lost for r in out), "corrupt": sum(r.corrupt for r in out),
+                     "rate": sum(r.rate for r in out),
+                     "p50_us": percentile(lat, 50), "p99_us": percentile(lat, 99)}
+            results[f"{size}B x{MQ_FLOWS * MQ_INFLIGHT}"] = total
+            log(f"  {'rawecho-%dq/tap-mq' % pairs:19} {size:5} B  {MQ_FLOWS}x{MQ_INFLIGHT} flows  "
+                f"{_row(total)}")
+        finally:
+            for s in socks:
+                s.close()
+    return results
+
+
 def echo_ratios(results: dict) -> dict[str, dict[str, float]]:
     """Replies/s of each of this project's apps over the Linux peer's echod, per net and
     case ("echod/user vs linux-echod/user": {"64B x1": 1.4, ...})."""
@@ -365,6 +434,16 @@ def echo_ratios(results: dict) -> dict[str, dict[str, float]]:
         ratios[f"{path} vs {LINUX_APP}/{net}"] = {
             case: r["rate"] / peer[case]["rate"] for case, r in cases.items()
             if case in peer and peer[case]["rate"] > 0}
+    # the raw queue against the socket path, and 2 queue pairs against 1
+    for mine, base in [(f"{a}/{n}", f"echod/{n}") for n in ("user", "tap")
+                       for a in ("rawecho", "rawecho-poll")] + \
+            [("rawecho-2q/tap-mq", "rawecho-1q/tap-mq")]:
+        a, b = results.get(mine), results.get(base)
+        if not a or not b or "error" in a or "error" in b:
+            continue
+        ratios[f"{mine} vs {base}"] = {case: r["rate"] / b[case]["rate"]
+                                       for case, r in a.items()
+                                       if case in b and b[case]["rate"] > 0}
     return ratios
 
 

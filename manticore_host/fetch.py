@@ -9,6 +9,14 @@ of the upstream ("orig") tarball, and an unpack into the user cache:
 
 Nothing in /etc/apt is touched.  ``MICROPY_DIR`` / ``LWIP_DIR`` point at an
 existing tree instead (for machines without apt).
+
+A change to an upstream tree is a patch file in ports/manticore/patches/
+(``NNNN-what.patch``, applied in name order, ``patch -p1`` from the tree's
+root).  The cached tree is never modified: ``patched_dir`` copies it to a
+sibling directory named after a hash of the series
+(``<package>-<version>-p<hash>/``), applies every patch there with no fuzz,
+refuses one that does not apply cleanly, and records what was applied in
+``.manticore-patches`` inside that tree.
 """
 
 from __future__ import annotations
@@ -61,6 +69,11 @@ PINNED = {
 }
 
 STAMP = ".manticore-source"
+PATCH_STAMP = ".manticore-patches"
+# The patch series of each package: every *.patch in the directory, in name order.
+PATCH_DIRS = {
+    "micropython": Path(__file__).resolve().parent.parent / "ports" / "manticore" / "patches",
+}
 
 
 class FetchError(RuntimeError):
@@ -333,6 +346,104 @@ def lwip_dir(quiet: bool = False) -> Path:
     return fetch("lwip", quiet=quiet)
 
 
+# -- patches -----------------------------------------------------------------
+
+def patch_series(name: str, patch_dir: Path | None = None) -> list[Path]:
+    """The patches for package `name`, in the order they apply."""
+    directory = patch_dir if patch_dir is not None else PATCH_DIRS.get(name)
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(directory.glob("*.patch"))
+
+
+def series_record(patches: list[Path]) -> str:
+    """What `.manticore-patches` holds: one `sha256  name` line per patch."""
+    return "".join(f"{sha256_of(p)}  {p.name}\n" for p in patches)
+
+
+def series_digest(source: Path, patches: list[Path]) -> str:
+    """A short hash naming the patched tree: the source tree and the series."""
+    digest = hashlib.sha256(str(source).encode() + b"\0")
+    digest.update(series_record(patches).encode())
+    return digest.hexdigest()[:12]
+
+
+def _patch(tree: Path, patch: Path, dry_run: bool) -> subprocess.CompletedProcess:
+    # --fuzz=0: a hunk applies exactly where its context says or not at all.
+    args = ["patch", "-p1", "--batch", "--forward", "--fuzz=0",
+            "--no-backup-if-mismatch", "--reject-file=-", "-d", str(tree),
+            "-i", str(patch)]
+    if dry_run:
+        args.append("--dry-run")
+    return subprocess.run(args, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+
+
+def apply_patches(tree: Path, patches: list[Path]) -> None:
+    """Apply `patches` in order to `tree` (in place: give it a copy).  Each one
+    is first tried with --dry-run, so a patch that does not apply cleanly
+    changes nothing and raises FetchError naming it."""
+    if patches and shutil.which("patch") is None:
+        raise FetchError("the `patch` program is missing: apt-get install patch")
+    for patch in patches:
+        trial = _patch(tree, patch, dry_run=True)
+        if trial.returncode != 0:
+            raise FetchError(
+                f"patch {patch.name} does not apply cleanly to {tree.name}:\n"
+                f"{trial.stdout.strip()}\n"
+                f"Fix or regenerate {patch} against the pinned tree.")
+        done = _patch(tree, patch, dry_run=False)
+        if done.returncode != 0:
+            raise FetchError(f"patch {patch.name} failed on {tree.name}:\n"
+                             f"{done.stdout.strip()}")
+
+
+def patched_tree(source: Path, patches: list[Path], dest_root: Path | None = None,
+                 quiet: bool = False) -> Path:
+    """`source` with `patches` applied, in a separate directory beside the
+    cache (never `source` itself); made once per series, atomically."""
+    if not patches:
+        return source
+    root = dest_root if dest_root is not None else cache_root()
+    dest = root / f"{source.name}-p{series_digest(source, patches)}"
+    record = series_record(patches)
+    stamp = dest / PATCH_STAMP
+    if stamp.is_file() and stamp.read_text() == record:
+        return dest
+    if not quiet:
+        print(f"fetch: applying {len(patches)} patch(es) to a copy of "
+              f"{source.name} -> {dest}", file=sys.stderr)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".patch-", dir=root))
+    try:
+        work = staging / dest.name
+        shutil.copytree(source, work, symlinks=True)
+        apply_patches(work, patches)
+        (work / PATCH_STAMP).write_text(record)
+        if dest.exists():
+            shutil.rmtree(dest)
+        try:
+            work.rename(dest)
+        except OSError:
+            # Another build made the same tree meanwhile: same series, same result.
+            if not (stamp.is_file() and stamp.read_text() == record):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def patched_dir(name: str, quiet: bool = False) -> Path:
+    """The tree of package `name` (fetched or from its override) with its patch
+    series from ports/manticore/patches/ applied; what the build uses."""
+    return patched_tree(fetch(name, quiet=quiet), patch_series(name), quiet=quiet)
+
+
+def micropython_build_dir(quiet: bool = False) -> Path:
+    """The patched MicroPython tree that `invoke build` compiles."""
+    return patched_dir("micropython", quiet=quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     names = (argv if argv is not None else sys.argv[1:]) or ["micropython"]
     try:
@@ -341,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"unknown package {name!r}; pinned: "
                       f"{', '.join(PINNED)}", file=sys.stderr)
                 return 2
-            print(fetch(name))
+            print(patched_dir(name))
     except FetchError as e:
         print(f"fetch: {e}", file=sys.stderr)
         return 1

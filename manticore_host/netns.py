@@ -129,7 +129,8 @@ class NetNamespace:
     manager (created on entry, deleted with everything in it on exit, whatever happened)."""
 
     def __init__(self, name: str | None = None, tap: str = TAP,
-                 addressing: TapAddressing = TapAddressing(), mtu: int = 1500):
+                 addressing: TapAddressing = TapAddressing(), mtu: int = 1500,
+                 multi_queue: bool = False):
         if name is None:
             name = f"{PREFIX}{os.getpid()}-{next(_counter)}-{secrets.token_hex(2)}"
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
@@ -140,6 +141,7 @@ class NetNamespace:
         self.tap = tap
         self.addressing = addressing
         self.mtu = mtu
+        self.multi_queue = multi_queue      # a tap QEMU opens once per queue (queues=N)
         self._created = False
 
     # -- lifecycle --
@@ -168,7 +170,8 @@ class NetNamespace:
             self._sysctl("net/ipv6/conf/default/disable_ipv6", "1")
             self._sysctl("net/ipv6/conf/all/disable_ipv6", "1")
             self._ip(*n, "link", "set", "lo", "up")
-            self._ip(*n, "tuntap", "add", "dev", self.tap, "mode", "tap")
+            self._ip(*n, "tuntap", "add", "dev", self.tap, "mode", "tap",
+                     *(("multi_queue",) if self.multi_queue else ()))
             self._ip(*n, "link", "set", self.tap, "mtu", str(self.mtu))
             self._ip(*n, "addr", "add", self.addressing.host_cidr, "dev", self.tap)
             self._ip(*n, "link", "set", self.tap, "up")

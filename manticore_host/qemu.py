@@ -74,6 +74,16 @@ class PortForward(NamedTuple):
 _PUBLISH = re.compile(r"^(\d+)(?::(\d+))?(?:/([A-Za-z]+))?$")
 
 
+def extra_nic_netdev(spec: str, netdev_id: str) -> str:
+    """The -netdev value of an extra NIC: "user" or "user:HOST[:GUEST][/PROTO],..." (user
+    networking with forwards from 127.0.0.1, as `publish`)."""
+    kind, _, forwards = spec.partition(":")
+    if kind != "user":
+        raise ValueError(f"nic {spec!r}: expected user or user:HOST[:GUEST][/PROTO],...")
+    fwd = [parse_publish(f) for f in forwards.split(",") if f]
+    return f"user,id={netdev_id}" + "".join("," + p.hostfwd() for p in fwd)
+
+
 def parse_publish(spec: str) -> PortForward:
     """Parse HOST[:GUEST][/PROTO] (proto tcp|udp, default tcp; GUEST
     defaults to HOST).  Raises ValueError saying what is wrong."""
@@ -139,6 +149,10 @@ class VMConfig:
                                     # creates one, with the tap, and deletes it at close)
     tap: str = "mtap0"              # tap: the tap device's name inside the namespace
     tap_static: bool = True         # tap: add ip=/netmask=/gw= for the guest to the cmdline
+    queues: int = 1                 # tap: queue pairs of net0 (multiqueue tap, mq=on,
+                                    # vectors=2N+2); user networking has one queue only
+    nics: list[str] = field(default_factory=list)   # more NICs (net1, ...): "user" or
+                                    # "user:HOST[:GUEST][/PROTO],..." with forwards
     cpu: str | None = None          # CPU model; default: host (kvm), max (tcg)
     disks: list = field(default_factory=list)   # Disk or image paths: vda, vdb, ...
     qemu: str = QEMU                # the QEMU binary
@@ -222,6 +236,15 @@ class VMConfig:
                 not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.netns):
             raise ValueError(f"netns {self.netns!r}: expected a namespace "
                              "name (letters, digits, _ . -)")
+        if not isinstance(self.queues, int) or not 1 <= self.queues <= 8:
+            raise ValueError(f"queues {self.queues!r}: expected 1 to 8 queue pairs")
+        if self.queues > 1 and self.net != "tap":
+            raise ValueError("queues > 1 needs net tap: QEMU's user networking has one "
+                             "queue only")
+        for spec in self.nics:
+            extra_nic_netdev(spec, "netX")       # raises ValueError for a bad spec
+        if self.nics and self.machine == "microvm":
+            raise ValueError("microvm has no PCI bus for virtio-net-pci")
         if not isinstance(self.cpus, int) or self.cpus < 1:
             raise ValueError(f"cpus {self.cpus!r}: expected an integer >= 1")
         if not re.fullmatch(r"\d+(\.\d+)?[KMGTkmgt]?", str(self.memory)):
@@ -310,12 +333,24 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
         if cfg.netns is None:
             raise ValueError("net tap runs QEMU inside a network namespace: "
                              "set netns (VM.start creates one)")
-        cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,"
-                "downscript=no",
-                "-device", "virtio-net-pci,netdev=net0"]
+        if cfg.queues > 1:
+            # Multiqueue tap: QEMU opens the (multi_queue) tap once per queue pair; the
+            # device offers VIRTIO_NET_F_MQ with one MSI-X vector per queue, plus config
+            # and control (2N + 2).
+            cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,downscript=no,"
+                    f"queues={cfg.queues}",
+                    "-device", f"virtio-net-pci,netdev=net0,mq=on,"
+                    f"vectors={2 * cfg.queues + 2}"]
+        else:
+            cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,"
+                    "downscript=no",
+                    "-device", "virtio-net-pci,netdev=net0"]
     elif cfg.net == "none" and cfg.machine != "microvm":
         # Without this QEMU adds its default NIC (an e1000e on q35) behind the user's back.
         cmd += ["-nic", "none"]
+    for i, spec in enumerate(cfg.nics, start=1):
+        cmd += ["-netdev", extra_nic_netdev(spec, f"net{i}"),
+                "-device", f"virtio-net-pci,netdev=net{i}"]
     if cfg.net_dump is not None:
         cmd += ["-object", "filter-dump,id=dump0,netdev=net0,file="
                 f"{qemu_escape(os.fspath(cfg.net_dump))}"]
@@ -970,9 +1005,10 @@ class VM:
     def _setup_netns(self) -> None:
         from manticore_host.netns import NetNamespace
         if self.cfg.netns is not None:      # the caller's; it deletes it
-            self.netns = NetNamespace(name=self.cfg.netns, tap=self.cfg.tap)
+            self.netns = NetNamespace(name=self.cfg.netns, tap=self.cfg.tap,
+                                      multi_queue=self.cfg.queues > 1)
             return
-        self.netns = NetNamespace(tap=self.cfg.tap).create()
+        self.netns = NetNamespace(tap=self.cfg.tap, multi_queue=self.cfg.queues > 1).create()
         self._owns_netns = True
 
     def _serial_transport(self, serial_path: Path, deadline: float):

@@ -89,6 +89,10 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
 int virtio_set_config_callback(struct virtio_device *vdev,
     void (*callback)(struct virtio_device *vdev, void *context), void *context);
 
+// Deliver queue `vq`'s interrupt to the local APIC `apic_id` (smp_apic_id(cpu)). 0, or -1
+// when the queue has no interrupt of its own (INTx, MSI, too few MSI-X entries).
+int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id);
+
 // DRIVER_OK: the device is live (3.1.1 step 8).
 void virtio_driver_ok(struct virtio_device *vdev);
 // Something went wrong: set FAILED (2.1.1).

@@ -153,6 +153,9 @@ int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
         return -1;
     }
     vdev->features = accepted;
+    // Read num_queues again: a device may size its queues by the features (QEMU's
+    // virtio-net offers the extra queue pairs and moves the control queue only with MQ).
+    vdev->num_queues = c->num_queues;
     return 0;
 }
 
@@ -300,6 +303,15 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
     }
     c->queue_enable = 1;
     return vq;
+}
+
+int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id) {
+    if (vdev->pci->irq_mode != PCI_IRQ_MSIX || vq == NULL || vq->vector < 0
+        || vq->vector == vdev->intx_vector) {
+        return -1;
+    }
+    // The queue's MSI-X entry is index + 1 (virtio_setup_queue); only its address changes.
+    return msix_program(vdev->pci, vq->index + 1u, (uint8_t)vq->vector, apic_id);
 }
 
 int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {

@@ -192,9 +192,14 @@ void *virtqueue_pop(struct virtqueue *vq, uint32_t *len) {
 }
 
 void virtqueue_disable_interrupts(struct virtqueue *vq) {
-    // Without EVENT_IDX the flag is the request; with it, the device ignores the flag and
-    // interrupts at most once more, since used_event is no longer advanced (2.7.7).
+    // Without EVENT_IDX the flag is the request; with it the device ignores the flag
+    // (2.7.7) and interrupts when used->idx passes used_event: put used_event just behind
+    // what we consumed, which the device's index can only pass again after 65535 more
+    // buffers (2.7.10, vring_need_event), so none comes meanwhile, not even one more.
     vq->avail->flags |= VIRTQ_AVAIL_F_NO_INTERRUPT;
+    if (vq->event_idx) {
+        *vq->used_event = (uint16_t)(vq->last_used - 1);
+    }
 }
 
 bool virtqueue_enable_interrupts(struct virtqueue *vq) {

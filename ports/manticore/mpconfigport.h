@@ -89,6 +89,9 @@ void *manticore_native_commit(void *buf, size_t len, void *reloc);
 #define MICROPY_PY_NETWORK_HOSTNAME_DEFAULT     "manticore"
 #define MICROPY_PY_SOCKET                       (1) // lwIP's (extmod/modlwip.c; MICROPY_PY_LWIP from the Makefile)
 #define MICROPY_PY_LWIP_SOCK_RAW                (1)
+// Unread datagrams a UDP/raw socket keeps (patches/0001-modlwip-udp-incoming-queue.patch;
+// upstream 1.25 keeps one). 64 > 32 requests in flight plus stragglers of timed-out ones.
+#define MICROPY_PY_LWIP_INCOMING_QUEUE_LEN      (64)
 #define MICROPY_PY_BLUETOOTH                    (0)
 #define MICROPY_PY_FRAMEBUF                     (0)
 #define MICROPY_PY_OPENAMP                      (0)

@@ -54,11 +54,16 @@ enum {
 struct rx_pbuf {
     struct pbuf_custom custom;  // first: lwIP hands the struct pbuf * back to rx_pbuf_free
     uint16_t buffer_id;
+    struct virtio_net_queue *q;     // the queue pair the buffer belongs to
     struct rx_pbuf *next_free;
 };
 
 static struct netif en0;
 static bool present;
+// Queue pair 0 of the NIC lwIP is bound to (lwip=ethN): lwIP transmits there. It receives
+// from every pair of that NIC that no app holds, so that flows the device steers to a pair
+// nobody acquired (a multiqueue tap hashes flows over all pairs) still reach the stack.
+static struct virtio_net_queue *lwq;
 static const char *addressing = "off";
 static struct dhcp dhcp_state;
 
@@ -68,6 +73,8 @@ static uint32_t rx_zero_copy_limit;     // at most this many DMA buffers inside 
 static struct netif_virtio_stats stats;
 
 static unsigned pending_events;   // NET_EVENT_* collected by the hard IRQ callback
+
+static bool cmdline_value(const char *key, char *out, size_t out_size);
 
 static struct timer_event lwip_timer;
 static uint32_t lwip_timer_due_ms;         // sys_now() value the timer is armed for
@@ -154,7 +161,7 @@ void netif_virtio_lwip_exit(void) {
 
 static void rx_pbuf_free(struct pbuf *p) {
     struct rx_pbuf *rx = (struct rx_pbuf *)p;
-    virtio_net_rx_release(rx->buffer_id);
+    virtio_net_rx_release(rx->q, rx->buffer_id);
     rx->next_free = rx_pbuf_free_list;
     rx_pbuf_free_list = rx;
     stats.rx_pbufs_held--;
@@ -162,11 +169,12 @@ static void rx_pbuf_free(struct pbuf *p) {
 
 // Wrap (or copy) one frame into a pbuf; NULL when neither is possible. The frame's buffer
 // is either owned by the returned pbuf or already released.
-static struct pbuf *frame_to_pbuf(const struct net_frame *frame) {
+static struct pbuf *frame_to_pbuf(struct virtio_net_queue *q, const struct net_frame *frame) {
     if (stats.rx_pbufs_held < rx_zero_copy_limit && rx_pbuf_free_list != NULL) {
         struct rx_pbuf *rx = rx_pbuf_free_list;
         rx_pbuf_free_list = rx->next_free;
         rx->buffer_id = frame->buffer_id;
+        rx->q = q;
         rx->custom.custom_free_function = rx_pbuf_free;
         struct pbuf *p = pbuf_alloced_custom(PBUF_RAW, frame->len, PBUF_REF, &rx->custom,
             frame->data, frame->len);
@@ -183,23 +191,23 @@ static struct pbuf *frame_to_pbuf(const struct net_frame *frame) {
         stats.rx_copied++;
     } else {
         stats.rx_dropped_no_pbuf++;
-        virtio_net_rx_count_no_buffer();
+        virtio_net_rx_count_no_buffer(q);
         LINK_STATS_INC(link.memerr);
         LINK_STATS_INC(link.drop);
     }
-    virtio_net_rx_release(frame->buffer_id);
+    virtio_net_rx_release(q, frame->buffer_id);
     return p;
 }
 
-// Feed up to RX_BUDGET frames to lwIP; true if more may be waiting.
-static bool rx_process(void) {
+// Feed up to RX_BUDGET frames of queue pair q to lwIP; true if more may be waiting.
+static bool rx_process_queue(struct virtio_net_queue *q) {
     struct net_frame frame;
     for (int n = 0; n < RX_BUDGET; n++) {
-        if (!virtio_net_rx_poll(&frame)) {
+        if (!virtio_net_rx_poll(q, &frame)) {
             return false;
         }
         LINK_STATS_INC(link.recv);
-        struct pbuf *p = frame_to_pbuf(&frame);
+        struct pbuf *p = frame_to_pbuf(q, &frame);
         if (p == NULL) {
             continue;
         }
@@ -213,8 +221,20 @@ static bool rx_process(void) {
     return true;
 }
 
+// Every pair of lwIP's NIC that no app holds.
+static bool rx_process(void) {
+    bool more = false;
+    struct virtio_net *nic = lwq->nic;
+    for (unsigned pair = 0; pair < nic->pairs; pair++) {
+        if (!nic_raw_acquired(&nic->queue[pair])) {
+            more |= rx_process_queue(&nic->queue[pair]);
+        }
+    }
+    return more;
+}
+
 static void update_link(void) {
-    if (virtio_net_link_up()) {
+    if (virtio_net_link_up(lwq->nic)) {
         if (!netif_is_link_up(&en0)) {
             netif_set_link_up(&en0);    // DHCP restarts its exchange on this (dhcp_network_changed)
         }
@@ -231,10 +251,10 @@ static void net_softirq(void *context) {
         update_link();
     }
     if (events & NET_EVENT_TX) {
-        virtio_net_tx_reclaim();
+        virtio_net_tx_reclaim(lwq);
     }
-    // An app owning the NIC (the raw binding) pops the RX ring itself.
-    if (!nic_raw_acquired() && rx_process()) {
+    // A pair an app owns (the raw binding) is popped by the app itself: rx_process skips it.
+    if (rx_process()) {
         // More frames than the budget: run again before Python resumes (bounded per run).
         __atomic_or_fetch(&pending_events, NET_EVENT_RX, __ATOMIC_RELEASE);
         softirq_raise(SOFTIRQ_NET);
@@ -254,7 +274,7 @@ static void net_notify(void *context, unsigned events) {
 
 static err_t en0_linkoutput(struct netif *netif, struct pbuf *p) {
     (void)netif;
-    if (nic_raw_acquired()) {
+    if (nic_raw_acquired(lwq)) {
         LINK_STATS_INC(link.drop);      // the NIC belongs to an app; lwIP is off the wire
         return ERR_IF;
     }
@@ -262,7 +282,7 @@ static err_t en0_linkoutput(struct netif *netif, struct pbuf *p) {
         LINK_STATS_INC(link.lenerr);
         return ERR_BUF;
     }
-    void *buffer = virtio_net_tx_alloc();
+    void *buffer = virtio_net_tx_alloc(lwq);
     if (buffer == NULL) {
         // Back-pressure: the device still holds every TX buffer. QEMU completes them within
         // microseconds, so wait a little (tx_alloc reclaims on every call).
@@ -270,7 +290,7 @@ static err_t en0_linkoutput(struct netif *netif, struct pbuf *p) {
         uint64_t deadline = tsc_read() + (uint64_t)TX_WAIT_US * tsc_hz / 1000000;
         while (buffer == NULL && tsc_read() < deadline) {
             cpu_relax();
-            buffer = virtio_net_tx_alloc();
+            buffer = virtio_net_tx_alloc(lwq);
         }
         if (buffer == NULL) {
             stats.tx_dropped_busy++;
@@ -279,11 +299,11 @@ static err_t en0_linkoutput(struct netif *netif, struct pbuf *p) {
         }
     }
     pbuf_copy_partial(p, buffer, p->tot_len, 0);
-    if (virtio_net_tx_send(buffer, p->tot_len) != 0) {
+    if (virtio_net_tx_send(lwq, buffer, p->tot_len) != 0) {
         // The ring is full although a buffer was free: reclaim completions and retry once.
-        virtio_net_tx_reclaim();
-        if (virtio_net_tx_send(buffer, p->tot_len) != 0) {
-            virtio_net_tx_free(buffer);
+        virtio_net_tx_reclaim(lwq);
+        if (virtio_net_tx_send(lwq, buffer, p->tot_len) != 0) {
+            virtio_net_tx_free(lwq, buffer);
             stats.tx_dropped_busy++;
             LINK_STATS_INC(link.memerr);
             return ERR_MEM;
@@ -300,7 +320,7 @@ static err_t en0_init(struct netif *netif) {
     netif->output = etharp_output;
     netif->mtu = ETH_MTU;
     netif->hwaddr_len = ETH_HWADDR_LEN;
-    virtio_net_mac(netif->hwaddr);
+    memcpy(netif->hwaddr, lwq->nic->mac, 6);
     netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_IGMP;
     // No offload negotiated: generate every checksum, and verify every one received (a bad
     // one is dropped and counted in lwip_stats).
@@ -314,13 +334,25 @@ static err_t en0_init(struct netif *netif) {
 void netif_virtio_init(void) {
     // lwIP cannot be initialised twice (its timeout list lives in .bss): once per boot.
     lwip_init();
-    if (!virtio_net_present()) {
+    char name[8] = "eth0";
+    if (cmdline_value("lwip", name, sizeof(name))
+        && !(name[0] == 'e' && name[1] == 't' && name[2] == 'h' && name[3] >= '0' && name[3] <= '9'
+             && name[4] == '\0')) {
+        mp_printf(&mp_plat_print, "net: lwip=%s is not a NIC name (ethN); using eth0\n", name);
+        name[3] = '0';
+        name[4] = '\0';
+    }
+    lwq = virtio_net_queue((unsigned)(name[3] - '0'), 0);
+    if (lwq == NULL) {
+        if (virtio_net_count() > 0) {
+            mp_printf(&mp_plat_print, "net: lwip=%s: no such NIC; lwIP has no interface\n", name);
+        }
         return;
     }
     present = true;
 
     struct virtio_net_stats driver;
-    virtio_net_get_stats(&driver);
+    virtio_net_get_stats(lwq, &driver);
     rx_zero_copy_limit = driver.rx_buffers_total / 2;
     if (rx_zero_copy_limit > RX_PBUFS_MAX) {
         rx_zero_copy_limit = RX_PBUFS_MAX;
@@ -334,14 +366,20 @@ void netif_virtio_init(void) {
     netif_set_hostname(&en0, mod_network_hostname_data);
     netif_set_default(&en0);
     dhcp_set_struct(&en0, &dhcp_state);
-    if (virtio_net_link_up()) {
+    if (virtio_net_link_up(lwq->nic)) {
         netif_set_link_up(&en0);
     }
 
     timer_event_init(&lwip_timer, lwip_timer_fired, NULL);
     softirq_register(SOFTIRQ_NET, net_softirq, NULL, "net");
     softirq_register(SOFTIRQ_NET_TIMER, lwip_timer_softirq, NULL, "lwip-timers");
-    virtio_net_set_notify(net_notify, NULL);
+    for (unsigned pair = 0; pair < lwq->nic->pairs; pair++) {
+        virtio_net_set_notify(&lwq->nic->queue[pair], net_notify, NULL);
+    }
+}
+
+struct virtio_net_queue *netif_virtio_queue(void) {
+    return lwq;
 }
 
 struct netif *netif_virtio(void) {

@@ -15,6 +15,9 @@ void netif_virtio_init(void);
 
 // The netif, or NULL without a NIC.
 struct netif *netif_virtio(void);
+// The virtio-net queue pair lwIP uses (pair 0 of lwip=ethN, default eth0), NULL if none.
+struct virtio_net_queue;
+struct virtio_net_queue *netif_virtio_queue(void);
 
 // Bring the interface up: static addresses from the kernel command line (ip=A.B.C.D[/len]
 // netmask= gw= dns=) when ip= is given, else the DHCP client. Down releases the lease.

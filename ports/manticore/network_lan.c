@@ -184,7 +184,7 @@ static mp_obj_t network_lan_stats(mp_obj_t self_in) {
     (void)self_in;
     lan_netif();
     struct virtio_net_stats driver;
-    virtio_net_get_stats(&driver);
+    virtio_net_get_stats(netif_virtio_queue(), &driver);
     struct netif_virtio_stats glue;
     netif_virtio_get_stats(&glue);
 

@@ -1,18 +1,20 @@
-// Who consumes the virtio-net queues: lwIP (the default) or an app that acquired the NIC
-// through the raw binding (_nic.acquire(), modnic.c: frames as memoryviews over the DMA
-// buffers, the parakernel path of issue 5). Only one of them may pop the RX ring.
+// Who consumes a virtio-net queue pair: lwIP (queue pair 0 of the NIC it is bound to) or an
+// app that acquired the pair through the raw binding (_nic, modnic.c: frames as memoryviews
+// over the DMA buffers, the parakernel path). Only one of them may pop a pair's RX ring.
 #ifndef MICROPY_INCLUDED_MANTICORE_NIC_H
 #define MICROPY_INCLUDED_MANTICORE_NIC_H
 
 #include <stdbool.h>
 
-// True while an app owns the NIC: lwIP's netif must not call virtio_net_rx_poll then (and
-// should not transmit). While acquired, _nic has replaced the driver's notify callback with
-// its own (virtio_net_set_notify), and puts the previous one back on release.
-bool nic_raw_acquired(void);
+struct virtio_net_queue;
 
-// Give the NIC back to lwIP (on soft reset, or when the owning app ends): returns every RX
-// buffer the app still holds to the ring and restores the notify callback.
+// True while an app owns queue pair `q`: lwIP's netif must not call virtio_net_rx_poll on it
+// then (and should not transmit). While acquired, _nic has replaced the pair's notify
+// callback with its own, and puts the previous one back on release.
+bool nic_raw_acquired(const struct virtio_net_queue *q);
+
+// Give every acquired queue pair back (on soft reset): returns every RX and TX buffer its app
+// still holds and restores the notify callbacks.
 void nic_raw_release(void);
 
 #endif // MICROPY_INCLUDED_MANTICORE_NIC_H

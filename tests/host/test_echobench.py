@@ -93,7 +93,8 @@ def test_table_reports_paths_and_generator_headroom():
     report["ratios"] = echobench.echo_ratios(report["results"])
     assert report["ratios"] == {
         "echod/user vs linux-echod/user": {c: 2.0 for c in cases},
-        "rawecho/user vs linux-echod/user": {c: 4.0 for c in cases}}
+        "rawecho/user vs linux-echod/user": {c: 4.0 for c in cases},
+        "rawecho/user vs echod/user": {c: 2.0 for c in cases}}
     table = echobench.format_table(report)
     assert "host-local" in table and "50000" in table and "500" in table
     assert "echod/tap           error: tap skipped" in table

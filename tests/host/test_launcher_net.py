@@ -189,3 +189,24 @@ def test_stale_namespaces_of_dead_processes_are_removed():
     finally:
         stale.delete()
         live.delete()
+
+
+# --------------------------------------------------------------------------- NICs, queues
+
+
+def test_multiqueue_tap_and_extra_nics():
+    c = cmd(net="tap", netns="ns1", queues=4, nics=["user:7001:7/udp", "user"])
+    assert option(c, "-netdev") == [
+        "tap,id=net0,ifname=mtap0,script=no,downscript=no,queues=4",
+        "user,id=net1,hostfwd=udp:127.0.0.1:7001-:7", "user,id=net2"]
+    assert option(c, "-device").count("virtio-net-pci,netdev=net0,mq=on,vectors=10") == 1
+    assert "virtio-net-pci,netdev=net2" in option(c, "-device")
+
+
+def test_queues_need_tap_and_nic_specs_are_checked():
+    with pytest.raises(ValueError, match="user networking has one queue only"):
+        VMConfig(net="user", queues=2).validate()
+    with pytest.raises(ValueError, match="1 to 8"):
+        VMConfig(net="tap", queues=9).validate()
+    with pytest.raises(ValueError, match="expected user"):
+        VMConfig(net="none", nics=["tap"]).validate()

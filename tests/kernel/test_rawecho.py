@@ -223,4 +223,4 @@ def test_second_acquire_of_eth0_is_ebusy(boot):
     wait_for(vm, r"rawecho: ", timeout=60)
     out = vm.repl("kernel.sys.acquire('eth0')")
     assert "device 'eth0' is busy: held by app 'rawecho'" in out, out
-    assert re.search(r"\('eth0', 'rawecho'\)", vm.repl("kernel.lsdev()"))
+    assert re.search(r"\('eth0', 'rawecho', \{", vm.repl("kernel.lsdev()"))

@@ -112,3 +112,35 @@ def test_tcp_echo_of_1_mib_is_exact(echod_user, summary):
     assert eof, "expected echod to close the connection after our shutdown(SHUT_WR)"
     summary(f"net: TCP echo of 1 MiB over user networking exact, {took:.1f} s "
             f"({len(data) / took / 1024:.0f} KiB/s)")
+
+
+def test_udp_bursts_of_32_lose_nothing(echod_user, summary):
+    """32 datagrams sent back to back reach echod's socket together (one NIC interrupt, one
+    lwIP batch): the socket's incoming queue (patches/0001-modlwip-udp-incoming-queue.patch,
+    depth 64) keeps every one, so all 32 come back, burst after burst."""
+    vm, port = echod_user
+    bursts, depth = 100, 32
+    with client(port) as s:
+        wait_echo(s)
+        s.settimeout(3.0)
+        lost = []
+        t0 = time.monotonic()
+        for b in range(bursts):
+            sent = {b"%04d.%02d" % (b, i) + b"." * 56 for i in range(depth)}
+            for payload in sorted(sent):
+                s.send(payload)
+            got = set()
+            while got != sent:
+                try:
+                    got.add(s.recv(2048))
+                except socket.timeout:
+                    break
+            if got != sent:
+                lost.append((b, len(sent - got)))
+                if len(lost) >= 5:
+                    break
+        took = time.monotonic() - t0
+    assert not lost, (f"expected every datagram of {bursts} bursts of {depth} echoed; "
+                      f"(burst, lost) {lost}")
+    summary(f"net: {bursts} bursts of {depth} UDP datagrams over user networking, none lost, "
+            f"{took:.1f} s ({bursts * depth / took:.0f} echoes/s)")
