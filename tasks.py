@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from manticore_host import fetch, image  # noqa: E402
-from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: E402
+from manticore_host.fetch import (  # noqa: E402
+    FetchError, lwip_dir, mbedtls_dir, micropython_dir)
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
@@ -102,15 +103,19 @@ def deps(c):
         did.append("Python packages")
     fetched_before = fetch.is_fetched("micropython")
     lwip_before = fetch.is_fetched("lwip")
+    mbedtls_before = fetch.is_fetched("mbedtls")
     try:
         tree = micropython_dir()
         lwip_dir()
+        mbedtls_dir()
     except FetchError as e:
         raise Exit(f"deps: {e}", code=1)
     if not fetched_before:
         did.append("MicroPython source")
     if not lwip_before:
         did.append("lwIP source")
+    if not mbedtls_before:
+        did.append("mbedTLS source")
     if did:
         print(f"deps: installed {', '.join(did)}; MicroPython at {tree}")
     else:
@@ -126,11 +131,13 @@ def _build_kernel(c, quiet: bool = False) -> None:
     try:
         top = micropython_dir()
         lwip = lwip_dir()
+        mbedtls = mbedtls_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
            f"MICROPY_TOP={shlex.quote(str(top))} "
-           f"LWIP_DIR={shlex.quote(str(lwip))} -j{_jobs()}")
+           f"LWIP_DIR={shlex.quote(str(lwip))} "
+           f"MBEDTLS_DIR={shlex.quote(str(mbedtls))} -j{_jobs()}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)

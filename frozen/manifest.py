@@ -8,6 +8,9 @@ include("$(MPY_DIR)/extmod/asyncio")
 package("kernel", base_path="..")
 package("apps", base_path="..")
 
+# ssl over the built-in tls module (micropython-lib's is not in the source package).
+module("ssl.py")
+
 # The boot script, run once after every (soft) reset before the REPL.
 module("_boot.py", opt=3)
 

@@ -8,7 +8,7 @@ of the upstream ("orig") tarball, and an unpack into the user cache:
     $XDG_CACHE_HOME/manticore/<package>-<upstream version>/  (or ~/.cache)
 
 Nothing in /etc/apt is touched.  ``MICROPY_DIR`` / ``LWIP_DIR`` point at an
-existing tree instead (for machines without apt).
+existing tree instead (for machines without apt), and ``MBEDTLS_DIR``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,17 @@ PINNED = {
         probe="src/core/tcp.c",
     ),
 }
+
+# mbedTLS for the ssl, hashlib (sha1, md5) and cryptolib modules (issue 13). Its
+# `.orig` tarball's sha256 is the one the package's .dsc lists (Checksums-Sha256).
+PINNED["mbedtls"] = Pin(
+    version="3.6.6-0.1~deb13u1",
+    orig="mbedtls_3.6.6.orig.tar.bz2",
+    sha256="8fb65fae8dcae5840f793c0a334860a411f884cc537ea290ce1c52bb64ca007a",
+    unpacked="mbedtls-3.6.6",
+    env="MBEDTLS_DIR",
+    probe="library/ssl_tls.c",
+)
 
 STAMP = ".manticore-source"
 
@@ -331,6 +342,11 @@ def micropython_dir(quiet: bool = False) -> Path:
 def lwip_dir(quiet: bool = False) -> Path:
     """The lwIP 2.2.1 tree (LWIP_DIR, or fetched into the cache)."""
     return fetch("lwip", quiet=quiet)
+
+
+def mbedtls_dir(quiet: bool = False) -> Path:
+    """The mbedTLS 3.6.6 tree (MBEDTLS_DIR, or fetched into the cache)."""
+    return fetch("mbedtls", quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
