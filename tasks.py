@@ -40,7 +40,8 @@ APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
-              "pyserial": "serial", "pytest-timeout": "pytest_timeout"}
+              "pyserial": "serial", "pytest-timeout": "pytest_timeout",
+              "cryptography": "cryptography"}
 
 
 def _rel(path: Path) -> str:
