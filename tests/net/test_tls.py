@@ -205,3 +205,37 @@ def test_guest_https_server_survives_a_handshake_flood(boot, summary):
                                f"dropped TLS connections, it grew by {grown} bytes")
     summary(f"tls: guest HTTPS server: first request {took:.1f} s; {flood} bad clients in "
             f"{flood_s:.1f} s, then served; heap {grown:+d} B")
+
+
+AGET = """
+import asyncio, ssl
+async def aget(port, cadata, hostname):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=cadata)
+    r, w = await asyncio.open_connection('10.0.2.2', port, ssl=ctx, server_hostname=hostname)
+    w.write(b'GET /async HTTP/1.0\\r\\nHost: ' + hostname.encode() + b'\\r\\n\\r\\n')
+    await w.drain()
+    data = b''
+    while True:
+        chunk = await r.read(1024)
+        if not chunk:
+            break
+        data += chunk
+    w.close()
+    await w.wait_closed()
+    return data.decode()
+"""
+
+
+def test_asyncio_tls_stream_from_guest_to_host(boot):
+    ca = ThrowawayCA()
+    with HostTLSServer(ca.issue()) as server:
+        vm = boot(net="user")
+        assert net_up(vm)["connected"], "expected a DHCP lease first"
+        result = guest_eval(vm, f"asyncio.run(asyncio.wait_for(aget({server.port}, "
+                                f"{ca.pem!r}, {HOSTNAME!r}), 60))", AGET, timeout=120)
+    assert result.endswith("hello from the host over TLS\n"), (
+        f"expected the host's response through an asyncio TLS stream, got {result!r}; "
+        f"host saw {server.failures}")
+    assert [r.split(b"\r\n")[0] for r in server.requests] == [b"GET /async HTTP/1.0"]
