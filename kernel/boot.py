@@ -203,6 +203,24 @@ def _last_exit_code():
     return last.exit_code if last is not None else 0
 
 
+def _start_netrepl(value):
+    """netrepl=PORT: the REPL over TCP too (_netrepl, netrepl.c), once the network is up."""
+    try:
+        port = int(value)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        print("kernel: netrepl=%s is not a TCP port (1-65535); no REPL over TCP" % value)
+        return
+    if net.start() is None:
+        print("kernel: netrepl=%d needs a NIC; no REPL over TCP" % port)
+        return
+    import _netrepl
+
+    if _netrepl.start(port):
+        print("netrepl: the REPL on tcp port %d too (no authentication)" % port)
+
+
 def main(cmdline=None):
     options = config.load(cmdline)
     cpu = smp.cpu_id()
@@ -254,6 +272,8 @@ def main(cmdline=None):
         core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
         return
     if want_repl:
+        if options.get("netrepl"):
+            _start_netrepl(options["netrepl"])
         start_repl()
         return
     if not started and not elsewhere:

@@ -47,7 +47,7 @@
 #define MICROPY_PY_OS_INCLUDEFILE               "ports/manticore/modos.c"
 #define MICROPY_PY_OS_UNAME                     (1)
 #define MICROPY_PY_OS_URANDOM                   (1)
-#define MICROPY_PY_OS_DUPTERM                   (0)
+#define MICROPY_PY_OS_DUPTERM                   (1) // a stream beside the console (WebREPL); netrepl.c
 #define MICROPY_PY_OS_SYNC                      (0)
 #define MICROPY_PY_TIME                         (1)
 #define MICROPY_PY_TIME_INCLUDEFILE             "ports/manticore/modtime.c"
