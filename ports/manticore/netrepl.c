@@ -15,6 +15,7 @@
 #include "py/mperrno.h"
 #include "extmod/misc.h"
 #include "shared/runtime/interrupt_char.h"
+#include "shared/runtime/pyexec.h"
 #include "lwip/tcp.h"
 
 #include "arch/x86_64/smp.h"
@@ -37,14 +38,23 @@ static struct {
     uint64_t rx_bytes, tx_bytes, tx_dropped;
 } netrepl;
 
+// A client that leaves in the raw REPL (mpremote does) would leave the serial console's user
+// there too: queue the Ctrl-B that takes the REPL back to the friendly one.
+static void session_gone(void) {
+    netrepl.session = NULL;
+    netrepl.ended++;
+    netrepl.rx_tail = netrepl.rx_head;
+    if (pyexec_mode_kind == PYEXEC_MODE_RAW_REPL) {
+        netrepl.rx[netrepl.rx_head++ % NETREPL_RX_SIZE] = 2;   // Ctrl-B
+    }
+}
+
 static void session_end(void) {
     struct tcp_pcb *pcb = netrepl.session;
     if (pcb == NULL) {
         return;
     }
-    netrepl.session = NULL;
-    netrepl.ended++;
-    netrepl.rx_tail = netrepl.rx_head;
+    session_gone();
     tcp_arg(pcb, NULL);
     tcp_recv(pcb, NULL);
     tcp_err(pcb, NULL);
@@ -57,9 +67,7 @@ static void session_err(void *arg, err_t err) {
     (void)arg;
     (void)err;
     // lwIP has freed the PCB already (reset by the peer, or aborted).
-    netrepl.session = NULL;
-    netrepl.ended++;
-    netrepl.rx_tail = netrepl.rx_head;
+    session_gone();
 }
 
 static err_t session_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err) {
