@@ -358,11 +358,11 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "all")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "tls", "all")
 
 
 @task(positional=["name"], help={
-    "name": "which benchmark: boot, vm, echo, size, irq, or all (writes build/bench/summary.md)",
+    "name": "which benchmark: boot, vm, echo, size, irq, smp, tls, or all (writes build/bench/summary.md)",
     "runs": "boot: timed boots per case (default 5; --quick: 1)",
     "quick": "1 run each, short cases, coarse bisection: proves the benchmarks work",
     "seconds": "echo: seconds per case (default 5; --quick: 1)",
@@ -379,7 +379,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
     echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
     size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
-    smp (isolation between cores, channel round trips, boot with -smp 1/2/4);
+    smp (isolation between cores, channel round trips, boot with -smp 1/2/4),
+    tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
@@ -404,6 +405,9 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
     if name == "all":
         from manticore_host.benchall import run_all
         run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
+    elif name == "tls":
+        from manticore_host.tlsbench import run_tls_bench
+        run_tls_bench(quick=quick, accel=accel, out=out)
     elif name == "smp":
         from manticore_host.smpbench import run_smp_bench
         run_smp_bench(quick=quick, accel=accel, out=out, runs=int(runs) if runs else None)
