@@ -221,6 +221,21 @@ def _start_netrepl(value):
         print("netrepl: the REPL on tcp port %d too (no authentication)" % port)
 
 
+def _start_webrepl(password):
+    """webrepl=PASSWORD: WebREPL on TCP 8266 (frozen webrepl.py)."""
+    if net.start() is None:
+        print("kernel: webrepl= needs a NIC; no WebREPL")
+        return
+    import webrepl
+
+    try:
+        webrepl.start(password)
+    except (ValueError, OSError) as e:
+        print("kernel: webrepl: %s; no WebREPL" % e)
+        return
+    print("webrepl: WebREPL on tcp port %d (password from the command line)" % webrepl.PORT)
+
+
 def main(cmdline=None):
     options = config.load(cmdline)
     cpu = smp.cpu_id()
@@ -274,6 +289,8 @@ def main(cmdline=None):
     if want_repl:
         if options.get("netrepl"):
             _start_netrepl(options["netrepl"])
+        if options.get("webrepl"):
+            _start_webrepl(options["webrepl"])
         start_repl()
         return
     if not started and not elsewhere:

@@ -77,6 +77,8 @@
 #define MICROPY_PY_CRYPTOLIB_CTR                (1)
 #define MICROPY_PY_SSL                          (1)
 #define MICROPY_TRACKED_ALLOC                   (1) // mbedTLS allocates on the GC heap
+#define MICROPY_PY_WEBSOCKET                    (1) // WebREPL (frozen/webrepl.py)
+#define MICROPY_PY_WEBREPL                      (1)
 #define MICROPY_PY_BTREE                        (0)
 #define MICROPY_PY_NETWORK                      (1)
 #define MICROPY_PY_NETWORK_HOSTNAME_DEFAULT     "manticore"

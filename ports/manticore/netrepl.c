@@ -36,6 +36,9 @@ static struct {
     // Counters for _netrepl.stats().
     uint32_t accepted, refused, ended, interrupts;
     uint64_t rx_bytes, tx_bytes, tx_dropped;
+    // An os.dupterm stream (WebREPL) said it has input: the REPL's wait for a key (the
+    // kernel's event loop polls stdin) ends, and the stream is read until it runs dry.
+    volatile bool dupterm_ready;
 } netrepl;
 
 // A client that leaves in the raw REPL (mpremote does) would leave the serial console's user
@@ -135,6 +138,9 @@ int manticore_netrepl_rx_chr(void) {
     }
     #if MICROPY_PY_OS_DUPTERM
     int c = mp_os_dupterm_rx_chr();   // -2: a Ctrl-C, already turned into an interrupt
+    if (c == -1) {
+        netrepl.dupterm_ready = false;
+    }
     return c < 0 ? -1 : c;
     #else
     return -1;
@@ -142,7 +148,7 @@ int manticore_netrepl_rx_chr(void) {
 }
 
 bool manticore_netrepl_rx_pending(void) {
-    return netrepl.rx_head != netrepl.rx_tail;
+    return netrepl.rx_head != netrepl.rx_tail || netrepl.dupterm_ready;
 }
 
 void manticore_netrepl_tx(const char *str, size_t len) {
@@ -222,6 +228,14 @@ static mp_obj_t netrepl_stop(void) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(netrepl_stop_obj, netrepl_stop);
 
+// _netrepl.dupterm_notify(obj): a dupterm stream's socket has input (its socket callback).
+static mp_obj_t netrepl_dupterm_notify(mp_obj_t obj) {
+    (void)obj;
+    netrepl.dupterm_ready = true;
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(netrepl_dupterm_notify_obj, netrepl_dupterm_notify);
+
 static void put(mp_obj_t dict, qstr key, uint64_t value) {
     mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(key), mp_obj_new_int_from_ull(value));
 }
@@ -247,6 +261,7 @@ static const mp_rom_map_elem_t netrepl_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_start), MP_ROM_PTR(&netrepl_start_obj) },
     { MP_ROM_QSTR(MP_QSTR_stop), MP_ROM_PTR(&netrepl_stop_obj) },
     { MP_ROM_QSTR(MP_QSTR_stats), MP_ROM_PTR(&netrepl_stats_obj) },
+    { MP_ROM_QSTR(MP_QSTR_dupterm_notify), MP_ROM_PTR(&netrepl_dupterm_notify_obj) },
 };
 static MP_DEFINE_CONST_DICT(netrepl_globals, netrepl_globals_table);
 
