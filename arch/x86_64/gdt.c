@@ -40,7 +40,13 @@ enum { GDT_ENTRIES = 5 };  // null, code, data, TSS (two slots)
 // the same addresses on every CPU.
 static PER_CPU uint64_t gdt[GDT_ENTRIES] __attribute__((aligned(16)));
 static PER_CPU struct tss64 tss __attribute__((aligned(16)));
-static PER_CPU uint8_t ist_stacks[IST_SLOT_COUNT][IST_STACK_SIZE] __attribute__((aligned(4096)));
+// Each IST stack has a guard page below it, unmapped by paging.c (gdt_ist_guard_page): an
+// overflow faults instead of running into the stack below.
+struct ist_stack {
+    uint8_t guard[4096];
+    uint8_t stack[IST_STACK_SIZE];
+};
+static PER_CPU struct ist_stack ist_stacks[IST_SLOT_COUNT] __attribute__((aligned(4096)));
 
 struct descriptor_pointer {
     uint16_t limit;
@@ -48,8 +54,12 @@ struct descriptor_pointer {
 } __attribute__((packed));
 
 void gdt_ist_stack_bounds(int slot, uintptr_t *bottom, uintptr_t *top) {
-    *bottom = (uintptr_t)ist_stacks[slot - 1];
+    *bottom = (uintptr_t)ist_stacks[slot - 1].stack;
     *top = *bottom + IST_STACK_SIZE;
+}
+
+uintptr_t gdt_ist_guard_page(int slot) {
+    return (uintptr_t)ist_stacks[slot - 1].guard;
 }
 
 void gdt_init(void) {

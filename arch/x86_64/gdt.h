@@ -28,5 +28,7 @@ void gdt_init(void);
 
 // Lowest and one-past-highest address of the stack for IST slot `slot` (1..IST_SLOT_COUNT).
 void gdt_ist_stack_bounds(int slot, uintptr_t *bottom, uintptr_t *top);
+// The guard page below IST stack `slot` (paging_init unmaps it).
+uintptr_t gdt_ist_guard_page(int slot);
 
 #endif

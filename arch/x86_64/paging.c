@@ -2,6 +2,15 @@
 // built by boot.S for the first 4 GiB and refined here: uncached device ranges, RAM above
 // 4 GiB, an unmapped page at 0 (null dereferences fault) and an unmapped stack guard page.
 //
+// Protections (SDM Vol. 3A 4.6; CR0.WP is set by boot.S so ring 0 honours read-only pages,
+// EFER.NXE when the CPU has NX): kernel text is read-only and executable, rodata read-only
+// and no-execute, everything else (data, bss, stacks, page tables, the GC heaps, the DMA
+// pool, device memory) writable and no-execute. The one exception is the AP start-up page
+// at 0x8000 (smp.c writes the trampoline there and APs run it). Code made at run time by
+// MicroPython's native emitters lives in the executable-memory areas (paging_map_exec_alias):
+// written through their identity mapping (RW, NX), run through an alias (RX, read-only), so
+// no address is ever both writable and executable.
+//
 // Reference: Intel SDM Vol. 3A, chapter 4 "Paging", section 4.5 "4-Level Paging" (entry
 // formats in Tables 4-14 to 4-20) and 4.10 "Caching Translation Information".
 #include "arch/x86_64/paging.h"
@@ -10,6 +19,7 @@
 
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/gdt.h"
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/percpu.h"
 #include "arch/x86_64/start.h"
@@ -32,9 +42,12 @@ enum {
     IDENTITY_MAPPED_AT_BOOT = 0x100000000ull,  // boot.S maps 0-4 GiB
     DEVICE_WINDOW_START = 0xc0000000ull,       // PCI hole, IOAPIC 0xfec00000, LAPIC 0xfee00000
     PHYSICAL_ADDRESS_LIMIT = 1ull << 46,       // well inside any MAXPHYADDR we accept
+    AP_TRAMPOLINE_PAGE = 0x8000,               // smp.c / ap_boot.S
 };
 
 enum {
+    PAGE_FLAGS_TEXT = PTE_PRESENT,
+    PAGE_FLAGS_RODATA = PTE_PRESENT,
     PAGE_FLAGS_RAM = PTE_PRESENT | PTE_WRITABLE,
     PAGE_FLAGS_DEVICE = PTE_PRESENT | PTE_WRITABLE | PTE_CACHE_DISABLE | PTE_WRITE_THROUGH,
 };
@@ -174,15 +187,30 @@ void paging_init(void) {
             end = PHYSICAL_ADDRESS_LIMIT;
         }
         if (start < end) {
-            map_range(start, end, PAGE_FLAGS_RAM);
+            map_range(start, end, PAGE_FLAGS_RAM | no_execute_bit);
         }
     }
+
+    // Every byte of RAM no-execute, then the kernel image's code and read-only data get
+    // their own permissions (4 KiB pages there; everything else stays in 2 MiB pages).
+    for (uint64_t chunk = 0; chunk < IDENTITY_MAPPED_AT_BOOT; chunk += PAGING_LARGE_PAGE_SIZE) {
+        if (chunk < DEVICE_WINDOW_START && overlaps_ram(chunk, chunk + PAGING_LARGE_PAGE_SIZE)) {
+            map_range(chunk, chunk + PAGING_LARGE_PAGE_SIZE, PAGE_FLAGS_RAM | no_execute_bit);
+        }
+    }
+    map_range((uintptr_t)__kernel_start, (uintptr_t)__text_pages_end, PAGE_FLAGS_TEXT);
+    map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
+              PAGE_FLAGS_RODATA | no_execute_bit);
+    map_range(AP_TRAMPOLINE_PAGE, AP_TRAMPOLINE_PAGE + PAGING_PAGE_SIZE, PAGE_FLAGS_RAM);
 
     // Legacy VGA memory in the first megabyte is a device window too.
     map_range(0xa0000, 0xc0000, PAGE_FLAGS_DEVICE | no_execute_bit);
     // Null pointers fault; so does running off the bottom of the kernel stack.
     map_range(0, PAGING_PAGE_SIZE, 0);
     map_range((uintptr_t)kernel_stack_guard, (uintptr_t)kernel_stack_bottom, 0);
+    for (int slot = 1; slot <= IST_SLOT_COUNT; slot++) {
+        map_range(gdt_ist_guard_page(slot), gdt_ist_guard_page(slot) + PAGING_PAGE_SIZE, 0);
+    }
 
     flush_tlb();
 }
@@ -275,7 +303,9 @@ static void fill_cpu_root(struct cpu_root *root) {
         }
         copy_table(root->window_pts[c], entry_table(boot_pd[table_index(chunk, 2)]));
         for (uint64_t virt = window_start(); virt < window_end(); virt += PAGING_PAGE_SIZE) {
-            if (virt >= chunk && virt < chunk + PAGING_LARGE_PAGE_SIZE) {
+            // The window's guard pages (below the IST stacks) stay unmapped on every CPU.
+            if (virt >= chunk && virt < chunk + PAGING_LARGE_PAGE_SIZE
+                && (root->window_pts[c][table_index(virt, 1)] & PTE_PRESENT)) {
                 uint64_t phys = root->window_phys + (virt - window_start());
                 root->window_pts[c][table_index(virt, 1)] = phys | PAGE_FLAGS_RAM | no_execute_bit;
             }
@@ -323,4 +353,23 @@ void paging_unmap_guard_page(uint64_t virt) {
     map_range(virt & ~(uint64_t)(PAGING_PAGE_SIZE - 1),
               (virt & ~(uint64_t)(PAGING_PAGE_SIZE - 1)) + PAGING_PAGE_SIZE, 0);
     flush_tlb();
+}
+
+// ---------------------------------------------------------------------------------------
+// Executable aliases. [phys, phys + size) (2 MiB aligned) becomes visible at `alias` as
+// read-only, executable 2 MiB pages; its identity mapping stays writable and no-execute.
+
+int paging_map_exec_alias(uint64_t alias, uint64_t phys, uint64_t size) {
+    if ((alias | phys | size) & (PAGING_LARGE_PAGE_SIZE - 1) || !is_canonical(alias)) {
+        return -1;
+    }
+    for (uint64_t off = 0; off < size; off += PAGING_LARGE_PAGE_SIZE) {
+        uint64_t virt = alias + off;
+        uint64_t *pdpt = next_table(&boot_pml4[table_index(virt, 4)], 4);
+        uint64_t *pd = next_table(&pdpt[table_index(virt, 3)], 3);
+        pd[table_index(virt, 2)] = (phys + off) | PTE_PRESENT | PTE_LARGE;
+    }
+    sync_cpu_roots();
+    flush_tlb();
+    return 0;
 }

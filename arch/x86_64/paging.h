@@ -27,6 +27,10 @@ bool paging_is_mapped(uint64_t virt);
 // per-CPU window (percpu.h) maps to [window_phys, +window size). Returns the CR3 value (below
 // 4 GiB: the AP loads it in 32-bit mode), or 0 when no more roots can be made.
 uint64_t paging_new_cpu_root(uint64_t window_phys);
+// Make [phys, phys + size) (2 MiB aligned and sized) executable and read-only at the
+// virtual address `alias`, for every CPU; the identity mapping stays writable and NX.
+// Returns 0, or -1 for an unaligned or non-canonical request.
+int paging_map_exec_alias(uint64_t alias, uint64_t phys, uint64_t size);
 // Unmap the 4 KiB page at `virt` (a stack's guard page) in every CPU's map.
 void paging_unmap_guard_page(uint64_t virt);
 

@@ -26,5 +26,8 @@ extern char kernel_stack_guard[], kernel_stack_bottom[], kernel_stack_top[];
 // Image bounds from kernel.ld; __kernel_end is page aligned and includes .bss.
 extern char __kernel_start[], __kernel_end[], __text_start[], __text_end[];
 extern char __bss_start[], __bss_end[];
+// Page-aligned ends of the text and rodata pages (kernel.ld): [__kernel_start,
+// __text_pages_end) is code, [__text_pages_end, __rodata_pages_end) read-only data.
+extern char __text_pages_end[], __rodata_pages_end[];
 
 #endif

@@ -118,6 +118,7 @@ static void kernel_main_ap(unsigned cpu) {
 static void start_other_cpus(void) {
     manticore_smp_init();
     unsigned count = smp_cpu_count();
+    manticore_native_setup(count);
     if (count <= 1) {
         return;
     }
@@ -172,6 +173,7 @@ void kernel_main(void) {
 static void run_interpreter(void) {
     bool boot_cpu = smp_cpu_id() == 0;
     for (;;) {
+        manticore_native_reset();   // the previous interpreter's native code is gone
         mp_init();
         mod_network_init();   // network.LAN's registry (a root pointer: after every mp_init)
         manticore_kernel_reset();

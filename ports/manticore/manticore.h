@@ -29,6 +29,9 @@ void manticore_kernel_reset(void);
 // modsmp.c: channels and the app board (shared by all CPUs), the wake-up handler.
 void manticore_smp_init(void);
 void manticore_smp_reset(void);
+// nativecode.c: executable memory for the native emitters, one area per CPU.
+void manticore_native_setup(unsigned cpus);
+void manticore_native_reset(void);
 // The next byte of console input, or -1 (mphalport.c).
 int mp_hal_console_pop(void);
 

@@ -5,6 +5,7 @@
 
 #include "py/runtime.h"
 
+#include "arch/x86_64/gdt.h"
 #include "arch/x86_64/panic.h"
 
 // Recursion the compiler can neither inline nor turn into a loop: each frame keeps a live
@@ -20,7 +21,9 @@ static __attribute__((noinline)) uint64_t kdebug_recurse(volatile uint64_t depth
 
 // kdebug.crash(kind): kind is one of "stack" (C stack overflow into the guard page),
 // "null" (write through a null pointer), "ud" (invalid opcode), "div" (integer divide by
-// zero), "gp" (non-canonical address) or "panic" (a C panic() call).
+// zero), "gp" (non-canonical address), "exec" (run code from the no-execute heap), "rodata"
+// (write to read-only data), "ist" (overflow an IST stack into its guard page) or "panic"
+// (a C panic() call).
 static mp_obj_t kdebug_crash(mp_obj_t kind_in) {
     const char *kind = mp_obj_str_get_str(kind_in);
     if (strcmp(kind, "stack") == 0) {
@@ -35,10 +38,27 @@ static mp_obj_t kdebug_crash(mp_obj_t kind_in) {
         __asm__ volatile ("xor %%edx, %%edx; mov $1, %%eax; div %0" : : "r" (zero) : "rax", "rdx");
     } else if (strcmp(kind, "gp") == 0) {
         *(volatile uint64_t *)0x8000000000000000ULL = 0;
+    } else if (strcmp(kind, "exec") == 0) {
+        // A RET instruction in a heap buffer, called through a crafted function pointer: the
+        // heap is no-execute, so this is an instruction-fetch page fault (W^X, paging.c).
+        uint8_t *code = m_new(uint8_t, 16);
+        memset(code, 0xc3, 16);
+        void (*fn)(void) = (void (*)(void))(uintptr_t)code;
+        fn();
+    } else if (strcmp(kind, "ist") == 0) {
+        // Run on the bottom of the NMI's IST stack and push: the push hits its guard page,
+        // the page fault cannot push its frame there either, and the double fault (on its
+        // own IST stack) reports it.
+        uintptr_t bottom, top;
+        gdt_ist_stack_bounds(IST_NMI, &bottom, &top);
+        __asm__ volatile ("mov %0, %%rsp; push %%rax; push %%rax" : : "r"(bottom + 8) : "memory");
+    } else if (strcmp(kind, "rodata") == 0) {
+        // A write to read-only data (the kinds' names here are rodata).
+        *(volatile char *)(uintptr_t)"kdebug" = 'K';
     } else if (strcmp(kind, "panic") == 0) {
         panic("kdebug.crash('panic') called from Python");
     } else {
-        mp_raise_ValueError(MP_ERROR_TEXT("kind must be stack, null, ud, div, gp or panic"));
+        mp_raise_ValueError(MP_ERROR_TEXT("kind must be stack, null, ud, div, gp, exec, ist, rodata or panic"));
     }
     mp_raise_msg(&mp_type_RuntimeError, MP_ERROR_TEXT("the crash did not happen"));
 }

@@ -3,6 +3,7 @@
 // The port starts from the "full features" level (the one ports/unix and rp2 use) and lists
 // only its deviations below, one per line.
 
+#include <stddef.h>
 #include <stdint.h>
 
 // Feature level and core options.
@@ -34,8 +35,10 @@
 #define MICROPY_REPL_EMACS_KEYS                 (1)
 
 // Native code emitters: the x64 code generator for @micropython.native and .viper. The heap
-// is identity mapped without NX, so emitted code runs where the GC puts it.
+// is no-execute: finished code is copied to the CPU's executable area (nativecode.c, W^X).
 #define MICROPY_EMIT_X64                        (1)
+void *manticore_native_commit(void *buf, size_t len, void *reloc);
+#define MP_PLAT_COMMIT_EXEC(buf, len, reloc)    manticore_native_commit(buf, len, reloc)
 
 // Modules and their options.
 #define MICROPY_PY_SYS_PLATFORM                 "manticore"
