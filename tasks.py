@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from manticore_host import fetch, image  # noqa: E402
-from manticore_host.fetch import (FetchError, lwip_dir, micropython_build_dir,  # noqa: E402
-                                  micropython_dir)
+from manticore_host.fetch import (FetchError, lwip_dir, mbedtls_dir,  # noqa: E402
+                                  micropython_build_dir, micropython_dir)
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
@@ -43,7 +43,7 @@ APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
               "pyserial": "serial", "pytest-timeout": "pytest_timeout",
-              "littlefs-python": "littlefs"}
+              "littlefs-python": "littlefs", "cryptography": "cryptography"}
 
 
 def _rel(path: Path) -> str:
@@ -106,9 +106,11 @@ def deps(c):
         did.append("Python packages")
     fetched_before = fetch.is_fetched("micropython")
     lwip_before = fetch.is_fetched("lwip")
+    mbedtls_before = fetch.is_fetched("mbedtls")
     try:
         micropython_dir()
         lwip_dir()
+        mbedtls_dir()
         tree = micropython_build_dir()
     except FetchError as e:
         raise Exit(f"deps: {e}", code=1)
@@ -116,6 +118,8 @@ def deps(c):
         did.append("MicroPython source")
     if not lwip_before:
         did.append("lwIP source")
+    if not mbedtls_before:
+        did.append("mbedTLS source")
     if did:
         print(f"deps: installed {', '.join(did)}; MicroPython at {tree}")
     else:
@@ -131,11 +135,13 @@ def _build_kernel(c, quiet: bool = False) -> None:
     try:
         top = micropython_build_dir()     # the pinned tree + ports/manticore/patches
         lwip = lwip_dir()
+        mbedtls = mbedtls_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
            f"MICROPY_TOP={shlex.quote(str(top))} "
-           f"LWIP_DIR={shlex.quote(str(lwip))} -j{_jobs()}")
+           f"LWIP_DIR={shlex.quote(str(lwip))} "
+           f"MBEDTLS_DIR={shlex.quote(str(mbedtls))} -j{_jobs()}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
@@ -395,11 +401,11 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "all")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "all")
 
 
 @task(positional=["name"], help={
-    "name": "which benchmark: boot, vm, echo, size, irq, smp, storage, or all (writes "
+    "name": "which benchmark: boot, vm, echo, size, irq, smp, storage, tls, or all (writes "
             "build/bench/summary.md)",
     "runs": "boot: timed boots per case (default 5; --quick: 1)",
     "quick": "1 run each, short cases, coarse bisection: proves the benchmarks work",
@@ -417,7 +423,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
     echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
     size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
-    smp (isolation between cores, channel round trips, boot with -smp 1/2/4);
+    smp (isolation between cores, channel round trips, boot with -smp 1/2/4),
+    tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
@@ -445,6 +452,9 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
     elif name == "storage":
         from manticore_host.storagebench import run_storage_bench
         run_storage_bench(quick=quick, accel=accel, runs=int(runs) if runs else None, out=out)
+    elif name == "tls":
+        from manticore_host.tlsbench import run_tls_bench
+        run_tls_bench(quick=quick, accel=accel, out=out)
     elif name == "smp":
         from manticore_host.smpbench import run_smp_bench
         run_smp_bench(quick=quick, accel=accel, out=out, runs=int(runs) if runs else None)

@@ -8,6 +8,12 @@ include("$(MPY_DIR)/extmod/asyncio")
 package("kernel", base_path="..")
 package("apps", base_path="..")
 
+# ssl over the built-in tls module (micropython-lib's is not in the source package).
+module("ssl.py")
+
+# WebREPL (webrepl=PASSWORD on the kernel command line) over _webrepl and websocket.
+module("webrepl.py")
+
 # The boot script, run once after every (soft) reset before the REPL.
 module("_boot.py", opt=3)
 

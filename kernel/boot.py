@@ -215,6 +215,39 @@ def _last_exit_code():
     return last.exit_code if last is not None else 0
 
 
+def _start_netrepl(value):
+    """netrepl=PORT: the REPL over TCP too (_netrepl, netrepl.c), once the network is up."""
+    try:
+        port = int(value)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        print("kernel: netrepl=%s is not a TCP port (1-65535); no REPL over TCP" % value)
+        return
+    if net.start() is None:
+        print("kernel: netrepl=%d needs a NIC; no REPL over TCP" % port)
+        return
+    import _netrepl
+
+    if _netrepl.start(port):
+        print("netrepl: the REPL on tcp port %d too (no authentication)" % port)
+
+
+def _start_webrepl(password):
+    """webrepl=PASSWORD: WebREPL on TCP 8266 (frozen webrepl.py)."""
+    if net.start() is None:
+        print("kernel: webrepl= needs a NIC; no WebREPL")
+        return
+    import webrepl
+
+    try:
+        webrepl.start(password)
+    except (ValueError, OSError) as e:
+        print("kernel: webrepl: %s; no WebREPL" % e)
+        return
+    print("webrepl: WebREPL on tcp port %d (password from the command line)" % webrepl.PORT)
+
+
 def main(cmdline=None):
     options = config.load(cmdline)
     cpu = smp.cpu_id()
@@ -272,6 +305,10 @@ def main(cmdline=None):
         core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
         return
     if want_repl:
+        if options.get("netrepl"):
+            _start_netrepl(options["netrepl"])
+        if options.get("webrepl"):
+            _start_webrepl(options["webrepl"])
         start_repl()
         return
     if not started and not elsewhere:

@@ -19,7 +19,7 @@ from manticore_host import image
 from manticore_host.bench import _first_line, qemu_version
 from manticore_host.qemu import resolve_accel
 
-ORDER = ("boot", "size", "vm", "echo", "irq", "smp")
+ORDER = ("boot", "size", "vm", "echo", "irq", "smp", "tls")
 
 
 def machine_info() -> dict:
@@ -70,12 +70,13 @@ def prerequisites(accel: str, linux: bool = True) -> dict[str, str]:
 
 def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = None,
             linux: bool = True, log=print) -> dict:
-    """Run boot, size, vm, echo, irq and smp; write out_dir/summary.md (build/bench/).
+    """Run boot, size, vm, echo, irq, smp and tls; write out_dir/summary.md (build/bench/).
     linux=False leaves the Linux + MicroPython peer out (and says so)."""
     from manticore_host.bench import run_boot_bench, run_irq_bench
     from manticore_host.echobench import run_echo_bench
     from manticore_host.sizebench import run_size_bench
     from manticore_host.smpbench import run_smp_bench
+    from manticore_host.tlsbench import run_tls_bench
     from manticore_host.vmbench import TARGETS, run_vm_bench
 
     out_dir = out_dir or image.BUILD / "bench"
@@ -95,6 +96,8 @@ def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = Non
                                      out=out_dir / "irq.json", log=log),
         "smp": lambda: run_smp_bench(quick=quick, accel=accel_name,
                                      out=out_dir / "smp.json", log=log),
+        "tls": lambda: run_tls_bench(quick=quick, accel=accel_name,
+                                     out=out_dir / "tls.json", log=log),
     }
     reports, seconds, failed = {}, {}, {}
     t_all = time.monotonic()
@@ -172,6 +175,10 @@ def ratio_rows(reports: dict) -> list[tuple[str, str, str]]:
     if smp:
         for what, v in smp.get("ratios", {}).items():
             rows.append(("smp", what, _x(v)))
+    tls = reports.get("tls")
+    if tls:
+        for what, v in tls.get("ratios", {}).items():
+            rows.append(("tls", what, _x(v)))
     irq = reports.get("irq")
     if irq:
         for r in irq.get("round_trip", []):
@@ -231,6 +238,7 @@ def render_summary(summary: dict, reports: dict) -> str:
     from manticore_host.echobench import format_table as echo_table
     from manticore_host.sizebench import format_table as size_table
     from manticore_host.smpbench import format_table as smp_table
+    from manticore_host.tlsbench import format_table as tls_table
     from manticore_host.vmbench import format_table as vm_table
     for name, title, fmt in (("size", "Size", size_table),
                              ("vm", "VM: MicroPython's perf_bench", vm_table),
@@ -238,7 +246,8 @@ def render_summary(summary: dict, reports: dict) -> str:
                              ("irq", "Interrupts and timers (this project only)",
                               format_irq_table),
                              ("smp", "Cores: isolation, channels, AP bring-up",
-                              smp_table)):
+                              smp_table),
+                             ("tls", "TLS: the guest as a server", tls_table)):
         if name in reports:
             lines += [f"## {title}", "", "```", fmt(reports[name]), "```", ""]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ of the upstream ("orig") tarball, and an unpack into the user cache:
     $XDG_CACHE_HOME/manticore/<package>-<upstream version>/  (or ~/.cache)
 
 Nothing in /etc/apt is touched.  ``MICROPY_DIR`` / ``LWIP_DIR`` point at an
-existing tree instead (for machines without apt).
+existing tree instead (for machines without apt), and ``MBEDTLS_DIR``.
 
 A change to an upstream tree is a patch file in ports/manticore/patches/
 (``NNNN-what.patch``, applied in name order, ``patch -p1`` from the tree's
@@ -67,6 +67,17 @@ PINNED = {
         probe="src/core/tcp.c",
     ),
 }
+
+# mbedTLS for the ssl, hashlib (sha1, md5) and cryptolib modules (issue 13). Its
+# `.orig` tarball's sha256 is the one the package's .dsc lists (Checksums-Sha256).
+PINNED["mbedtls"] = Pin(
+    version="3.6.6-0.1~deb13u1",
+    orig="mbedtls_3.6.6.orig.tar.bz2",
+    sha256="8fb65fae8dcae5840f793c0a334860a411f884cc537ea290ce1c52bb64ca007a",
+    unpacked="mbedtls-3.6.6",
+    env="MBEDTLS_DIR",
+    probe="library/ssl_tls.c",
+)
 
 STAMP = ".manticore-source"
 PATCH_STAMP = ".manticore-patches"
@@ -442,6 +453,9 @@ def patched_dir(name: str, quiet: bool = False) -> Path:
 def micropython_build_dir(quiet: bool = False) -> Path:
     """The patched MicroPython tree that `invoke build` compiles."""
     return patched_dir("micropython", quiet=quiet)
+def mbedtls_dir(quiet: bool = False) -> Path:
+    """The mbedTLS 3.6.6 tree (MBEDTLS_DIR, or fetched into the cache)."""
+    return fetch("mbedtls", quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,9 @@ extern volatile int mp_hal_last_rx_char;
 
 // 64 bits of entropy: virtio-rng when present, else RDSEED/RDRAND, else the TSC (modos.c).
 uint64_t manticore_random_seed(void);
+// n bytes of the same sources, for os.urandom and mbedTLS (modos.c).
+#include <stddef.h>
+void manticore_entropy(void *buf, size_t n);
 
 // modkernel.c: the REPL's idle hook (runs the kernel's event loop while the REPL waits for
 // input; false when there is none or it is already running), the console input callback

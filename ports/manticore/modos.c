@@ -78,6 +78,18 @@ uint64_t manticore_random_seed(void) {
     return cpu_random_word(true);
 }
 
+// n bytes of the best entropy there is (os.urandom, mbedTLS's entropy collector).
+void manticore_entropy(void *buf, size_t n) {
+    if (n == 0 || virtio_rng_read(buf, n) == (long)n) {
+        return;
+    }
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t word = cpu_random_word(false);
+        size_t chunk = n - i < 8 ? n - i : 8;
+        memcpy((char *)buf + i, &word, chunk);
+    }
+}
+
 static mp_obj_t mp_os_urandom(mp_obj_t num) {
     mp_int_t n = mp_obj_get_int(num);
     if (n < 0) {
@@ -85,13 +97,7 @@ static mp_obj_t mp_os_urandom(mp_obj_t num) {
     }
     vstr_t vstr;
     vstr_init_len(&vstr, n);
-    if (n == 0 || virtio_rng_read(vstr.buf, n) != n) {
-        for (mp_int_t i = 0; i < n; i += 8) {
-            uint64_t word = cpu_random_word(false);
-            size_t chunk = n - i < 8 ? n - i : 8;
-            memcpy(vstr.buf + i, &word, chunk);
-        }
-    }
+    manticore_entropy(vstr.buf, n);
     return mp_obj_new_bytes_from_vstr(&vstr);
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(mp_os_urandom_obj, mp_os_urandom);

@@ -58,7 +58,7 @@ void *manticore_native_commit(void *buf, size_t len, void *reloc);
 #define MICROPY_PY_OS_INCLUDEFILE               "ports/manticore/modos.c"
 #define MICROPY_PY_OS_UNAME                     (1)
 #define MICROPY_PY_OS_URANDOM                   (1)
-#define MICROPY_PY_OS_DUPTERM                   (0)
+#define MICROPY_PY_OS_DUPTERM                   (1) // a stream beside the console (WebREPL); netrepl.c
 #define MICROPY_PY_OS_SYNC                      (0) // os.sync is modblk.c's: FAT and the disks' flush
 #define MICROPY_PY_TIME                         (1)
 #define MICROPY_PY_TIME_INCLUDEFILE             "ports/manticore/modtime.c"
@@ -80,10 +80,16 @@ void *manticore_native_commit(void *buf, size_t len, void *reloc);
 #define MICROPY_PY_SELECT                       (1)
 #define MICROPY_PY_ASYNCIO                      (1)
 #define MICROPY_PY_RANDOM_SEED_INIT_FUNC        (mp_hal_random_seed())
-#define MICROPY_PY_HASHLIB_SHA1                 (0) // needs mbedtls/axtls, not in the source package
-#define MICROPY_PY_HASHLIB_MD5                  (0)
-#define MICROPY_PY_CRYPTOLIB                    (0)
-#define MICROPY_PY_SSL                          (0)
+// TLS, sha1/md5 and AES through mbedTLS (MICROPY_SSL_MBEDTLS from the Makefile; the port's
+// config is mbedtls/mbedtls_config_port.h). The ssl module is frozen/ssl.py over tls.
+#define MICROPY_PY_HASHLIB_SHA1                 (1)
+#define MICROPY_PY_HASHLIB_MD5                  (1)
+#define MICROPY_PY_CRYPTOLIB                    (1)
+#define MICROPY_PY_CRYPTOLIB_CTR                (1)
+#define MICROPY_PY_SSL                          (1)
+#define MICROPY_TRACKED_ALLOC                   (1) // mbedTLS allocates on the GC heap
+#define MICROPY_PY_WEBSOCKET                    (1) // WebREPL (frozen/webrepl.py)
+#define MICROPY_PY_WEBREPL                      (1)
 #define MICROPY_PY_BTREE                        (0)
 #define MICROPY_PY_NETWORK                      (1)
 #define MICROPY_PY_NETWORK_HOSTNAME_DEFAULT     "manticore"

@@ -94,6 +94,9 @@ int mp_hal_console_pop(void) {
 int mp_hal_stdin_rx_chr(void) {
     for (;;) {
         int c = mp_hal_console_pop();
+        if (c < 0) {
+            c = manticore_netrepl_rx_chr();   // the REPL over TCP, os.dupterm (netrepl.c)
+        }
         if (c >= 0) {
             mp_hal_last_rx_char = c;
             return c;
@@ -111,7 +114,7 @@ int mp_hal_stdin_rx_chr(void) {
 
 uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
     uintptr_t ret = 0;
-    if ((poll_flags & MP_STREAM_POLL_RD) && rx_ring_used() > 0) {
+    if ((poll_flags & MP_STREAM_POLL_RD) && (rx_ring_used() > 0 || manticore_netrepl_rx_pending())) {
         ret |= MP_STREAM_POLL_RD;
     }
     if (poll_flags & MP_STREAM_POLL_WR) {
@@ -148,6 +151,7 @@ mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
     if (smp_cpu_id() == mp_hal_console_cpu) {
         ap_line_flush();
         console_write(str, len);
+        manticore_netrepl_tx(str, len);
         return len;
     }
     for (size_t i = 0; i < len; i++) {

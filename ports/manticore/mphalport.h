@@ -2,8 +2,16 @@
 #ifndef MICROPY_INCLUDED_MANTICORE_MPHALPORT_H
 #define MICROPY_INCLUDED_MANTICORE_MPHALPORT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "shared/runtime/interrupt_char.h"
+
+// The REPL over TCP and os.dupterm streams beside the serial console (netrepl.c): the next
+// byte they received (-1: none), whether one is waiting, and a copy of the REPL's output.
+int manticore_netrepl_rx_chr(void);
+bool manticore_netrepl_rx_pending(void);
+void manticore_netrepl_tx(const char *str, size_t len);
 
 void mp_hal_console_init(void);
 void mp_hal_set_interrupt_char(int c);

@@ -18,7 +18,7 @@ from vmtools import REPO
 # The first run on a fresh machine also builds the Linux peer (a 100 MB download and a
 # static MicroPython build); after that the quick run takes about two minutes.
 pytestmark = pytest.mark.timeout(1500)
-BENCHES = ("boot", "size", "vm", "echo", "irq")
+BENCHES = ("boot", "size", "vm", "echo", "irq", "tls")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,15 @@ def test_boot_times_every_image(quick_run, summary):
             f"{res['kernel']['direct q35']['median'] * 1000:.0f} ms, linux "
             f"{res['linux']['direct q35']['median'] * 1000:.0f} ms, ratio "
             f"{boot['ratio_to_linux']['direct q35']:.2f}")
+
+
+def test_tls_reports_handshakes_and_bulk_against_plain_tcp(quick_run, summary):
+    tls = quick_run[0]["tls"]
+    assert tls["handshakes_per_s"] > 0 and tls["tls_mib_s"] > 0 and tls["tcp_mib_s"] > 0, tls
+    ratio = tls["ratios"]["TLS bulk / plain TCP bulk"]
+    assert 0 < ratio < 3, f"TLS cannot be much faster than the plain TCP it runs on: {tls}"
+    summary(f"bench all --quick: tls {tls['handshakes_per_s']:.1f} handshakes/s, "
+            f"{tls['tls_mib_s']:.1f} MiB/s vs TCP {tls['tcp_mib_s']:.1f} MiB/s")
 
 
 def test_size_reports_both_images(quick_run):
