@@ -151,6 +151,7 @@ void uart_enable_rx_interrupt(void) {
         rx_vector = irq_route_legacy(UART_COM1_IRQ, uart_rx_interrupt, NULL, "com1");
     }
     rx_interrupt_enabled = true;
+    rx_paused = false;
     uart_write_register(UART_IER, UART_IER_ERBFI);
     uart_write_register(UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
     // Bytes that arrived while receive interrupts were off are handed over now.
@@ -163,6 +164,11 @@ void uart_enable_rx_interrupt(void) {
 void uart_disable_rx_interrupt(void) {
     // Only IER changes: the handler, OUT2 and the I/O APIC pin stay as they are, so a later
     // uart_enable_rx_interrupt is cheap. Received bytes wait in the 16-byte FIFO meanwhile.
+    // rx_paused also stops a drain in progress (the callback calls this from inside one):
+    // without it the handler went on reading RBR, and every read lets QEMU refill the FIFO
+    // from the host, so a drain could hand over any number of bytes past the consumer's
+    // "full" and they were lost (seen: 149 bytes in one drain against a 32-byte slack).
+    rx_paused = true;
     rx_interrupt_enabled = false;
     uart_write_register(UART_IER, 0);
 }
