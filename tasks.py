@@ -9,6 +9,7 @@
     invoke bench boot   boot-time benchmark -> build/bench/boot.json
     invoke bench irq    interrupt round trip, timer precision -> build/bench/irq.json
     invoke bench echo   UDP echo rate and latency -> build/bench/echo.json
+    invoke fuzz         libFuzzer on the kernel's parsers (tests/fuzz) -> build/fuzz/summary.md
     invoke clean        remove build/
 """
 
@@ -35,7 +36,8 @@ from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "mtools", "gcc", "make", "gdb",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
-                "cpio")                         # tests/host: the peer's initramfs, cross-checked
+                "cpio",                         # tests/host: the peer's initramfs, cross-checked
+                "clang-19", "libclang-rt-19-dev")  # invoke fuzz: libFuzzer, ASan, UBSan
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
@@ -419,6 +421,23 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
         from manticore_host.bench import run_boot_bench
         run_boot_bench(runs=int(runs) if runs else (1 if quick else 5),
                        quick=quick, accel=accel, linux=linux, out=out)
+
+
+@task(help={"seconds": "time per harness (default 60)",
+            "harness": "one harness (acpi, boot_info, pci, virtio_net); default all"})
+def fuzz(c, seconds=60, harness=None):
+    """Fuzz the kernel's parsers of outside input with libFuzzer (tests/fuzz), bounded in time;
+    prints executions, coverage and findings per harness -> build/fuzz/summary.md."""
+    from manticore_host.fuzz import run_fuzz
+    try:
+        results = run_fuzz(int(seconds), [harness] if harness else None)
+    except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+        raise Exit(f"fuzz: {e}", code=1)
+    found = [f"{r['harness']}: build/fuzz/{r['harness']}/{f}" for r in results
+             for f in r["findings"]]
+    if found:
+        raise Exit("fuzz: findings (fix, then keep each in tests/fuzz/regressions/NAME/):\n  "
+                   + "\n  ".join(found), code=1)
 
 
 @task
