@@ -121,7 +121,10 @@ def deps(c):
 
 # -- build --------------------------------------------------------------------
 
-def _build_kernel(c, quiet: bool = False) -> None:
+UBSAN_DIR = ROOT / "build" / "ubsan"
+
+
+def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
     makefile = ROOT / "ports" / "manticore" / "Makefile"
     if not makefile.is_file():
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
@@ -133,6 +136,10 @@ def _build_kernel(c, quiet: bool = False) -> None:
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
            f"MICROPY_TOP={shlex.quote(str(top))} "
            f"LWIP_DIR={shlex.quote(str(lwip))} -j{_jobs()}")
+    if sanitize:
+        # Its own objects and ELF (build/ubsan/): switching never rebuilds the other one.
+        cmd += (f" SANITIZE=1 BUILD={shlex.quote(str(UBSAN_DIR / 'port'))} "
+                f"KERNEL_ELF={shlex.quote(str(UBSAN_DIR / 'kernel.elf'))}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
@@ -141,8 +148,9 @@ def _build_kernel(c, quiet: bool = False) -> None:
             print(result.stdout + result.stderr, file=sys.stderr)
         raise Exit(f"build: make failed (status {result.exited})",
                    code=result.exited or 1)
-    if not image.KERNEL.is_file():
-        raise Exit(f"build: make succeeded but {_rel(image.KERNEL)} is "
+    elf = UBSAN_DIR / "kernel.elf" if sanitize else image.KERNEL
+    if not elf.is_file():
+        raise Exit(f"build: make succeeded but {_rel(elf)} is "
                    "missing", code=1)
 
 
@@ -153,10 +161,11 @@ def _build_iso(quiet: bool = False) -> None:
         raise Exit(f"iso: {e}", code=1)
 
 
-@task
-def build(c):
+@task(help={"sanitize": "build/ubsan/kernel.elf instead: the kernel with UBSan, whose "
+                        "runtime (arch/x86_64/ubsan.c) reports on COM1 and panics"})
+def build(c, sanitize=False):
     """build/kernel.elf (`invoke build iso` also makes build/kernel.iso)."""
-    _build_kernel(c)
+    _build_kernel(c, sanitize=sanitize)
 
 
 @task(pre=[build])
@@ -335,6 +344,7 @@ def test(c, args="", k=None, no_build=False):
     if not no_build:
         _build_kernel(c, quiet=True)
         _build_iso(quiet=True)
+        _build_kernel(c, quiet=True, sanitize=True)     # tests/boot/test_boot_ubsan.py
     cmd = [sys.executable, "-m", "pytest"]
     extra = shlex.split(args) + shlex.split(c.remainder or "")
     if k:

@@ -1,6 +1,7 @@
 // kdebug: deliberate crashes for testing the kernel's fault handling, in the spirit of Linux's
 // LKDTM. Each one must end in a panic report and a non-zero QEMU exit, never a hang or a
 // silent reboot.
+#include <limits.h>
 #include <string.h>
 
 #include "py/runtime.h"
@@ -31,15 +32,22 @@ static __attribute__((noinline)) void kdebug_smash_canary(size_t length) {
 }
 
 // kdebug.crash(kind): kind is one of "stack" (C stack overflow into the guard page),
-// "canary" (a local buffer overrun caught by the stack protector), "null" (write through a
-// null pointer), "ud" (invalid opcode), "div" (integer divide by zero), "gp" (non-canonical
-// address) or "panic" (a C panic() call).
+// "canary" (a local buffer overrun caught by the stack protector), "ubsan" (a signed
+// overflow, caught in the UBSan build), "null" (write through a null pointer), "ud" (invalid
+// opcode), "div" (integer divide by zero), "gp" (non-canonical address) or "panic" (a C
+// panic() call).
 static mp_obj_t kdebug_crash(mp_obj_t kind_in) {
     const char *kind = mp_obj_str_get_str(kind_in);
     if (strcmp(kind, "stack") == 0) {
         kdebug_recurse(0);
     } else if (strcmp(kind, "canary") == 0) {
         kdebug_smash_canary(32);
+    } else if (strcmp(kind, "ubsan") == 0) {
+        // Signed overflow: a UBSan report and a panic in `invoke build --sanitize`'s kernel;
+        // in the ordinary one it wraps and the RuntimeError below says nothing happened.
+        volatile int big = INT_MAX;
+        volatile int sum = big + 1;
+        (void)sum;
     } else if (strcmp(kind, "null") == 0) {
         *(volatile uint64_t *)0 = 0xdead;
     } else if (strcmp(kind, "ud") == 0) {
@@ -53,7 +61,7 @@ static mp_obj_t kdebug_crash(mp_obj_t kind_in) {
     } else if (strcmp(kind, "panic") == 0) {
         panic("kdebug.crash('panic') called from Python");
     } else {
-        mp_raise_ValueError(MP_ERROR_TEXT("kind must be stack, canary, null, ud, div, gp or panic"));
+        mp_raise_ValueError(MP_ERROR_TEXT("kind must be stack, canary, ubsan, null, ud, div, gp or panic"));
     }
     mp_raise_msg(&mp_type_RuntimeError, MP_ERROR_TEXT("the crash did not happen"));
 }
