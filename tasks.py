@@ -362,7 +362,7 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "all")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "faults", "all")
 
 
 @task(positional=["name"], help={
@@ -383,7 +383,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
     echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
     size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
-    smp (isolation between cores, channel round trips, boot with -smp 1/2/4);
+    smp (isolation between cores, channel round trips, boot with -smp 1/2/4),
+    faults (the fault campaign's long form: 100,000 malformed frames, 1 MiB at the REPL);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
@@ -408,6 +409,9 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
     if name == "all":
         from manticore_host.benchall import run_all
         run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
+    elif name == "faults":
+        from manticore_host.faultbench import run_fault_bench
+        run_fault_bench(quick=quick, out=out or image.BUILD / "bench" / "faults.json")
     elif name == "smp":
         from manticore_host.smpbench import run_smp_bench
         run_smp_bench(quick=quick, accel=accel, out=out, runs=int(runs) if runs else None)

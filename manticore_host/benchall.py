@@ -19,7 +19,7 @@ from manticore_host import image
 from manticore_host.bench import _first_line, qemu_version
 from manticore_host.qemu import resolve_accel
 
-ORDER = ("boot", "size", "vm", "echo", "irq", "smp")
+ORDER = ("boot", "size", "vm", "echo", "irq", "smp", "faults")
 
 
 def machine_info() -> dict:
@@ -74,6 +74,7 @@ def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = Non
     linux=False leaves the Linux + MicroPython peer out (and says so)."""
     from manticore_host.bench import run_boot_bench, run_irq_bench
     from manticore_host.echobench import run_echo_bench
+    from manticore_host.faultbench import run_fault_bench
     from manticore_host.sizebench import run_size_bench
     from manticore_host.smpbench import run_smp_bench
     from manticore_host.vmbench import TARGETS, run_vm_bench
@@ -95,6 +96,7 @@ def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = Non
                                      out=out_dir / "irq.json", log=log),
         "smp": lambda: run_smp_bench(quick=quick, accel=accel_name,
                                      out=out_dir / "smp.json", log=log),
+        "faults": lambda: run_fault_bench(quick=quick, out=out_dir / "faults.json", log=log),
     }
     reports, seconds, failed = {}, {}, {}
     t_all = time.monotonic()
@@ -229,6 +231,7 @@ def render_summary(summary: dict, reports: dict) -> str:
                   "± is half the spread (max − min).", ""]
     from manticore_host.bench import format_irq_table
     from manticore_host.echobench import format_table as echo_table
+    from manticore_host.faultbench import format_table as fault_table
     from manticore_host.sizebench import format_table as size_table
     from manticore_host.smpbench import format_table as smp_table
     from manticore_host.vmbench import format_table as vm_table
@@ -238,7 +241,9 @@ def render_summary(summary: dict, reports: dict) -> str:
                              ("irq", "Interrupts and timers (this project only)",
                               format_irq_table),
                              ("smp", "Cores: isolation, channels, AP bring-up",
-                              smp_table)):
+                              smp_table),
+                             ("faults", "Reliability: the fault campaign and the fuzzers",
+                              fault_table)):
         if name in reports:
             lines += [f"## {title}", "", "```", fmt(reports[name]), "```", ""]
     return "\n".join(lines)

@@ -91,3 +91,15 @@ def fault_frames(count: int, guest_mac: bytes, host_mac: bytes, host_ip: str, gu
             frame = ethernet(rng.choice([b"\xff" * 6, guest_mac]), rng.randbytes(6),
                              ETH_P_ARP, body)
         yield kind, frame
+
+
+def record_result(name: str, result: dict) -> None:
+    """For `invoke bench faults`: the figures of one campaign test as JSON in
+    $MANTICORE_FAULTS_OUT/NAME.json (nothing when it is not set)."""
+    import json
+    import os
+    from pathlib import Path
+
+    out = os.environ.get("MANTICORE_FAULTS_OUT")
+    if out:
+        Path(out, f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

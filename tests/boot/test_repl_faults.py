@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from faultframes import record_result
+
 REPL_BYTES = int(os.environ.get("MANTICORE_REPL_FUZZ_BYTES", str(64 * 1024)))
 
 pytestmark = pytest.mark.timeout(120 + REPL_BYTES // 4096)
@@ -56,8 +58,11 @@ def test_random_bytes_at_the_repl(boot, summary):
     t0 = time.monotonic()
     type_random(vm, REPL_BYTES, seed=14, shape="bytes")
     attempts = recover(vm)
-    summary(f"faults: {REPL_BYTES} random bytes at the REPL in {time.monotonic() - t0:.1f} s, "
+    took = time.monotonic() - t0
+    summary(f"faults: {REPL_BYTES} random bytes at the REPL in {took:.1f} s, "
             f"answered after {attempts} recovery attempt(s)")
+    record_result("repl_bytes", {"bytes": REPL_BYTES, "seconds": round(took, 1),
+                                 "recovery_attempts": attempts})
     assert vm.console.repl("sum(range(10))").endswith("45")
 
 
@@ -66,6 +71,9 @@ def test_random_raw_repl_sequences(boot, summary):
     t0 = time.monotonic()
     type_random(vm, REPL_BYTES // 4, seed=15, shape="raw")
     attempts = recover(vm)
+    took = time.monotonic() - t0
     summary(f"faults: {REPL_BYTES // 4} bytes of random raw-REPL/raw-paste sequences in "
-            f"{time.monotonic() - t0:.1f} s, answered after {attempts} recovery attempt(s)")
+            f"{took:.1f} s, answered after {attempts} recovery attempt(s)")
+    record_result("repl_raw", {"bytes": REPL_BYTES // 4, "seconds": round(took, 1),
+                               "recovery_attempts": attempts})
     assert vm.console.raw_exec("print(1 + 2)")[0].strip() == "3"

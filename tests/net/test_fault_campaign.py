@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from faultframes import fault_frames
+from faultframes import fault_frames, record_result
 from nettools import ECHO_PORT, GUEST_IP, HOST_IP, udp_echo, wait_echo
 
 FRAMES = int(os.environ.get("MANTICORE_FAULT_FRAMES", "3000"))
@@ -119,4 +119,5 @@ def run_campaign(g, frames: int, summary=None) -> dict:
 
 def test_malformed_frames_campaign(tap_guest, summary):
     result = run_campaign(tap_guest, FRAMES, summary)
+    record_result("frames", result)
     assert result["frames"] >= FRAMES * 9 // 10, result
