@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 TESTS = ("tests/net/test_fault_campaign.py", "tests/boot/test_repl_faults.py",
+         "tests/net/test_qmp_faults.py", "tests/smp/test_app_faults.py",
+         "tests/smp/test_smp.py::test_a_failing_app_on_one_cpu_leaves_the_others_serving",
          "tests/boot/test_boot_stack_protector.py", "tests/fuzz")
 
 
@@ -68,9 +70,17 @@ def format_table(report: dict) -> str:
         if key in r:
             rows.append((what, f"{r[key]['bytes']:,} bytes in {r[key]['seconds']} s",
                          f"REPL answered after {r[key]['recovery_attempts']} recovery attempt(s)"))
-    rows.append(("smashed stack canary (kdebug.crash('canary'))", "1",
-                 "panic naming the function, QEMU status 3" if report["tests_passed"]
-                 else "see the test log"))
+    ok = report["tests_passed"]
+    for what, outcome in (
+            ("link cut for 2 s mid 256 KiB TCP echo (QMP set_link)", "recovered, data exact"),
+            ("machine reset requested through QMP", "QEMU exits with status 0 (-no-reboot)"),
+            ("app exhausting the heap / recursing without bound",
+             "MemoryError / RuntimeError, app fails on its CPU, others serve"),
+            ("app swallowing KeyboardInterrupt in an except: loop",
+             "takes its own CPU only; echod 100/100, REPL answers"),
+            ("smashed stack canary (kdebug.crash('canary'))",
+             "panic naming the function, QEMU status 3")):
+        rows.append((what, "1", outcome if ok else "see the test log"))
     for h in report.get("fuzz") or []:
         rows.append((f"fuzz {h['harness']} ({', '.join(h['sources'])})",
                      f"{h['executions']:,} executions, {h['edges']}/{h['edges_total']} edges",
