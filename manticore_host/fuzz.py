@@ -82,7 +82,17 @@ def run_fuzz(seconds: int = 60, names: list[str] | None = None, out_dir: Path = 
         results.append(r)
         print(f"fuzz: {name}: {r['executions']} executions, {r['edges']}/{r['edges_total']} "
               f"edges, {len(r['findings'])} findings", flush=True)
-    (out_dir / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    # The table keeps the last figures of harnesses not run this time (--harness NAME).
+    summary_path = out_dir / "summary.json"
+    kept = []
+    if summary_path.is_file():
+        try:
+            kept = [r for r in json.loads(summary_path.read_text())
+                    if r.get("harness") not in names and r.get("harness") in fuzzbuild.HARNESSES]
+        except (ValueError, AttributeError):
+            kept = []
+    results = sorted(kept + results, key=lambda r: r["harness"])
+    summary_path.write_text(json.dumps(results, indent=2) + "\n")
     lines = ["| harness | sources | seconds | executions | exec/s | edges covered | findings |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in results:
