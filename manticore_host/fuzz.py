@@ -91,7 +91,8 @@ def run_fuzz(seconds: int = 60, names: list[str] | None = None, out_dir: Path = 
                     if r.get("harness") not in names and r.get("harness") in fuzzbuild.HARNESSES]
         except (ValueError, AttributeError):
             kept = []
-    results = sorted(kept + results, key=lambda r: r["harness"])
+    ran = results
+    results = sorted(kept + ran, key=lambda r: r["harness"])
     summary_path.write_text(json.dumps(results, indent=2) + "\n")
     lines = ["| harness | sources | seconds | executions | exec/s | edges covered | findings |",
              "|---|---|---:|---:|---:|---:|---|"]
@@ -103,4 +104,4 @@ def run_fuzz(seconds: int = 60, names: list[str] | None = None, out_dir: Path = 
                      f"{', '.join(r['findings']) or 'none'} |")
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return results
+    return ran
