@@ -141,9 +141,43 @@ def pci_seeds() -> dict[str, bytes]:
     }
 
 
+def lwip_seeds() -> dict[str, bytes]:
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from frames import (ETH_P_IP, arp_request, checksum, ethernet, ipv4_header, udp_frame)
+
+    guest, host = bytes.fromhex("525400123456"), bytes.fromhex("525400abcdef")
+
+    def rec(frame: bytes, ms: int = 1) -> bytes:
+        return struct.pack("<H", len(frame)) + frame + bytes([ms])
+
+    syn = struct.pack("!HHIIBBHHH", 40000, 7777, 1000, 0, 0x50, 0x02, 65535, 0, 0)
+    pseudo = bytes([10, 0, 2, 2, 10, 0, 2, 15]) + struct.pack("!BBH", 0, 6, len(syn))
+    syn = syn[:16] + struct.pack("!H", checksum(pseudo + syn)) + syn[18:]
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 1, 1) + b"ping" * 8
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    frag_data = bytes(range(256)) * 2
+    frag1 = ethernet(guest, host, ETH_P_IP, ipv4_header("10.0.2.2", "10.0.2.15", 17, 256,
+                                                        ident=7, flags_frag=0x2000)
+                     + struct.pack("!HHHH", 40000, 7777, 8 + 504, 0) + frag_data[:248])
+    frag2 = ethernet(guest, host, ETH_P_IP, ipv4_header("10.0.2.2", "10.0.2.15", 17, 264,
+                                                        ident=7, flags_frag=32)
+                     + frag_data[248:])
+    return {
+        "arp_udp_tcp_icmp": rec(arp_request(host, "10.0.2.2", "10.0.2.15"))
+        + rec(udp_frame(guest, host, "10.0.2.2", "10.0.2.15", 40000, 7777, b"hello echod"))
+        + rec(ethernet(guest, host, ETH_P_IP, ipv4_header("10.0.2.2", "10.0.2.15", 6, len(syn))
+                       + syn))
+        + rec(ethernet(guest, host, ETH_P_IP, ipv4_header("10.0.2.2", "10.0.2.15", 1, len(icmp))
+                       + icmp)),
+        "fragments": rec(frag1) + rec(frag2, 200),
+    }
+
+
 def main() -> None:
     for name, seeds in (("acpi", acpi_seeds()), ("boot_info", boot_info_seeds()),
-                        ("virtio_net", virtio_net_seeds()), ("pci", pci_seeds())):
+                        ("virtio_net", virtio_net_seeds()), ("pci", pci_seeds()),
+                        ("lwip", lwip_seeds())):
         d = CORPUS / name
         d.mkdir(parents=True, exist_ok=True)
         for seed, data in seeds.items():
