@@ -9,6 +9,7 @@
     invoke bench boot   boot-time benchmark -> build/bench/boot.json
     invoke bench irq    interrupt round trip, timer precision -> build/bench/irq.json
     invoke bench echo   UDP echo rate and latency -> build/bench/echo.json
+    invoke fuzz         libFuzzer on the kernel's parsers (tests/fuzz) -> build/fuzz/summary.md
     invoke clean        remove build/
 """
 
@@ -38,7 +39,8 @@ APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
                 "cpio",                         # tests/host: the peer's initramfs, cross-checked
                 "dosfstools",                   # disks: mkfs.fat, fsck.vfat
-                "patch")                        # ports/manticore/patches on a copy of the tree
+                "patch",                        # ports/manticore/patches on a copy of the tree
+                "clang-19", "libclang-rt-19-dev")  # invoke fuzz: libFuzzer, ASan, UBSan
 # requirements.txt name -> module that proves it is installed
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
@@ -128,7 +130,10 @@ def deps(c):
 
 # -- build --------------------------------------------------------------------
 
-def _build_kernel(c, quiet: bool = False) -> None:
+UBSAN_DIR = ROOT / "build" / "ubsan"
+
+
+def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
     makefile = ROOT / "ports" / "manticore" / "Makefile"
     if not makefile.is_file():
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
@@ -142,6 +147,10 @@ def _build_kernel(c, quiet: bool = False) -> None:
            f"MICROPY_TOP={shlex.quote(str(top))} "
            f"LWIP_DIR={shlex.quote(str(lwip))} "
            f"MBEDTLS_DIR={shlex.quote(str(mbedtls))} -j{_jobs()}")
+    if sanitize:
+        # Its own objects and ELF (build/ubsan/): switching never rebuilds the other one.
+        cmd += (f" SANITIZE=1 BUILD={shlex.quote(str(UBSAN_DIR / 'port'))} "
+                f"KERNEL_ELF={shlex.quote(str(UBSAN_DIR / 'kernel.elf'))}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
@@ -150,8 +159,9 @@ def _build_kernel(c, quiet: bool = False) -> None:
             print(result.stdout + result.stderr, file=sys.stderr)
         raise Exit(f"build: make failed (status {result.exited})",
                    code=result.exited or 1)
-    if not image.KERNEL.is_file():
-        raise Exit(f"build: make succeeded but {_rel(image.KERNEL)} is "
+    elf = UBSAN_DIR / "kernel.elf" if sanitize else image.KERNEL
+    if not elf.is_file():
+        raise Exit(f"build: make succeeded but {_rel(elf)} is "
                    "missing", code=1)
 
 
@@ -162,10 +172,11 @@ def _build_iso(quiet: bool = False) -> None:
         raise Exit(f"iso: {e}", code=1)
 
 
-@task
-def build(c):
+@task(help={"sanitize": "build/ubsan/kernel.elf instead: the kernel with UBSan, whose "
+                        "runtime (arch/x86_64/ubsan.c) reports on COM1 and panics"})
+def build(c, sanitize=False):
     """build/kernel.elf (`invoke build iso` also makes build/kernel.iso)."""
-    _build_kernel(c)
+    _build_kernel(c, sanitize=sanitize)
 
 
 @task(pre=[build])
@@ -384,6 +395,7 @@ def test(c, args="", k=None, no_build=False):
     if not no_build:
         _build_kernel(c, quiet=True)
         _build_iso(quiet=True)
+        _build_kernel(c, quiet=True, sanitize=True)     # tests/boot/test_boot_ubsan.py
     cmd = [sys.executable, "-m", "pytest"]
     extra = shlex.split(args) + shlex.split(c.remainder or "")
     if k:
@@ -401,11 +413,11 @@ def test(c, args="", k=None, no_build=False):
         raise Exit(code=code)
 
 
-BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "all")
+BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "faults", "all")
 
 
 @task(positional=["name"], help={
-    "name": "which benchmark: boot, vm, echo, size, irq, smp, storage, tls, or all (writes "
+    "name": "which benchmark: boot, vm, echo, size, irq, smp, storage, tls, faults, or all (writes "
             "build/bench/summary.md)",
     "runs": "boot: timed boots per case (default 5; --quick: 1)",
     "quick": "1 run each, short cases, coarse bisection: proves the benchmarks work",
@@ -425,6 +437,7 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
     smp (isolation between cores, channel round trips, boot with -smp 1/2/4),
     tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP);
+    faults (the fault campaign's long form: 100,000 malformed frames, 1 MiB at the REPL);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
         raise Exit(f"bench: unknown benchmark {name!r} "
@@ -455,6 +468,9 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
     elif name == "tls":
         from manticore_host.tlsbench import run_tls_bench
         run_tls_bench(quick=quick, accel=accel, out=out)
+    elif name == "faults":
+        from manticore_host.faultbench import run_fault_bench
+        run_fault_bench(quick=quick, out=out or image.BUILD / "bench" / "faults.json")
     elif name == "smp":
         from manticore_host.smpbench import run_smp_bench
         run_smp_bench(quick=quick, accel=accel, out=out, runs=int(runs) if runs else None)
@@ -500,6 +516,21 @@ def disk(c, action, image, size="64M", fs="lfs", file=None, out=None):
     code = diskmod.main(args)
     if code:
         raise Exit(code=code)
+@task(help={"seconds": "time per harness (default 60)",
+            "harness": "one harness (acpi, boot_info, pci, virtio_net); default all"})
+def fuzz(c, seconds=60, harness=None):
+    """Fuzz the kernel's parsers of outside input with libFuzzer (tests/fuzz), bounded in time;
+    prints executions, coverage and findings per harness -> build/fuzz/summary.md."""
+    from manticore_host.fuzz import run_fuzz
+    try:
+        results = run_fuzz(int(seconds), [harness] if harness else None)
+    except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
+        raise Exit(f"fuzz: {e}", code=1)
+    found = [f"{r['harness']}: build/fuzz/{r['harness']}/{f}" for r in results
+             for f in r["findings"]]
+    if found:
+        raise Exit("fuzz: findings (fix, then keep each in tests/fuzz/regressions/NAME/):\n  "
+                   + "\n  ".join(found), code=1)
 
 
 @task

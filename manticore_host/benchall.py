@@ -19,7 +19,7 @@ from manticore_host import image
 from manticore_host.bench import _first_line, qemu_version
 from manticore_host.qemu import resolve_accel
 
-ORDER = ("boot", "size", "vm", "echo", "irq", "smp", "tls")
+ORDER = ("boot", "size", "vm", "echo", "irq", "smp", "tls", "faults")
 
 
 def machine_info() -> dict:
@@ -74,6 +74,7 @@ def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = Non
     linux=False leaves the Linux + MicroPython peer out (and says so)."""
     from manticore_host.bench import run_boot_bench, run_irq_bench
     from manticore_host.echobench import run_echo_bench
+    from manticore_host.faultbench import run_fault_bench
     from manticore_host.sizebench import run_size_bench
     from manticore_host.smpbench import run_smp_bench
     from manticore_host.tlsbench import run_tls_bench
@@ -98,6 +99,7 @@ def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = Non
                                      out=out_dir / "smp.json", log=log),
         "tls": lambda: run_tls_bench(quick=quick, accel=accel_name,
                                      out=out_dir / "tls.json", log=log),
+        "faults": lambda: run_fault_bench(quick=quick, out=out_dir / "faults.json", log=log),
     }
     reports, seconds, failed = {}, {}, {}
     t_all = time.monotonic()
@@ -236,6 +238,7 @@ def render_summary(summary: dict, reports: dict) -> str:
                   "± is half the spread (max − min).", ""]
     from manticore_host.bench import format_irq_table
     from manticore_host.echobench import format_table as echo_table
+    from manticore_host.faultbench import format_table as fault_table
     from manticore_host.sizebench import format_table as size_table
     from manticore_host.smpbench import format_table as smp_table
     from manticore_host.tlsbench import format_table as tls_table
@@ -247,7 +250,9 @@ def render_summary(summary: dict, reports: dict) -> str:
                               format_irq_table),
                              ("smp", "Cores: isolation, channels, AP bring-up",
                               smp_table),
-                             ("tls", "TLS: the guest as a server", tls_table)):
+                             ("tls", "TLS: the guest as a server", tls_table),
+                             ("faults", "Reliability: the fault campaign and the fuzzers",
+                              fault_table)):
         if name in reports:
             lines += [f"## {title}", "", "```", fmt(reports[name]), "```", ""]
     return "\n".join(lines)

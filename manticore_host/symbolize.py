@@ -174,11 +174,15 @@ class Symbolizer:
     def describe(self, addr: int, return_address: bool = False) -> str | None:
         """"func+0x1c (file.c:123)", "func+0x1c" without line info, or None
         if addr is in no function.  For a return address (backtrace frames
-        after #0) the line is that of the call, i.e. of addr - 1."""
-        sym = self.symbol(addr)
+        after #0) the function and line are those of the call, i.e. of addr - 1:
+        a call to a noreturn function (panic, __stack_chk_fail) can be a function's
+        last instruction, and then addr is already the next function's start."""
+        sym = self.symbol(addr - 1 if return_address else addr)
         if sym is None:
             return None
         name, offset = sym
+        if return_address:
+            offset += 1
         text = f"{name}+{offset:#x}" if offset else name
         where = self.line(addr - 1 if return_address else addr)
         if where is not None:

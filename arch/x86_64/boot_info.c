@@ -101,10 +101,12 @@ struct boot_info boot_info;
 // so its address is physical). An ACPI 2.0 RSDP is 36 bytes.
 static uint8_t rsdp_copy[36] __attribute__((aligned(16)));
 
-static void copy_cmdline(const char *source) {
+// At most `max` bytes of `source` are read: a Multiboot2 tag whose string lacks its NUL ends
+// at the tag's end, not somewhere past the boot information.
+static void copy_cmdline(const char *source, size_t max) {
     size_t i = 0;
     if (source) {
-        for (; i < BOOT_CMDLINE_MAX - 1 && source[i]; i++) {
+        for (; i < BOOT_CMDLINE_MAX - 1 && i < max && source[i]; i++) {
             boot_info.cmdline[i] = source[i];
         }
     }
@@ -161,21 +163,29 @@ static void parse_multiboot2(uint64_t info) {
     boot_info.loader = "multiboot2";
     while (cursor + sizeof(struct multiboot2_tag) <= end) {
         const struct multiboot2_tag *tag = (const void *)cursor;
-        if (tag->type == MB2_TAG_END || tag->size < sizeof(*tag)) {
+        // A tag must fit in what is left (Multiboot2 3.6.1): a larger size would send the
+        // memory map loop past the end, and one near 4 GiB would wrap the 32-bit rounding
+        // below to 0 and loop forever.
+        if (tag->type == MB2_TAG_END || tag->size < sizeof(*tag) || tag->size > end - cursor) {
             break;
         }
         const uint8_t *payload = (const uint8_t *)(tag + 1);
         size_t payload_size = tag->size - sizeof(*tag);
         switch (tag->type) {
             case MB2_TAG_CMDLINE:
-                copy_cmdline((const char *)payload);
+                copy_cmdline((const char *)payload, payload_size);
                 break;
             case MB2_TAG_BASIC_MEMINFO:
-                meminfo = (const void *)tag;
+                if (tag->size >= sizeof(*meminfo)) {
+                    meminfo = (const void *)tag;
+                }
                 break;
             case MB2_TAG_MMAP: {
                 const struct multiboot2_tag_mmap *mmap = (const void *)tag;
-                if (mmap->entry_size < sizeof(struct multiboot2_mmap_entry)) {
+                // entry_size is a multiple of 8 (Multiboot2 3.6.8); another would misalign
+                // the entries.
+                if (tag->size < sizeof(*mmap) || mmap->entry_size % 8 != 0
+                    || mmap->entry_size < sizeof(struct multiboot2_mmap_entry)) {
                     break;
                 }
                 uintptr_t entry = cursor + sizeof(*mmap);
@@ -198,7 +208,7 @@ static void parse_multiboot2(uint64_t info) {
             default:
                 break;
         }
-        cursor += (tag->size + 7) & ~7u;
+        cursor += ((uintptr_t)tag->size + 7) & ~(uintptr_t)7;
     }
 
     if (!have_mmap && meminfo) {
@@ -210,7 +220,8 @@ static void parse_multiboot2(uint64_t info) {
 static void parse_pvh(uint64_t info) {
     const struct hvm_start_info *start = (const void *)(uintptr_t)info;
     boot_info.loader = "pvh";
-    copy_cmdline(start->cmdline_paddr ? (const char *)(uintptr_t)start->cmdline_paddr : NULL);
+    copy_cmdline(start->cmdline_paddr ? (const char *)(uintptr_t)start->cmdline_paddr : NULL,
+                 BOOT_CMDLINE_MAX);
     boot_info.rsdp_phys = start->rsdp_paddr;
     if (start->version >= 1 && start->memmap_paddr) {
         const struct hvm_memmap_table_entry *map = (const void *)(uintptr_t)start->memmap_paddr;

@@ -11,6 +11,7 @@
 #include "arch/x86_64/ioapic.h"
 #include "arch/x86_64/irq.h"
 #include "arch/x86_64/kprintf.h"
+#include "arch/x86_64/stack_protector.h"
 #include "arch/x86_64/lapic.h"
 #include "arch/x86_64/paging.h"
 #include "arch/x86_64/panic.h"
@@ -58,8 +59,10 @@ static void print_platform_line(void) {
 // irq_init masks the 8259 once the APIC path exists, and the timer allocates its vector
 // from irq.
 void arch_start64(uint32_t magic, uint64_t info) {
+    stack_protector_init();       // before any protected function that returns
     smp_save_percpu_template();   // before anything changes the boot CPU's copy
     uart_init(UART_COM1_BASE, 115200);
+    stack_protector_report();
     gdt_init();
     idt_init();
     boot_info_parse(magic, info);

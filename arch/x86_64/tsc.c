@@ -145,7 +145,10 @@ static struct paired_sample hpet_sample(volatile uint64_t *hpet) {
 
 static uint64_t tsc_hz_from_hpet(void) {
     const uint8_t *table = acpi_find_table("HPET");
-    if (!table || ((const uint32_t *)table)[1] < HPET_TABLE_ADDRESS + 8 || table[40] != 0) {
+    // Byte by byte: firmware need not align tables (UBSan caught a misaligned u32 load).
+    uint32_t length = table ? (table[4] | table[5] << 8 | table[6] << 16
+                               | (uint32_t)table[7] << 24) : 0;
+    if (!table || length < HPET_TABLE_ADDRESS + 8 || table[40] != 0) {
         return 0;   // absent, too short, or not in memory space
     }
     uint64_t base = 0;

@@ -287,6 +287,14 @@ static void walk_capabilities(struct pci_device *d) {
     }
     uint8_t offset = pci_read8(d, PCI_CAPABILITY_LIST) & 0xfc;
     for (int guard = 0; offset >= 0x40 && guard < 48; guard++) {
+        // A list that comes back to an offset already seen is cut there: each offset once,
+        // so pci_find_capability(dev, id, previous) always moves forward (a looping list
+        // would otherwise make the drivers' "next capability" loops run forever).
+        for (int i = 0; i < d->cap_count; i++) {
+            if (d->caps[i].offset == offset) {
+                return;
+            }
+        }
         if (d->cap_count < PCI_MAX_CAPS) {
             d->caps[d->cap_count].id = pci_read8(d, offset);
             d->caps[d->cap_count].offset = offset;

@@ -1,6 +1,7 @@
 // kdebug: deliberate crashes for testing the kernel's fault handling, in the spirit of Linux's
 // LKDTM. Each one must end in a panic report and a non-zero QEMU exit, never a hang or a
 // silent reboot.
+#include <limits.h>
 #include <string.h>
 
 #include "py/runtime.h"
@@ -19,15 +20,36 @@ static __attribute__((noinline)) uint64_t kdebug_recurse(volatile uint64_t depth
     return kdebug_recurse(depth + 1) + frame[(depth + 1) & 0xff];
 }
 
+// A local buffer overrun past its end into the stack protector's guard copy (and the saved
+// frame pointer above it): the function must not return, __stack_chk_fail panics. The
+// pointer is laundered so the compiler cannot see the overrun at build time.
+static __attribute__((noinline)) void kdebug_smash_canary(size_t length) {
+    volatile char buffer[16];
+    volatile char *p = buffer;
+    __asm__ ("" : "+r"(p));
+    for (size_t i = 0; i < length; i++) {
+        p[i] = 'A';
+    }
+}
+
 // kdebug.crash(kind): kind is one of "stack" (C stack overflow into the guard page),
-// "null" (write through a null pointer), "ud" (invalid opcode), "div" (integer divide by
-// zero), "gp" (non-canonical address), "exec" (run code from the no-execute heap), "rodata"
-// (write to read-only data), "ist" (overflow an IST stack into its guard page) or "panic"
-// (a C panic() call).
+// "canary" (a local buffer overrun caught by the stack protector), "ubsan" (a signed
+// overflow, caught in the UBSan build), "null" (write through a null pointer), "ud" (invalid
+// opcode), "div" (integer divide by zero), "gp" (non-canonical address), "exec" (run code
+// from the no-execute heap), "rodata" (write to read-only data), "ist" (overflow an IST
+// stack into its guard page) or "panic" (a C panic() call).
 static mp_obj_t kdebug_crash(mp_obj_t kind_in) {
     const char *kind = mp_obj_str_get_str(kind_in);
     if (strcmp(kind, "stack") == 0) {
         kdebug_recurse(0);
+    } else if (strcmp(kind, "canary") == 0) {
+        kdebug_smash_canary(32);
+    } else if (strcmp(kind, "ubsan") == 0) {
+        // Signed overflow: a UBSan report and a panic in `invoke build --sanitize`'s kernel;
+        // in the ordinary one it wraps and the RuntimeError below says nothing happened.
+        volatile int big = INT_MAX;
+        volatile int sum = big + 1;
+        (void)sum;
     } else if (strcmp(kind, "null") == 0) {
         *(volatile uint64_t *)0 = 0xdead;
     } else if (strcmp(kind, "ud") == 0) {
@@ -58,7 +80,7 @@ static mp_obj_t kdebug_crash(mp_obj_t kind_in) {
     } else if (strcmp(kind, "panic") == 0) {
         panic("kdebug.crash('panic') called from Python");
     } else {
-        mp_raise_ValueError(MP_ERROR_TEXT("kind must be stack, null, ud, div, gp, exec, ist, rodata or panic"));
+        mp_raise_ValueError(MP_ERROR_TEXT("kind must be stack, canary, ubsan, null, ud, div, gp, exec, ist, rodata or panic"));
     }
     mp_raise_msg(&mp_type_RuntimeError, MP_ERROR_TEXT("the crash did not happen"));
 }

@@ -1,0 +1,101 @@
+"""Fault campaign, QEMU level: the link cut and restored in the middle of a TCP transfer
+(QMP set_link): echod serves new clients afterwards, and the transfer should come through
+exact (an open finding, see below); a machine reset requested through QMP
+(system_reset) ends the run with QEMU's status 0 (the launcher's -no-reboot), never a hang."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from nettools import wait_echo
+
+
+pytestmark = pytest.mark.timeout(150)
+
+
+# Finding (for the NIC work, issue 11): over user networking a 2 s cut in the middle of a TCP
+# echo usually does not recover: the connection is reset, or ends early with data missing
+# (both seen, with a static address and with DHCP), where TCP should retransmit through it.
+# The test asserts the right behaviour; xfail until that is fixed, never counted as a pass.
+# Afterwards echod must serve new TCP and UDP clients either way.
+@pytest.mark.xfail(reason="issue-14 finding: a link cut mid-transfer resets or truncates the "
+                          "TCP connection (user networking)", strict=False)
+def test_link_flap_mid_tcp_transfer_is_recovered(echod_user, summary):
+    vm, port = echod_user
+    data = os.urandom(256 * 1024)
+    got = bytearray()
+    errors = []
+    flapped = restored = None
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        def send():
+            try:
+                for i in range(0, len(data), 8192):
+                    s.sendall(data[i:i + 8192])
+                    time.sleep(0.01)            # a transfer that lasts a few seconds
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                errors.append(e)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        s.settimeout(2)
+        deadline = time.monotonic() + 100
+        while time.monotonic() < deadline:
+            if flapped is None and len(got) >= len(data) // 4:
+                vm.qmp.cmd("set_link", {"name": "net0", "up": False})
+                flapped = time.monotonic()
+            if flapped and restored is None and time.monotonic() - flapped > 2:
+                vm.qmp.cmd("set_link", {"name": "net0", "up": True})
+                restored = time.monotonic()
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError as e:
+                errors.append(e)
+                break
+            if not chunk:
+                break
+            got += chunk
+        else:
+            pytest.fail(f"the transfer neither finished nor was reset in 100 s ({len(got)} bytes)")
+        sender.join(timeout=10)
+    if restored is None:
+        vm.qmp.cmd("set_link", {"name": "net0", "up": True})
+    assert flapped, f"the link was never cut: only {len(got)} bytes came back"
+    reset = any(isinstance(e, ConnectionResetError) for e in errors)
+    # Either way, echod serves again: a new connection echoes exactly, and UDP answers.
+    payload = os.urandom(4096)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s2:
+        s2.sendall(payload)
+        s2.shutdown(socket.SHUT_WR)
+        s2.settimeout(20)
+        back = bytearray()
+        while chunk := s2.recv(65536):
+            back += chunk
+    assert bytes(back) == payload, "echod does not serve a new TCP connection after the cut"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.connect(("127.0.0.1", port))
+        wait_echo(u, timeout=20)
+    exact = not errors and bytes(got) == data
+    summary(f"faults: link cut for 2 s in the middle of a 256 KiB TCP echo: "
+            + ("recovered, exact" if exact else
+               f"{'reset' if reset else 'ended'} after {len(got)} of {len(data)} bytes")
+            + "; echod serves new TCP and UDP after")
+    assert vm.returncode is None
+    assert exact, (f"expected the 256 KiB echoed exactly across a 2 s link cut, got "
+                   f"{len(got)} bytes, errors {errors}")
+
+
+def test_system_reset_through_qmp_ends_the_run_reported(echod_user):
+    # The launcher runs QEMU with -no-reboot: a reset request, from QMP as from the guest, ends
+    # the run with status 0 (reported by QEMU's exit), promptly, never a hang.
+    vm, port = echod_user
+    vm.qmp.cmd("system_reset")
+    status = vm.wait(timeout=30)
+    assert status == 0, f"expected QEMU to exit with status 0 on a reset (-no-reboot), got {status}"
