@@ -3,6 +3,7 @@
     invoke deps         system packages, Python packages, MicroPython source
     invoke build        build/kernel.elf            (invoke build iso: + ISO)
     invoke iso          build/kernel.iso (GRUB, multiboot2)
+    invoke repro        two clones, two builds: byte-identical ELF and ISO?
     invoke run          boot it in QEMU with the serial console here
     invoke gdb          attach gdb to `invoke run --debug`
     invoke test         build, then pytest tests/
@@ -161,6 +162,10 @@ def build(c):
 def iso(c):
     """build/kernel.iso (GRUB, multiboot2); only when kernel.elf changed."""
     _build_iso()
+    # Reproducible: the same commit gives these bytes in any clone
+    # (tests/host/test_reproducible.py, `invoke repro`).
+    for path in (image.KERNEL, image.ISO):
+        print(f"sha256 {image.sha256(path)}  {_rel(path)}")
 
 
 # -- run ----------------------------------------------------------------------
@@ -318,8 +323,37 @@ def gdb(c):
     """Attach gdb (with build/kernel.elf's symbols) to `invoke run --debug`."""
     if not image.KERNEL.is_file():
         raise Exit("gdb: build/kernel.elf missing: run `invoke build`", code=1)
-    c.run(f"gdb {shlex.quote(str(image.KERNEL))} -ex 'target remote :1234'",
-          pty=True)
+    # The debug info names sources by the prefixes the Makefile maps them to
+    # (reproducible builds); point gdb back at the real trees.
+    subst = [("manticore", ROOT), ("micropython", micropython_dir()),
+             ("lwip", lwip_dir())]
+    paths = " ".join(f"-ex {shlex.quote(f'set substitute-path {a} {b}')}"
+                     for a, b in subst)
+    c.run(f"gdb {shlex.quote(str(image.KERNEL))} {paths} "
+          "-ex 'target remote :1234'", pty=True)
+
+
+@task(help={"keep": "keep the two clones (in a temporary directory)"})
+def repro(c, keep=False):
+    """Build HEAD in two clones at different paths; the ELF and ISO must be
+    byte-identical (about twice a full build)."""
+    from manticore_host import repro as rp
+    workdir = Path(tempfile.mkdtemp(prefix="manticore-repro-"))
+    try:
+        results = rp.check_full(workdir)
+    except rp.ReproError as e:
+        raise Exit(f"repro: {e}", code=1)
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    bad = False
+    for name, (a, b) in results.items():
+        same = a == b
+        bad |= not same
+        print(f"repro: {name} {'identical' if same else 'DIFFERS'} "
+              f"{a}" + ("" if same else f" vs {b}"))
+    if bad:
+        raise Exit("repro: the builds differ", code=1)
 
 
 # -- test, bench, clean -------------------------------------------------------

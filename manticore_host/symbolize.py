@@ -41,6 +41,10 @@ def _short_path(path: str) -> str:
     root = str(_repo_root()) + os.sep
     if path.startswith(root):
         return path[len(root):]
+    # The Makefile maps the clone's path to "manticore" (-ffile-prefix-map,
+    # for reproducible debug info) and the fetched trees to "micropython"/"lwip".
+    if path.startswith("manticore" + os.sep):
+        return path[len("manticore" + os.sep):]
     parts = Path(path).parts
     return str(Path(*parts[-2:])) if len(parts) >= 2 else path
 
