@@ -63,8 +63,12 @@ def compile_probes(repo: Path, out: Path) -> dict[str, bytes]:
     """PROBE_SOURCES compiled with the Makefile's CFLAGS in `repo`'s
     ports/manticore (as make does); object name -> bytes."""
     port = repo / "ports" / "manticore"
-    cflags = shlex.split(run(["make", "-s", "--no-print-directory", "-C",
-                              str(port), *_make_vars(), "print-cflags"]))
+    out_text = run(["make", "-s", "--no-print-directory", "-C", str(port),
+                    *_make_vars(), "print-cflags"])
+    line = [x for x in out_text.splitlines() if x.startswith("CFLAGS: ")]
+    if not line:
+        raise ReproError(f"make print-cflags printed no CFLAGS:\n{out_text}")
+    cflags = shlex.split(line[-1][len("CFLAGS: "):])
     out.mkdir(parents=True, exist_ok=True)
     objects = {}
     for src in PROBE_SOURCES:
