@@ -34,6 +34,8 @@ from manticore_host import fetch, image  # noqa: E402
 from manticore_host.fetch import FetchError, lwip_dir, micropython_dir  # noqa: E402
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
+                "grub-efi-amd64-bin", "ovmf",   # the ISO under UEFI
+
                 "mtools", "gcc", "make", "gdb",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
                 "cpio")                         # tests/host: the peer's initramfs, cross-checked
@@ -174,6 +176,7 @@ def iso(c):
     "app": "start app NAME (fw_cfg opt/manticore/cmdline app=NAME)",
     "boot": "iso (GRUB, default) or kernel (direct PVH boot)",
     "machine": "q35 (default), pc or microvm (direct boot only)",
+    "firmware": "bios (default, SeaBIOS) or uefi (OVMF; ISO boot)",
     "cpus": "number of CPUs (default 1)",
     "memory": "guest memory (default 256M)",
     "accel": "auto (default: KVM if a probe boot works, else TCG), kvm, tcg",
@@ -187,7 +190,8 @@ def iso(c):
     "dry-run": "print the QEMU command line and exit",
     "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
 })
-def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
+def run(c, app=None, boot="iso", machine="q35", firmware="bios", cpus=1,
+        memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
         net_dump=None, dry_run=False, debug=False):
     """Boot manticore in QEMU, serial console on this terminal
@@ -195,7 +199,8 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
     from manticore_host.qemu import VMConfig, resolve_accel
 
     publish = list(publish or [])
-    cfg = VMConfig(boot=boot, machine=machine, cpus=int(cpus), memory=memory,
+    cfg = VMConfig(boot=boot, machine=machine, firmware=firmware,
+                   cpus=int(cpus), memory=memory,
                    accel=accel, append=append, app=app, publish=publish,
                    serial=serial, gdb=debug,
                    net=net or ("user" if publish else "none"),

@@ -44,6 +44,9 @@ MACHINES = ("q35", "pc", "microvm")
 ACCELS = ("auto", "kvm", "tcg")
 BOOTS = ("kernel", "iso")
 NETS = ("none", "user", "tap")
+FIRMWARES = ("bios", "uefi")
+# Debian's ovmf package: OVMF with its variable store in one image, for -bios.
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
 FW_CFG_CMDLINE = "opt/manticore/cmdline"
 DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 PROMPT = b">>> "
@@ -98,6 +101,7 @@ def parse_publish(spec: str) -> PortForward:
 class VMConfig:
     boot: str = "kernel"            # kernel (-kernel ELF, PVH) | iso (-cdrom)
     machine: str = "q35"            # q35 | pc | microvm
+    firmware: str = "bios"          # bios (SeaBIOS) | uefi (OVMF; ISO boot only)
     cpus: int = 1
     memory: str = "128M"
     accel: str = "tcg"              # auto | kvm | tcg
@@ -175,6 +179,14 @@ class VMConfig:
         if self.initrd is not None and self.boot != "kernel":
             raise ValueError("initrd goes with direct kernel boot (boot=kernel), "
                              "not with an ISO")
+        if self.firmware not in FIRMWARES:
+            raise ValueError(f"firmware {self.firmware!r}: expected bios or uefi")
+        if self.firmware == "uefi" and self.boot != "iso":
+            raise ValueError("firmware uefi boots the ISO through GRUB's EFI build: "
+                             "use boot=iso (direct kernel boot has no firmware step)")
+        if self.firmware == "uefi" and not OVMF.is_file():
+            raise ValueError(f"firmware uefi needs {OVMF} (Debian's ovmf package): "
+                             "run `invoke deps`")
         if self.boot == "iso" and self.machine == "microvm":
             raise ValueError("microvm has no BIOS to boot a CD-ROM: ISO boot "
                              "needs machine q35 or pc (or use boot=kernel)")
@@ -244,6 +256,10 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
             cmd += ["-append", append]
     else:
         cmd += ["-cdrom", str(cfg.iso), "-boot", "d"]
+        if cfg.firmware == "uefi":
+            # OVMF as the system firmware; -bios keeps its variable store in RAM
+            # (nothing persists between runs, which is what a test wants).
+            cmd += ["-bios", str(OVMF)]
     override = cfg.cmdline_override()
     if override is not None:
         cmd += ["-fw_cfg",
