@@ -417,17 +417,9 @@ static const char *vector_text(int vector, char *text) {
 }
 
 int virtio_net_probe(void) {
-    struct pci_device *pci = NULL;
-    for (int i = 0; i < pci_device_count && pci == NULL; i++) {
-        if (virtio_pci_device_type(&pci_devices[i]) == VIRTIO_TYPE_NET) {
-            pci = &pci_devices[i];
-        }
-    }
-    if (pci == NULL) {
-        return -1;
-    }
-    // 5.1.5 device initialization, following the general sequence of 3.1.1.
-    if (virtio_pci_init(&net, pci) != 0) {
+    // 5.1.5 device initialization, following the general sequence of 3.1.1; the device may
+    // be on PCI or virtio-mmio (microvm).
+    if (virtio_find_device(&net, VIRTIO_TYPE_NET, 0) != 0) {
         return -1;
     }
     uint64_t wanted = VIRTIO_FEATURE(VIRTIO_NET_F_MAC) | VIRTIO_FEATURE(VIRTIO_NET_F_STATUS)
@@ -471,11 +463,11 @@ int virtio_net_probe(void) {
     link_up = read_link_status();
 
     char rx_text[8], tx_text[8], config_text[8];
-    kprintf("virtio-net: %02x:%02x.%x mac %02x:%02x:%02x:%02x:%02x:%02x link %s, "
+    kprintf("virtio-net: %s mac %02x:%02x:%02x:%02x:%02x:%02x link %s, "
         "%u rx / %u tx buffers, %s rx %s tx %s config %s%s\n",
-        pci->bus, pci->device, pci->function,
+        virtio_device_name(&net),
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], link_up ? "up" : "down",
-        rx_count, tx_count, pci_irq_mode_name(pci),
+        rx_count, tx_count, virtio_irq_mode_name(&net),
         vector_text(rxq->vector, rx_text), vector_text(txq->vector, tx_text),
         vector_text(net.config_vector >= 0 ? net.config_vector : net.intx_vector, config_text),
         virtio_has_feature(&net, VIRTIO_F_EVENT_IDX) ? ", event-idx" : "");
