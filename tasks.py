@@ -330,8 +330,8 @@ def gdb(c):
         raise Exit("gdb: build/kernel.elf missing: run `invoke build`", code=1)
     # The debug info names sources by the prefixes the Makefile maps them to
     # (reproducible builds); point gdb back at the real trees.
-    subst = [("manticore", ROOT), ("micropython", micropython_dir()),
-             ("lwip", lwip_dir())]
+    subst = [("/manticore", ROOT), ("/micropython", micropython_dir()),
+             ("/lwip", lwip_dir())]
     paths = " ".join(f"-ex {shlex.quote(f'set substitute-path {a} {b}')}"
                      for a, b in subst)
     c.run(f"gdb {shlex.quote(str(image.KERNEL))} {paths} "

@@ -479,7 +479,17 @@ static void scan_cmdline(void) {
         uint32_t irq;
         const char *why = NULL;
         if (virtio_mmio_parse_word(word + k, &phys, &size, &irq, &why) != 0) {
-            kprintf("virtio-mmio: '%.*s': %s: skipped\n", (int)(p - word), word, why);
+            // kprintf has no %.*s: copy the word out to print it.
+            char text[64];
+            size_t n = (size_t)(p - word);
+            if (n > sizeof(text) - 1) {
+                n = sizeof(text) - 1;
+            }
+            for (size_t c = 0; c < n; c++) {
+                text[c] = word[c];
+            }
+            text[n] = '\0';
+            kprintf("virtio-mmio: '%s': %s: skipped\n", text, why);
             continue;
         }
         add_slot(phys, size, irq, "cmdline");
