@@ -301,7 +301,8 @@ static int parse_efi_mmap(const struct multiboot2_tag_efi_mmap *map) {
         // map fits BOOT_MEM_REGIONS_MAX.
         struct boot_mem_region *last = boot_info.mem_count > before ?
             &boot_info.mem[boot_info.mem_count - 1] : NULL;
-        if (last && length && last->type == type && last->base + last->length == d->physical_start &&
+        if (last && length && last->type == type &&
+            last->base + last->length == d->physical_start &&
             last->base + last->length + length > last->base) {
             last->length += length;
             continue;
