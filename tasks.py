@@ -3,6 +3,7 @@
     invoke deps         system packages, Python packages, MicroPython source
     invoke build        build/kernel.elf            (invoke build iso: + ISO)
     invoke iso          build/kernel.iso (GRUB, multiboot2)
+    invoke repro        two clones, two builds: byte-identical ELF and ISO?
     invoke run          boot it in QEMU with the serial console here
     invoke gdb          attach gdb to `invoke run --debug`
     invoke test         build, then pytest tests/
@@ -35,6 +36,8 @@ from manticore_host.fetch import (FetchError, lwip_dir, mbedtls_dir,  # noqa: E4
                                   micropython_build_dir, micropython_dir)
 
 APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
+                "grub-efi-amd64-bin", "ovmf",   # the ISO under UEFI
+
                 "mtools", "gcc", "make", "gdb",
                 "iproute2", "iputils-ping",     # --net tap, tests/net
                 "cpio",                         # tests/host: the peer's initramfs, cross-checked
@@ -183,6 +186,10 @@ def build(c, sanitize=False):
 def iso(c):
     """build/kernel.iso (GRUB, multiboot2); only when kernel.elf changed."""
     _build_iso()
+    # Reproducible: the same commit gives these bytes in any clone
+    # (tests/host/test_reproducible.py, `invoke repro`).
+    for path in (image.KERNEL, image.ISO):
+        print(f"sha256 {image.sha256(path)}  {_rel(path)}")
 
 
 # -- run ----------------------------------------------------------------------
@@ -196,6 +203,7 @@ def iso(c):
     "disk-fs": "lfs (default), fat or none (all zeros: the guest formats it) for a new disk",
     "boot": "iso (GRUB, default) or kernel (direct PVH boot)",
     "machine": "q35 (default), pc or microvm (direct boot only)",
+    "firmware": "bios (default, SeaBIOS) or uefi (OVMF; ISO boot)",
     "cpus": "number of CPUs (default 1)",
     "memory": "guest memory (default 256M)",
     "accel": "auto (default: KVM if a probe boot works, else TCG), kvm, tcg",
@@ -212,7 +220,8 @@ def iso(c):
     "dry-run": "print the QEMU command line and exit",
     "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
 })
-def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
+def run(c, app=None, boot="iso", machine="q35", firmware="bios", cpus=1,
+        memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
         net_dump=None, queues=1, nic=None, dry_run=False, debug=False, disk=None,
         disk_size="64M", disk_fs="lfs"):
@@ -225,7 +234,8 @@ def run(c, app=None, boot="iso", machine="q35", cpus=1, memory="256M",
     if disk or (app and (app.endswith(".py") or "/" in app)):
         app, path = _run_disk(app, disk, disk_size, disk_fs, dry_run)
         disks.append(path)
-    cfg = VMConfig(boot=boot, machine=machine, cpus=int(cpus), memory=memory,
+    cfg = VMConfig(boot=boot, machine=machine, firmware=firmware,
+                   cpus=int(cpus), memory=memory,
                    accel=accel, append=append, app=app, publish=publish,
                    serial=serial, gdb=debug,
                    net=net or ("user" if publish else "none"),
@@ -380,8 +390,37 @@ def gdb(c):
     """Attach gdb (with build/kernel.elf's symbols) to `invoke run --debug`."""
     if not image.KERNEL.is_file():
         raise Exit("gdb: build/kernel.elf missing: run `invoke build`", code=1)
-    c.run(f"gdb {shlex.quote(str(image.KERNEL))} -ex 'target remote :1234'",
-          pty=True)
+    # The debug info names sources by the prefixes the Makefile maps them to
+    # (reproducible builds); point gdb back at the real trees.
+    subst = [("/manticore", ROOT), ("/micropython", micropython_dir()),
+             ("/lwip", lwip_dir())]
+    paths = " ".join(f"-ex {shlex.quote(f'set substitute-path {a} {b}')}"
+                     for a, b in subst)
+    c.run(f"gdb {shlex.quote(str(image.KERNEL))} {paths} "
+          "-ex 'target remote :1234'", pty=True)
+
+
+@task(help={"keep": "keep the two clones (in a temporary directory)"})
+def repro(c, keep=False):
+    """Build HEAD in two clones at different paths; the ELF and ISO must be
+    byte-identical (about twice a full build)."""
+    from manticore_host import repro as rp
+    workdir = Path(tempfile.mkdtemp(prefix="manticore-repro-"))
+    try:
+        results = rp.check_full(workdir)
+    except rp.ReproError as e:
+        raise Exit(f"repro: {e}", code=1)
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    bad = False
+    for name, (a, b) in results.items():
+        same = a == b
+        bad |= not same
+        print(f"repro: {name} {'identical' if same else 'DIFFERS'} "
+              f"{a}" + ("" if same else f" vs {b}"))
+    if bad:
+        raise Exit("repro: the builds differ", code=1)
 
 
 # -- test, bench, clean -------------------------------------------------------

@@ -146,6 +146,9 @@ def ratio_rows(reports: dict) -> list[tuple[str, str, str]]:
                           ("linux_ratio_to_floor", "boot time, Linux+MicroPython / floor")):
             for path, v in boot.get(key, {}).items():
                 rows.append(("boot", f"{what} ({path})", _x(v)))
+        for path, g in boot.get("goals", {}).items():
+            rows.append(("boot", f"goal: {path} <= {g['goal']}x the floor",
+                         f"{_x(g['ratio'])} {'met' if g['met'] else 'NOT met'}"))
     size = reports.get("size")
     if size:
         for what, v in size.get("ratios", {}).items():

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from manticore_host.qemu import repo_root
@@ -57,16 +59,57 @@ def _source_date_epoch() -> str:
     return "1735689600"                 # 2025-01-01
 
 
+# grub-mkrescue formats the El Torito EFI image (efi.img) with mformat, which picks a
+# random FAT volume serial; this fixed one makes the ISO reproducible ("MANT").
+FAT_SERIAL = "4d414e54"
+GRUB_LIB = Path("/usr/lib/grub")
+
+
+def _mformat_wrapper(directory: Path) -> Path:
+    """A directory holding an `mformat` that passes a fixed serial (-N) to the
+    real one; put first on grub-mkrescue's PATH."""
+    real = shutil.which("mformat")
+    script = f'#!/bin/sh\nexec {real} -N {FAT_SERIAL} "$@"\n'.encode()
+    _write_if_changed(directory / "mformat", script)
+    (directory / "mformat").chmod(0o755)
+    return directory
+
+
+def _pin_mtimes(tree: Path, epoch: int) -> None:
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def make_iso(elf: Path = KERNEL, iso: Path = ISO, staging: Path | None = None,
              cmdline: str = "", quiet: bool = False) -> bool:
-    """GRUB ISO booting `elf` via multiboot2; rebuilt only when the ELF or
-    grub.cfg changed.  Returns True if it was (re)built."""
+    """GRUB ISO booting `elf` via multiboot2 under BIOS (i386-pc) and UEFI
+    (x86_64-efi); rebuilt only when the ELF or grub.cfg changed.  Returns True
+    if it was (re)built.
+
+    Reproducible: every date in it (ISO 9660, Rock Ridge, HFS+, GPT and
+    volume UUIDs, the files' dates, efi.img's FAT) comes from
+    SOURCE_DATE_EPOCH, and efi.img's FAT serial is fixed."""
     if not elf.is_file():
         raise BuildError(f"{elf} does not exist: run `invoke build` first")
     for tool in ("grub-mkrescue", "xorriso", "mformat"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found: run `invoke deps` (needs "
-                             "grub-pc-bin grub-common xorriso mtools)")
+                             "grub-pc-bin grub-efi-amd64-bin grub-common "
+                             "xorriso mtools)")
+    for platform, package in (("i386-pc", "grub-pc-bin"),
+                              ("x86_64-efi", "grub-efi-amd64-bin")):
+        if not (GRUB_LIB / platform).is_dir():
+            raise BuildError(f"{GRUB_LIB / platform} missing: the ISO would "
+                             f"not boot that firmware; run `invoke deps` "
+                             f"(needs {package})")
     staging = staging or iso.parent / "iso"
     changed = _write_if_changed(staging / "boot" / "kernel.elf",
                                 elf.read_bytes())
@@ -74,12 +117,23 @@ def make_iso(elf: Path = KERNEL, iso: Path = ISO, staging: Path | None = None,
                                  grub_cfg(cmdline).encode())
     if iso.is_file() and not changed:
         return False
-    env = dict(os.environ, SOURCE_DATE_EPOCH=_source_date_epoch())
+    epoch = int(_source_date_epoch())
+    _pin_mtimes(staging, epoch)
+    wrapper = _mformat_wrapper(iso.parent / ".iso-tools")
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch),
+               PATH=f"{wrapper}{os.pathsep}{os.environ.get('PATH', '')}")
+    # xorriso 1.5 commands after grub-mkrescue's `--`: the volume dates and
+    # UUID (from which the GPT GUIDs derive), the files grub-mkrescue copies
+    # in with today's mtime, and "now" itself.
+    stamp = time.strftime("%Y%m%d%H%M%S00", time.gmtime(epoch))
     tmp = iso.with_suffix(".iso.tmp")
     result = subprocess.run(
         ["grub-mkrescue", "-o", str(tmp), str(staging),
          "--locales=", "--fonts=", "--themes=",
-         "--", "-volid", "MANTICORE"],
+         "--", "-volid", "MANTICORE",
+         "-volume_date", "uuid", stamp,
+         "-volume_date", "all_file_dates", f"={epoch}",
+         "-iso_nowtime", f"={epoch}"],
         env=env, capture_output=True, text=True)
     if result.returncode != 0 or not tmp.is_file():
         raise BuildError(f"grub-mkrescue failed:\n{result.stderr.strip()}")

@@ -44,6 +44,9 @@ MACHINES = ("q35", "pc", "microvm")
 ACCELS = ("auto", "kvm", "tcg")
 BOOTS = ("kernel", "iso")
 NETS = ("none", "user", "tap")
+FIRMWARES = ("bios", "uefi")
+# Debian's ovmf package: OVMF with its variable store in one image, for -bios.
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
 FW_CFG_CMDLINE = "opt/manticore/cmdline"
 DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 PROMPT = b">>> "
@@ -127,6 +130,7 @@ class Disk:
 class VMConfig:
     boot: str = "kernel"            # kernel (-kernel ELF, PVH) | iso (-cdrom)
     machine: str = "q35"            # q35 | pc | microvm
+    firmware: str = "bios"          # bios (SeaBIOS) | uefi (OVMF; ISO boot only)
     cpus: int = 1
     memory: str = "128M"
     accel: str = "tcg"              # auto | kvm | tcg
@@ -209,6 +213,14 @@ class VMConfig:
         if self.initrd is not None and self.boot != "kernel":
             raise ValueError("initrd goes with direct kernel boot (boot=kernel), "
                              "not with an ISO")
+        if self.firmware not in FIRMWARES:
+            raise ValueError(f"firmware {self.firmware!r}: expected bios or uefi")
+        if self.firmware == "uefi" and self.boot != "iso":
+            raise ValueError("firmware uefi boots the ISO through GRUB's EFI build: "
+                             "use boot=iso (direct kernel boot has no firmware step)")
+        if self.firmware == "uefi" and not OVMF.is_file():
+            raise ValueError(f"firmware uefi needs {OVMF} (Debian's ovmf package): "
+                             "run `invoke deps`")
         if self.boot == "iso" and self.machine == "microvm":
             raise ValueError("microvm has no BIOS to boot a CD-ROM: ISO boot "
                              "needs machine q35 or pc (or use boot=kernel)")
@@ -219,9 +231,6 @@ class VMConfig:
             if not Path(d.path if isinstance(d, Disk) else d).is_file():
                 raise ValueError(f"disk {d.path if isinstance(d, Disk) else d}: no such "
                                  "image file")
-        if self.net != "none" and self.machine == "microvm":
-            raise ValueError("microvm has no PCI bus for virtio-net-pci: "
-                             "use machine q35 or pc for networking")
         if self.net == "tap" and self.publish:
             raise ValueError("publish forwards host ports with net user; with "
                              "net tap the host reaches the guest directly "
@@ -294,6 +303,10 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
             cmd += ["-append", append]
     else:
         cmd += ["-cdrom", str(cfg.iso), "-boot", "d"]
+        if cfg.firmware == "uefi":
+            # OVMF as the system firmware; -bios keeps its variable store in RAM
+            # (nothing persists between runs, which is what a test wants).
+            cmd += ["-bios", str(OVMF)]
     override = cfg.cmdline_override()
     if override is not None:
         cmd += ["-fw_cfg",
@@ -323,10 +336,17 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     if cfg.debug_exit:
         cmd += ["-device", DEBUG_EXIT]
 
+    # microvm has no PCI: its devices sit on virtio-mmio transports, version 2 (virtio 1.x)
+    # only when QEMU is told so; it gets a virtio-rng too (os.urandom's source).
+    microvm = cfg.machine == "microvm"
+    nic = "virtio-net-device" if microvm else "virtio-net-pci"
+    if microvm:
+        cmd += ["-global", "virtio-mmio.force-legacy=false",
+                "-device", "virtio-rng-device"]
     if cfg.net == "user":
         netdev = "user,id=net0" + "".join(
             "," + p.hostfwd() for p in cfg.ports)
-        cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+        cmd += ["-netdev", netdev, "-device", f"{nic},netdev=net0"]
     elif cfg.net == "tap":
         # The tap exists only inside a network namespace (see netns.py);
         # QEMU is started in it, so nothing reaches the host's interfaces.
@@ -339,12 +359,12 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
             # and control (2N + 2).
             cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,downscript=no,"
                     f"queues={cfg.queues}",
-                    "-device", f"virtio-net-pci,netdev=net0,mq=on,"
+                    "-device", f"{nic},netdev=net0,mq=on,"
                     f"vectors={2 * cfg.queues + 2}"]
         else:
             cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,"
                     "downscript=no",
-                    "-device", "virtio-net-pci,netdev=net0"]
+                    "-device", f"{nic},netdev=net0"]
     elif cfg.net == "none" and cfg.machine != "microvm":
         # Without this QEMU adds its default NIC (an e1000e on q35) behind the user's back.
         cmd += ["-nic", "none"]

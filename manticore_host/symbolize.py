@@ -41,6 +41,11 @@ def _short_path(path: str) -> str:
     root = str(_repo_root()) + os.sep
     if path.startswith(root):
         return path[len(root):]
+    # The Makefile maps the clone's path to /manticore (-ffile-prefix-map, for
+    # reproducible debug info) and the fetched trees to /micropython and /lwip.
+    mapped = os.sep + "manticore" + os.sep
+    if path.startswith(mapped):
+        return path[len(mapped):]
     parts = Path(path).parts
     return str(Path(*parts[-2:])) if len(parts) >= 2 else path
 

@@ -3,13 +3,20 @@
 // in one loader-neutral shape, so nothing above arch/ needs to know how we were booted.
 //
 // Sources: Multiboot2 specification 2.0, section 3.6 "Boot information format"; Xen
-// xen/include/public/arch-x86/hvm/start_info.h (struct hvm_start_info, version 1).
+// xen/include/public/arch-x86/hvm/start_info.h (struct hvm_start_info, version 1); UEFI 2.10
+// section 7.2.3 (EFI_MEMORY_DESCRIPTOR) for the EFI memory map GRUB passes under UEFI.
+//
+// Nothing the loader hands over is trusted: tags that run past the block, zero-length,
+// overflowing or absurd (beyond the 52-bit physical address limit, Intel SDM vol. 3A 4.1.4)
+// memory entries and entries overlapping an earlier one are reported on the console and
+// skipped. tests/host/test_boot_info.py compiles this file on the host with crafted inputs.
 #include "arch/x86_64/boot_info.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "arch/x86_64/fw_cfg.h"
+#include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/panic.h"
 
 enum {
@@ -23,9 +30,42 @@ enum multiboot2_tag_type {
     MB2_TAG_CMDLINE = 1,
     MB2_TAG_BASIC_MEMINFO = 4,
     MB2_TAG_MMAP = 6,
+    MB2_TAG_EFI32 = 11,       // EFI 32-bit system table pointer (spec 3.6.12)
+    MB2_TAG_EFI64 = 12,       // EFI 64-bit system table pointer (spec 3.6.13)
     MB2_TAG_ACPI_OLD = 14,
     MB2_TAG_ACPI_NEW = 15,
+    MB2_TAG_EFI_MMAP = 17,    // EFI memory map (spec 3.6.11)
+    MB2_TAG_EFI_BS = 18,      // boot services not terminated (spec 3.6.16)
 };
+
+enum {
+    MB2_INFO_MAX = 1 << 20,          // a real boot information block is a few KiB
+    PHYS_ADDR_LIMIT_BITS = 52,       // MAXPHYADDR's architectural maximum (SDM 3A 4.1.4)
+    EFI_PAGE_SIZE = 4096,            // UEFI 2.10 7.2.3: NumberOfPages counts 4 KiB pages
+};
+
+// EFI_MEMORY_TYPE (UEFI 2.10 7.2.1).
+enum efi_memory_type {
+    EFI_LOADER_CODE = 1,
+    EFI_LOADER_DATA = 2,
+    EFI_BOOT_SERVICES_CODE = 3,
+    EFI_BOOT_SERVICES_DATA = 4,
+    EFI_CONVENTIONAL_MEMORY = 7,
+    EFI_UNUSABLE_MEMORY = 8,
+    EFI_ACPI_RECLAIM_MEMORY = 9,
+    EFI_ACPI_MEMORY_NVS = 10,
+};
+
+// EFI_MEMORY_DESCRIPTOR, version 1; entries are descriptor_size apart, which may be larger.
+struct efi_memory_descriptor {
+    uint32_t type;
+    uint32_t pad;
+    uint64_t physical_start;
+    uint64_t virtual_start;
+    uint64_t number_of_pages;
+    uint64_t attribute;
+};
+
 
 // Multiboot2 memory map entry types (spec 3.6.8).
 enum multiboot2_memory_type {
@@ -43,6 +83,13 @@ struct multiboot2_info_header {
 struct multiboot2_tag {
     uint32_t type;
     uint32_t size;  // including this header; tags start 8-byte aligned
+};
+
+struct multiboot2_tag_efi_mmap {
+    struct multiboot2_tag tag;
+    uint32_t descriptor_size;
+    uint32_t descriptor_version;
+    // descriptors follow
 };
 
 struct multiboot2_tag_basic_meminfo {
@@ -128,8 +175,59 @@ static uint32_t region_type_from_e820(uint32_t type) {
     }
 }
 
+static uint32_t region_type_from_efi(uint32_t type) {
+    switch (type) {
+        // GRUB has called ExitBootServices (we do not set the multiboot2 "keep boot
+        // services" tag), so boot services and loader memory are free RAM now; the kernel
+        // keeps its own image and the boot information out of the allocator itself.
+        case EFI_LOADER_CODE:
+        case EFI_LOADER_DATA:
+        case EFI_BOOT_SERVICES_CODE:
+        case EFI_BOOT_SERVICES_DATA:
+        case EFI_CONVENTIONAL_MEMORY:
+            return BOOT_MEM_USABLE;
+        case EFI_ACPI_RECLAIM_MEMORY:
+            return BOOT_MEM_ACPI;
+        case EFI_ACPI_MEMORY_NVS:
+            return BOOT_MEM_NVS;
+        case EFI_UNUSABLE_MEMORY:
+            return BOOT_MEM_BAD;
+        default:
+            return BOOT_MEM_RESERVED;   // runtime services, MMIO, reserved, persistent
+    }
+}
+
 static void add_region(uint64_t base, uint64_t length, uint32_t type) {
-    if (length == 0 || boot_info.mem_count >= BOOT_MEM_REGIONS_MAX) {
+    const uint64_t limit = (uint64_t)1 << PHYS_ADDR_LIMIT_BITS;
+    if (length == 0) {
+        kprintf("boot: memory map entry at 0x%lx has length 0: skipped\n", (unsigned long)base);
+        boot_info.mem_skipped++;
+        return;
+    }
+    if (base >= limit || length > limit - base) {
+        kprintf("boot: memory map entry 0x%lx+0x%lx lies beyond the 2^%d physical address "
+            "limit: skipped\n", (unsigned long)base, (unsigned long)length, PHYS_ADDR_LIMIT_BITS);
+        boot_info.mem_skipped++;
+        return;
+    }
+    for (int j = 0; j < boot_info.mem_count; j++) {
+        const struct boot_mem_region *r = &boot_info.mem[j];
+        if (base < r->base + r->length && r->base < base + length) {
+            kprintf("boot: memory map entry 0x%lx+0x%lx (type %u) overlaps 0x%lx+0x%lx "
+                "(type %u): skipped\n", (unsigned long)base, (unsigned long)length, type,
+                (unsigned long)r->base, (unsigned long)r->length, r->type);
+            boot_info.mem_skipped++;
+            if (type != BOOT_MEM_USABLE && r->type == BOOT_MEM_USABLE) {
+                // Which one is true is unknown: do not hand out RAM the firmware may own.
+                boot_info.mem[j].type = BOOT_MEM_RESERVED;
+            }
+            return;
+        }
+    }
+    if (boot_info.mem_count >= BOOT_MEM_REGIONS_MAX) {
+        kprintf("boot: more than %d memory map entries: 0x%lx+0x%lx skipped\n",
+            BOOT_MEM_REGIONS_MAX, (unsigned long)base, (unsigned long)length);
+        boot_info.mem_skipped++;
         return;
     }
     // Insertion keeps the array sorted by base.
@@ -152,50 +250,112 @@ static void copy_rsdp(const void *source, size_t length) {
     boot_info.rsdp_phys = (uintptr_t)rsdp_copy;
 }
 
+// Returns the number of regions added.
+static int parse_mb2_mmap(const struct multiboot2_tag_mmap *mmap) {
+    int before = boot_info.mem_count;
+    if (mmap->tag.size < sizeof(*mmap) ||
+        mmap->entry_size < sizeof(struct multiboot2_mmap_entry) || mmap->entry_size % 8) {
+        kprintf("boot: multiboot2 memory map with entry size %u: ignored\n", mmap->entry_size);
+        return 0;
+    }
+    uintptr_t start = (uintptr_t)mmap + sizeof(*mmap);
+    uintptr_t end = (uintptr_t)mmap + mmap->tag.size;
+    for (uintptr_t entry = start; entry + mmap->entry_size <= end; entry += mmap->entry_size) {
+        const struct multiboot2_mmap_entry *e = (const void *)entry;
+        add_region(e->base_addr, e->length, region_type_from_e820(e->type));
+    }
+    return boot_info.mem_count - before;
+}
+
+static int parse_efi_mmap(const struct multiboot2_tag_efi_mmap *map) {
+    int before = boot_info.mem_count;
+    if (map->tag.size < sizeof(*map) ||
+        map->descriptor_size < sizeof(struct efi_memory_descriptor) || map->descriptor_size % 8 ||
+        map->descriptor_version != 1) {
+        kprintf("boot: EFI memory map with descriptor size %u, version %u: ignored\n",
+            map->descriptor_size, map->descriptor_version);
+        return 0;
+    }
+    uintptr_t start = (uintptr_t)map + sizeof(*map);
+    uintptr_t end = (uintptr_t)map + map->tag.size;
+    for (uintptr_t entry = start; entry + map->descriptor_size <= end;
+         entry += map->descriptor_size) {
+        const struct efi_memory_descriptor *d = (const void *)entry;
+        if (d->number_of_pages > ((uint64_t)1 << (PHYS_ADDR_LIMIT_BITS - 12))) {
+            kprintf("boot: EFI memory descriptor at 0x%lx with 0x%lx pages is absurd: "
+                "skipped\n", (unsigned long)d->physical_start,
+                (unsigned long)d->number_of_pages);
+            boot_info.mem_skipped++;
+            continue;
+        }
+        uint32_t type = region_type_from_efi(d->type);
+        uint64_t length = d->number_of_pages * EFI_PAGE_SIZE;
+        // The firmware splits RAM into many descriptors of one kind; join neighbours so the
+        // map fits BOOT_MEM_REGIONS_MAX.
+        struct boot_mem_region *last = boot_info.mem_count > before ?
+            &boot_info.mem[boot_info.mem_count - 1] : NULL;
+        if (last && length && last->type == type &&
+            last->base + last->length == d->physical_start &&
+            last->base + last->length + length > last->base) {
+            last->length += length;
+            continue;
+        }
+        add_region(d->physical_start, length, type);
+    }
+    return boot_info.mem_count - before;
+}
+
 static void parse_multiboot2(uint64_t info) {
     const struct multiboot2_info_header *header = (const void *)(uintptr_t)info;
-    uintptr_t cursor = info + sizeof(*header);
-    uintptr_t end = info + header->total_size;
-    bool have_mmap = false;
+    uint32_t total = header->total_size;
     const struct multiboot2_tag_basic_meminfo *meminfo = NULL;
+    const struct multiboot2_tag_mmap *mmap = NULL;
+    const struct multiboot2_tag_efi_mmap *efi_mmap = NULL;
     bool have_new_rsdp = false;
+    bool efi = false;
 
-    boot_info.loader = "multiboot2";
+    boot_info.loader = "multiboot2 (bios)";
+    boot_info.firmware = "bios";
+    if (total < sizeof(*header) + sizeof(struct multiboot2_tag) || total > MB2_INFO_MAX) {
+        kprintf("boot: multiboot2 information block of %u bytes is absurd: ignored\n", total);
+        return;
+    }
+    uintptr_t cursor = info + sizeof(*header);
+    uintptr_t end = info + total;
     while (cursor + sizeof(struct multiboot2_tag) <= end) {
         const struct multiboot2_tag *tag = (const void *)cursor;
-        // A tag must fit in what is left (Multiboot2 3.6.1): a larger size would send the
-        // memory map loop past the end, and one near 4 GiB would wrap the 32-bit rounding
-        // below to 0 and loop forever.
-        if (tag->type == MB2_TAG_END || tag->size < sizeof(*tag) || tag->size > end - cursor) {
+        if (tag->type == MB2_TAG_END) {
+            break;
+        }
+        if (tag->size < sizeof(*tag) || tag->size > end - cursor) {
+            kprintf("boot: multiboot2 tag %u at +0x%lx has size %u (block ends at +0x%x): "
+                "the rest of the block is ignored\n", tag->type,
+                (unsigned long)(cursor - info), tag->size, total);
             break;
         }
         const uint8_t *payload = (const uint8_t *)(tag + 1);
         size_t payload_size = tag->size - sizeof(*tag);
         switch (tag->type) {
             case MB2_TAG_CMDLINE:
-                copy_cmdline((const char *)payload, payload_size);
+                copy_cmdline((const char *)payload, payload_size);   // 3.6.3: never past the tag
                 break;
             case MB2_TAG_BASIC_MEMINFO:
                 if (tag->size >= sizeof(*meminfo)) {
                     meminfo = (const void *)tag;
                 }
                 break;
-            case MB2_TAG_MMAP: {
-                const struct multiboot2_tag_mmap *mmap = (const void *)tag;
-                // entry_size is a multiple of 8 (Multiboot2 3.6.8); another would misalign
-                // the entries.
-                if (tag->size < sizeof(*mmap) || mmap->entry_size % 8 != 0
-                    || mmap->entry_size < sizeof(struct multiboot2_mmap_entry)) {
-                    break;
-                }
-                uintptr_t entry = cursor + sizeof(*mmap);
-                for (; entry + mmap->entry_size <= cursor + tag->size; entry += mmap->entry_size) {
-                    const struct multiboot2_mmap_entry *e = (const void *)entry;
-                    add_region(e->base_addr, e->length, region_type_from_e820(e->type));
-                }
-                have_mmap = true;
+            case MB2_TAG_MMAP:
+                mmap = (const void *)tag;
                 break;
-            }
+            case MB2_TAG_EFI_MMAP:
+                efi_mmap = (const void *)tag;
+                efi = true;
+                break;
+            case MB2_TAG_EFI32:
+            case MB2_TAG_EFI64:
+            case MB2_TAG_EFI_BS:
+                efi = true;
+                break;
             case MB2_TAG_ACPI_OLD:
                 if (!have_new_rsdp) {
                     copy_rsdp(payload, payload_size);
@@ -210,8 +370,20 @@ static void parse_multiboot2(uint64_t info) {
         }
         cursor += ((uintptr_t)tag->size + 7) & ~(uintptr_t)7;
     }
+    if (efi) {
+        boot_info.loader = "multiboot2 (uefi)";
+        boot_info.firmware = "uefi";
+    }
 
-    if (!have_mmap && meminfo) {
+    // The firmware's own map first (under UEFI), else GRUB's E820-style one, else the two
+    // numbers of the basic memory information.
+    if (efi_mmap && parse_efi_mmap(efi_mmap) > 0) {
+        return;
+    }
+    if (mmap && parse_mb2_mmap(mmap) > 0) {
+        return;
+    }
+    if (meminfo) {
         add_region(0, (uint64_t)meminfo->mem_lower_kib * 1024, BOOT_MEM_USABLE);
         add_region(0x100000, (uint64_t)meminfo->mem_upper_kib * 1024, BOOT_MEM_USABLE);
     }
@@ -220,6 +392,7 @@ static void parse_multiboot2(uint64_t info) {
 static void parse_pvh(uint64_t info) {
     const struct hvm_start_info *start = (const void *)(uintptr_t)info;
     boot_info.loader = "pvh";
+    boot_info.firmware = "none";
     copy_cmdline(start->cmdline_paddr ? (const char *)(uintptr_t)start->cmdline_paddr : NULL,
                  BOOT_CMDLINE_MAX);
     boot_info.rsdp_phys = start->rsdp_paddr;

@@ -28,10 +28,12 @@ struct boot_mem_region {
 };
 
 struct boot_info {
-    const char *loader;            // "multiboot2" or "pvh"
+    const char *loader;            // "multiboot2 (bios)", "multiboot2 (uefi)" or "pvh"
+    const char *firmware;          // "bios", "uefi" or "none" (PVH: the VMM loaded us)
     char cmdline[BOOT_CMDLINE_MAX];  // NUL-terminated, truncated if longer
     struct boot_mem_region mem[BOOT_MEM_REGIONS_MAX];  // sorted by base address
     int mem_count;
+    int mem_skipped;               // bad loader entries reported and skipped
     uint64_t rsdp_phys;            // 0 if the loader gave none
 };
 

@@ -5,6 +5,7 @@
 
 #include "arch/x86_64/acpi.h"
 #include "arch/x86_64/boot_info.h"
+#include "arch/x86_64/boottrace.h"
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/gdt.h"
 #include "arch/x86_64/interrupts.h"
@@ -60,6 +61,7 @@ static void print_platform_line(void) {
 // from irq.
 void arch_start64(uint32_t magic, uint64_t info) {
     stack_protector_init();       // before any protected function that returns
+    boottrace_mark("entry");      // firmware, loader and QEMU's own setup end here
     smp_save_percpu_template();   // before anything changes the boot CPU's copy
     uart_init(UART_COM1_BASE, 115200);
     stack_protector_report();
@@ -67,13 +69,17 @@ void arch_start64(uint32_t magic, uint64_t info) {
     idt_init();
     boot_info_parse(magic, info);
     paging_init();
+    boottrace_mark("paging");
     pic_init();
     acpi_init();
+    boottrace_mark("acpi");
     tsc_calibrate();
+    boottrace_mark("tsc");
     lapic_init();
     ioapic_init();
     irq_init();
     timer_init();
+    boottrace_mark("apic+timer");
     smp_init();
     print_platform_line();
     kernel_main();

@@ -47,14 +47,37 @@ enum virtio_device_type {
 
 struct pci_device;
 struct virtio_pci_common_cfg;
+struct virtio_device;
+
+// A transport implements the calls below (virtio.c dispatches through vdev->ops): PCI
+// (virtio_pci.c, 4.1) and MMIO (virtio_mmio.c, 4.2). Drivers never use this directly.
+struct virtio_ops {
+    const char *transport;                      // "pci", "mmio"
+    int (*negotiate)(struct virtio_device *vdev, uint64_t wanted);
+    struct virtqueue *(*setup_queue)(struct virtio_device *vdev, uint16_t index,
+        uint16_t max_size, virtqueue_callback_t callback, void *context);
+    int (*set_config_callback)(struct virtio_device *vdev,
+        void (*callback)(struct virtio_device *vdev, void *context), void *context);
+    void (*driver_ok)(struct virtio_device *vdev);
+    void (*fail)(struct virtio_device *vdev);
+    void (*reset)(struct virtio_device *vdev);
+    uint8_t (*status)(const struct virtio_device *vdev);
+    int (*read_config)(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len);
+    void (*write_config8)(struct virtio_device *vdev, uint32_t offset, uint8_t value);
+};
 
 #define VIRTIO_MSI_NO_VECTOR (0xffff)
 
 // One virtio device, whatever its transport. The caller (the driver) owns the storage.
-// The transport's own registers are kept here too: today only PCI's (`pci` non-NULL); the
-// MMIO transport adds its fields beside them.
+// The transport's own registers are kept here too: PCI's (`pci` non-NULL) and MMIO's
+// (`mmio` non-NULL).
 struct virtio_device {
+    const struct virtio_ops *ops;
     struct pci_device *pci;
+    volatile uint8_t *mmio;                     // virtio-mmio register block (4.2.2)
+    uint64_t mmio_phys;
+    uint32_t mmio_gsi;                          // its interrupt line (I/O APIC GSI)
+    char name[24];                              // "00:03.0", "mmio@0xfeb00e00"
     uint16_t type;                              // enum virtio_device_type
     volatile struct virtio_pci_common_cfg *common;
     volatile uint8_t *notify_base;
@@ -105,6 +128,18 @@ uint8_t virtio_status(const struct virtio_device *vdev);
 // `len` bytes from `offset` into `out`. Returns 0, or -1 past the end of the structure.
 int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len);
 void virtio_write_config8(struct virtio_device *vdev, uint32_t offset, uint8_t value);
+
+// Transport-neutral discovery (what a driver's probe calls): initialise `vdev` as the
+// `nth` (0-based) device of `type` on any transport, PCI first, then virtio-mmio (found from
+// the ACPI DSDT or virtio_mmio.device= words, scanned on first use). Leaves the device reset
+// with ACKNOWLEDGE|DRIVER set, as virtio_pci_init does. Returns 0, or -1 when there is none
+// (or it failed, said on the console).
+int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth);
+
+// "00:03.0" or "mmio@0xfeb00e00", for messages; and how its interrupts arrive
+// ("msix", "intx", "ioapic", "none").
+const char *virtio_device_name(const struct virtio_device *vdev);
+const char *virtio_irq_mode_name(const struct virtio_device *vdev);
 
 static inline bool virtio_has_feature(const struct virtio_device *vdev, int bit) {
     return (vdev->features >> bit) & 1;

@@ -569,9 +569,11 @@ static int setup_pair(struct virtio_net *nic, unsigned pair, unsigned pairs_left
     return 0;
 }
 
-static int probe_one(struct virtio_net *nic, struct pci_device *pci) {
-    // 5.1.5 device initialization, following the general sequence of 3.1.1.
-    if (virtio_pci_init(&nic->vdev, pci) != 0) {
+// Bring up `nic`, whose `vdev` virtio_find_device has just found (on PCI or virtio-mmio).
+static int probe_one(struct virtio_net *nic) {
+    // 5.1.5 device initialization, following the general sequence of 3.1.1; the device
+    // was reset and acknowledged by virtio_find_device.
+    {
         return -1;
     }
     uint64_t wanted = VIRTIO_FEATURE(VIRTIO_NET_F_MAC) | VIRTIO_FEATURE(VIRTIO_NET_F_STATUS)
@@ -634,12 +636,12 @@ static int probe_one(struct virtio_net *nic, struct pci_device *pci) {
 
     char rx_text[8], tx_text[8], config_text[8];
     struct virtio_net_queue *q0 = &nic->queue[0];
-    kprintf("virtio-net: %s %02x:%02x.%x mac %02x:%02x:%02x:%02x:%02x:%02x link %s, "
+    kprintf("virtio-net: %s %s mac %02x:%02x:%02x:%02x:%02x:%02x link %s, "
         "%u queue pair%s (of %u), %u rx / %u tx buffers, %s rx %s tx %s config %s%s\n",
-        nic->name, pci->bus, pci->device, pci->function,
+        nic->name, virtio_device_name(&nic->vdev),
         nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4], nic->mac[5],
         nic->link_up ? "up" : "down", nic->pairs, nic->pairs == 1 ? "" : "s", nic->max_pairs,
-        q0->rx_count, q0->tx_count, pci_irq_mode_name(pci),
+        q0->rx_count, q0->tx_count, virtio_irq_mode_name(&nic->vdev),
         vector_text(q0->rxq->vector, rx_text), vector_text(q0->txq->vector, tx_text),
         vector_text(nic->vdev.config_vector >= 0 ? nic->vdev.config_vector : nic->vdev.intx_vector,
             config_text),
@@ -648,17 +650,18 @@ static int probe_one(struct virtio_net *nic, struct pci_device *pci) {
 }
 
 int virtio_net_probe(void) {
-    for (int i = 0; i < pci_device_count && nic_count < VIRTIO_NET_MAX_DEVICES; i++) {
-        struct pci_device *pci = &pci_devices[i];
-        if (virtio_pci_device_type(pci) != VIRTIO_TYPE_NET) {
-            continue;
-        }
+    // Every virtio-net on any transport (PCI first, then virtio-mmio), named in that order.
+    for (int nth = 0; nth < 2 * VIRTIO_NET_MAX_DEVICES && nic_count < VIRTIO_NET_MAX_DEVICES;
+         nth++) {
         struct virtio_net *nic = &nics[nic_count];
         memset(nic, 0, sizeof(*nic));
         nic->index = nic_count;
         memcpy(nic->name, "eth", 3);
         nic->name[3] = (char)('0' + nic_count);
-        if (probe_one(nic, pci) == 0) {
+        if (virtio_find_device(&nic->vdev, VIRTIO_TYPE_NET, nth) != 0) {
+            continue;   // none, or one that failed (said on the console)
+        }
+        if (probe_one(nic) == 0) {
             nic_count++;
         }
     }

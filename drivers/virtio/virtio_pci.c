@@ -33,6 +33,8 @@ enum {
     VIRTIO_ISR_CONFIG = 2,
 };
 
+extern const struct virtio_ops virtio_pci_ops;
+
 uint16_t virtio_pci_device_type(const struct pci_device *pci) {
     if (pci->vendor_id != VIRTIO_PCI_VENDOR || pci->device_id < 0x1000 || pci->device_id > 0x107f) {
         return 0;
@@ -68,7 +70,7 @@ static volatile uint8_t *find_structure(struct pci_device *pci, uint8_t type, ui
     return NULL;
 }
 
-uint8_t virtio_status(const struct virtio_device *vdev) {
+static uint8_t pci_status(const struct virtio_device *vdev) {
     return vdev->common->device_status;
 }
 
@@ -76,7 +78,7 @@ static void set_status(struct virtio_device *vdev, uint8_t bits) {
     vdev->common->device_status = vdev->common->device_status | bits;
 }
 
-void virtio_reset(struct virtio_device *vdev) {
+static void pci_reset(struct virtio_device *vdev) {
     vdev->common->device_status = 0;
     // 4.1.4.3.2: after writing 0 the driver waits for device_status to read back 0.
     uint64_t deadline = tsc_read() + tsc_hz;
@@ -85,11 +87,11 @@ void virtio_reset(struct virtio_device *vdev) {
     }
 }
 
-void virtio_fail(struct virtio_device *vdev) {
+static void pci_fail(struct virtio_device *vdev) {
     set_status(vdev, VIRTIO_STATUS_FAILED);
 }
 
-void virtio_driver_ok(struct virtio_device *vdev) {
+static void pci_driver_ok(struct virtio_device *vdev) {
     set_status(vdev, VIRTIO_STATUS_DRIVER_OK);
 }
 
@@ -101,7 +103,10 @@ static void print_device(const struct virtio_device *vdev, const char *fmt, cons
 }
 
 int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
-    *vdev = (struct virtio_device){ .pci = pci, .config_vector = -1, .intx_vector = -1 };
+    *vdev = (struct virtio_device){ .ops = &virtio_pci_ops, .pci = pci, .config_vector = -1,
+        .intx_vector = -1 };
+    ksnprintf(vdev->name, sizeof(vdev->name), "%02x:%02x.%x", pci->bus, pci->device,
+        pci->function);
     vdev->type = virtio_pci_device_type(pci);
     uint32_t length;
     uint8_t cap;
@@ -121,14 +126,14 @@ int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
     pci_enable(pci, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 
     // 3.1.1: reset, ACKNOWLEDGE (we noticed the device), DRIVER (we can drive it).
-    virtio_reset(vdev);
+    pci_reset(vdev);
     set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE);
     set_status(vdev, VIRTIO_STATUS_DRIVER);
     vdev->num_queues = vdev->common->num_queues;
     return 0;
 }
 
-int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
+static int pci_negotiate(struct virtio_device *vdev, uint64_t wanted) {
     volatile struct virtio_pci_common_cfg *c = vdev->common;
     c->device_feature_select = 0;
     uint64_t offered = c->device_feature;
@@ -137,7 +142,7 @@ int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
     vdev->device_features = offered;
     if (!(offered & VIRTIO_FEATURE(VIRTIO_F_VERSION_1))) {
         print_device(vdev, "%s", "does not offer VIRTIO_F_VERSION_1: not used");
-        virtio_fail(vdev);
+        pci_fail(vdev);
         return -1;
     }
     uint64_t accepted = offered & (wanted | VIRTIO_FEATURE(VIRTIO_F_VERSION_1));
@@ -149,7 +154,7 @@ int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
     set_status(vdev, VIRTIO_STATUS_FEATURES_OK);
     if (!(c->device_status & VIRTIO_STATUS_FEATURES_OK)) {
         print_device(vdev, "%s", "refused the negotiated features");
-        virtio_fail(vdev);
+        pci_fail(vdev);
         return -1;
     }
     vdev->features = accepted;
@@ -211,7 +216,7 @@ static bool use_msix(struct virtio_device *vdev) {
     return vdev->pci->irq_mode == PCI_IRQ_MSIX;
 }
 
-int virtio_set_config_callback(struct virtio_device *vdev,
+static int pci_set_config_callback(struct virtio_device *vdev,
     void (*callback)(struct virtio_device *vdev, void *context), void *context) {
     vdev->config_context = context;
     vdev->config_callback = callback;
@@ -230,12 +235,12 @@ int virtio_set_config_callback(struct virtio_device *vdev,
     return attach_intx(vdev) < 0 ? -1 : 0;
 }
 
-struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
+static struct virtqueue *pci_setup_queue(struct virtio_device *vdev, uint16_t index,
     uint16_t max_size, virtqueue_callback_t callback, void *context) {
     volatile struct virtio_pci_common_cfg *c = vdev->common;
     if (index >= vdev->num_queues || index >= VIRTIO_MAX_QUEUES) {
         print_device(vdev, "%s", "has fewer queues than the driver needs");
-        virtio_fail(vdev);
+        pci_fail(vdev);
         return NULL;
     }
     // 4.1.5.1.3: select the queue, read its size (0: unavailable), choose ours (a power of
@@ -244,7 +249,7 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
     uint16_t size = c->queue_size;
     if (size == 0 || c->queue_enable) {
         print_device(vdev, "%s", "queue unavailable");
-        virtio_fail(vdev);
+        pci_fail(vdev);
         return NULL;
     }
     if (max_size != 0 && max_size < size) {
@@ -261,7 +266,7 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
     }
     if (vq == NULL) {
         print_device(vdev, "%s", "out of DMA memory for a virtqueue");
-        virtio_fail(vdev);
+        pci_fail(vdev);
         return NULL;
     }
     vq->event_idx = virtio_has_feature(vdev, VIRTIO_F_EVENT_IDX);
@@ -292,7 +297,7 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
         c->queue_msix_vector = index + 1;
         if (vq->vector < 0 || c->queue_msix_vector == VIRTIO_MSI_NO_VECTOR) {
             print_device(vdev, "%s", "could not get an MSI-X vector for a queue");
-            virtio_fail(vdev);
+            pci_fail(vdev);
             return NULL;
         }
     } else if (vdev->pci->irq_mode == PCI_IRQ_MSIX) {
@@ -306,7 +311,7 @@ struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
 }
 
 int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id) {
-    if (vdev->pci->irq_mode != PCI_IRQ_MSIX || vq == NULL || vq->vector < 0
+    if (vdev->pci == NULL || vdev->pci->irq_mode != PCI_IRQ_MSIX || vq == NULL || vq->vector < 0
         || vq->vector == vdev->intx_vector) {
         return -1;
     }
@@ -314,7 +319,7 @@ int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_
     return msix_program(vdev->pci, vq->index + 1u, (uint8_t)vq->vector, apic_id);
 }
 
-int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {
+static int pci_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {
     if (vdev->device_cfg == NULL || (uint64_t)offset + len > vdev->device_cfg_length) {
         return -1;
     }
@@ -330,8 +335,21 @@ int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, u
     return 0;
 }
 
-void virtio_write_config8(struct virtio_device *vdev, uint32_t offset, uint8_t value) {
+static void pci_write_config8(struct virtio_device *vdev, uint32_t offset, uint8_t value) {
     if (vdev->device_cfg != NULL && offset < vdev->device_cfg_length) {
         vdev->device_cfg[offset] = value;
     }
 }
+
+const struct virtio_ops virtio_pci_ops = {
+    .transport = "pci",
+    .negotiate = pci_negotiate,
+    .setup_queue = pci_setup_queue,
+    .set_config_callback = pci_set_config_callback,
+    .driver_ok = pci_driver_ok,
+    .fail = pci_fail,
+    .reset = pci_reset,
+    .status = pci_status,
+    .read_config = pci_read_config,
+    .write_config8 = pci_write_config8,
+};

@@ -30,16 +30,8 @@ int virtio_rng_present(void) {
 }
 
 int virtio_rng_probe(void) {
-    struct pci_device *pci = NULL;
-    for (int i = 0; i < pci_device_count && pci == NULL; i++) {
-        if (virtio_pci_device_type(&pci_devices[i]) == VIRTIO_TYPE_RNG) {
-            pci = &pci_devices[i];
-        }
-    }
-    if (pci == NULL) {
-        return -1;
-    }
-    if (virtio_pci_init(&rng, pci) != 0) {
+    // Any transport: PCI (q35, pc) or virtio-mmio (microvm).
+    if (virtio_find_device(&rng, VIRTIO_TYPE_RNG, 0) != 0) {
         return -1;
     }
     // No device-specific features (5.4.3); EVENT_IDX if offered.
@@ -58,8 +50,8 @@ int virtio_rng_probe(void) {
     }
     virtio_driver_ok(&rng);
     present = 1;
-    kprintf("virtio-rng: %02x:%02x.%x, %s vector 0x%x, queue of %u\n", pci->bus, pci->device,
-        pci->function, pci_irq_mode_name(pci), requestq->vector, requestq->size);
+    kprintf("virtio-rng: %s, %s vector 0x%x, queue of %u\n", virtio_device_name(&rng),
+        virtio_irq_mode_name(&rng), requestq->vector, requestq->size);
     return 0;
 }
 
@@ -129,7 +121,7 @@ void virtio_rng_stats(struct virtio_rng_stats *out) {
     *out = (struct virtio_rng_stats){ .vector = -1, .irq_mode = "none" };
     if (requestq != NULL) {
         out->vector = requestq->vector;
-        out->irq_mode = pci_irq_mode_name(rng.pci);
+        out->irq_mode = virtio_irq_mode_name(&rng);
         out->interrupts = requestq->interrupts;
         out->kicks = requestq->kicks;
     }

@@ -14,6 +14,7 @@
 #include "shared/runtime/gchelper.h"
 #include "shared/runtime/pyexec.h"
 
+#include "arch/x86_64/boottrace.h"
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/fw_cfg.h"
@@ -147,14 +148,18 @@ void kernel_main(void) {
     if (mm_init(&boot_info, (uint64_t)(uintptr_t)__kernel_end, &why) != 0) {
         panic("memory: %s", why);
     }
+    boottrace_mark("memory");
 
     // Devices, once the platform (ACPI, APICs, irq, timer: arch_start64) and the DMA pool
     // are up.
     pci_init();
+    boottrace_mark("pci");
     virtio_rng_probe();
     virtio_net_probe();
     virtio_blk_probe();    // vda, vdb, ... (kernel/fs.py mounts vda at /)
+    boottrace_mark("virtio");
     netif_virtio_init();   // lwIP (once per boot) and its netif over virtio-net
+    boottrace_mark("lwip");
 
     mp_hal_console_init();
     start_other_cpus();
@@ -165,6 +170,7 @@ void kernel_main(void) {
     mp_stack_ctrl_init();
     mp_stack_set_limit((mp_uint_t)(kernel_stack_top - kernel_stack_bottom) - 16 * 1024);
     start_gc_heap();
+    boottrace_mark("cpus+heap");
 
     run_interpreter();
 }
@@ -180,7 +186,9 @@ static void run_interpreter(void) {
         mod_network_init();   // network.LAN's registry (a root pointer: after every mp_init)
         manticore_kernel_reset();
         if (boot_cpu) {
+            boottrace_mark("mp_init");
             print_boot_line();
+            boottrace_report();   // boottrace=1: the timeline up to the boot script
         }
 
         pyexec_frozen_module(BOOT_SCRIPT, true);

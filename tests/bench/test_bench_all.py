@@ -47,15 +47,19 @@ def _tap_ok() -> bool:
 def test_boot_times_every_image(quick_run, summary):
     boot = quick_run[0]["boot"]
     res = boot["results"]
-    for target, paths in (("kernel", ("direct q35", "direct microvm", "iso q35")),
-                          ("floor", ("direct q35", "direct microvm", "iso q35")),
+    paths_all = ("direct q35", "direct microvm", "microvm+nic", "iso q35", "iso q35 uefi")
+    for target, paths in (("kernel", paths_all), ("floor", paths_all),
                           ("linux", ("direct q35",))):
         for path in paths:
             r = res.get(target, {}).get(path, {})
             assert "error" not in r, f"boot {target} {path}: {r.get('error')}"
             assert 0 < r["median"] < 120 and len(r["samples"]) == 1, f"boot {target} {path}: {r}"
     assert set(boot["ratio_to_linux"]) == {"direct q35"}
-    assert set(boot["ratio_to_floor"]) == {"direct q35", "direct microvm", "iso q35"}
+    assert set(boot["ratio_to_floor"]) == {"direct q35", "direct microvm", "microvm+nic",
+                                           "iso q35", "iso q35 uefi"}
+    assert set(boot["goals"]) == {"direct q35", "direct microvm"}
+    phases = [r.get("phase") for r in boot["timelines"]["direct microvm"]]
+    assert phases[0] == "entry" and phases[-1] == "mp_init", boot["timelines"]
     assert res["floor"]["direct q35"]["median"] < res["kernel"]["direct q35"]["median"], \
         "the floor image (one byte, then exit) cannot boot slower than the kernel"
     summary(f"bench all --quick: boot direct q35 kernel "

@@ -171,9 +171,33 @@ def test_net_user_with_publish():
     assert "virtio-net-pci,netdev=net0" in option(c, "-device")
 
 
-def test_net_on_microvm_refused():
-    with pytest.raises(ValueError, match="microvm"):
-        cmd(net="user", machine="microvm")
+def test_net_on_microvm_is_virtio_mmio():
+    c = cmd(net="user", machine="microvm", publish=["7777/udp"])
+    devices = option(c, "-device")
+    assert "virtio-net-device,netdev=net0" in devices and "virtio-rng-device" in devices
+    assert not any("-pci" in d for d in devices), devices
+    assert "virtio-mmio.force-legacy=false" in option(c, "-global")
+
+
+def test_microvm_without_net_still_gets_rng():
+    c = cmd(machine="microvm")
+    assert "virtio-rng-device" in option(c, "-device") and "-netdev" not in c
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_firmware(firmware):
+    c = cmd(boot="iso", firmware=firmware)
+    from manticore_host.qemu import OVMF
+    assert (option(c, "-bios") == [str(OVMF)]) == (firmware == "uefi"), c
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"firmware": "coreboot", "boot": "iso"}, "firmware"),
+    ({"firmware": "uefi", "boot": "kernel"}, "boot=iso"),
+])
+def test_firmware_validation(bad, message):
+    with pytest.raises(ValueError, match=message):
+        cmd(**bad)
 
 
 @pytest.mark.parametrize("spec,expected", [

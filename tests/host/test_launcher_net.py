@@ -77,7 +77,6 @@ def test_tap_without_namespace_refused():
     ({"net": "tap", "netns": "ns1", "tap": "a-very-long-tap-name"}, "tap"),
     ({"net": "tap", "netns": "bad name"}, "netns"),
     ({"net": "tap", "netns": "ns1", "publish": ["7777/udp"]}, "publish"),
-    ({"net": "tap", "netns": "ns1", "machine": "microvm"}, "microvm"),
     ({"net": "none", "net_dump": Path("/t/x.pcap")}, "net_dump"),
 ])
 def test_tap_and_dump_validation(bad, message):

@@ -1,0 +1,70 @@
+"""microvm: no PCI, virtio over virtio-mmio (virtio 1.2, 4.2). echod answers UDP echoes
+through virtio-net-device behind user networking, os.urandom is fed by virtio-rng-device with
+its interrupt through the I/O APIC, devices are found from the DSDT (ACPI on) and from
+QEMU's virtio_mmio.device= words (acpi=off), and bad words are reported and skipped."""
+
+import json
+import socket
+
+import pytest
+
+from nettools import udp_echo, wait_echo
+
+pytestmark = pytest.mark.timeout(150)
+
+ECHO_PORT = 7777
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_echod_on_microvm_over_virtio_mmio(boot, summary):
+    port = free_udp_port()
+    vm = boot(machine="microvm", app="echod", net="user", publish=[f"{port}:{ECHO_PORT}/udp"],
+              wait_prompt=False)
+    log = vm.console.read_until(b"listening", timeout=60).decode("utf-8", "replace")
+    assert "virtio-net: mmio@" in log, f"expected virtio-net on a virtio-mmio transport:\n{log}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        wait_echo(s)
+        bad = []
+        for size in (0, 1, 64, 512, 1472) * 20:
+            payload = bytes((size + i) & 0xFF for i in range(size))
+            if udp_echo(s, payload, timeout=2.0) != payload:
+                bad.append(size)
+        assert not bad, f"echoes lost or wrong over virtio-mmio for sizes {sorted(set(bad))}"
+    summary("microvm echod over virtio-mmio: 100 UDP echoes")
+
+
+def rng_state(vm) -> dict:
+    return json.loads(vm.repl("import os, pci, json; n = len(os.urandom(64)); "
+                              "print(json.dumps(dict(pci.virtio_rng(), n=n)))"))
+
+
+def test_urandom_uses_virtio_rng_on_microvm(boot):
+    vm = boot(machine="microvm")
+    assert "virtio-rng: mmio@" in vm.banner, f"expected virtio-rng on virtio-mmio:\n{vm.banner}"
+    got = rng_state(vm)
+    assert got["n"] == 64 and got["irq_mode"] == "ioapic", got
+    assert got["bytes"] >= 64 and got["interrupts"] >= 1, (
+        f"expected os.urandom to take the device's bytes with an interrupt, got {got}")
+
+
+def test_cmdline_words_and_bad_words(boot):
+    """acpi=off: QEMU puts virtio_mmio.device= words on the command line instead; ours (bad
+    ones) are reported and skipped, the good ones still work."""
+    bad = ("virtio_mmio.device=512@0x1000000:5 "      # inside RAM
+           "virtio_mmio.device=512@0xfe000000:6 "     # nothing there
+           "virtio_mmio.device=junk "
+           "virtio_mmio.device=4@0xfeb08000:7")       # too small to be a device
+    vm = boot(machine="microvm", append=bad, extra_args=["-machine", "acpi=off"])
+    banner = vm.banner
+    for expected in ("overlaps RAM", "no virtio device there", "'virtio_mmio.device=junk'",
+                     "is not a device's"):
+        assert expected in banner, f"expected {expected!r} reported:\n{banner}"
+    assert "(cmdline)" in banner and "virtio-rng: mmio@" in banner, banner
+    got = rng_state(vm)
+    assert got["n"] == 64 and got["interrupts"] >= 1, got
