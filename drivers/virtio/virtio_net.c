@@ -573,9 +573,6 @@ static int setup_pair(struct virtio_net *nic, unsigned pair, unsigned pairs_left
 static int probe_one(struct virtio_net *nic) {
     // 5.1.5 device initialization, following the general sequence of 3.1.1; the device
     // was reset and acknowledged by virtio_find_device.
-    {
-        return -1;
-    }
     uint64_t wanted = VIRTIO_FEATURE(VIRTIO_NET_F_MAC) | VIRTIO_FEATURE(VIRTIO_NET_F_STATUS)
         | VIRTIO_FEATURE(VIRTIO_NET_F_CTRL_VQ) | VIRTIO_FEATURE(VIRTIO_NET_F_MQ)
         | VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX);
