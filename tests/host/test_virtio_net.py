@@ -88,7 +88,10 @@ int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
 }
 // The transport-neutral discovery of virtio.h (virtio.c), over the stand-in PCI device.
 int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth) {
-    return type == VIRTIO_TYPE_NET && nth == 0 ? virtio_pci_init(vdev, &pci_devices[0]) : -1;
+    if (type != VIRTIO_TYPE_NET || nth < 0 || nth >= pci_device_count) {
+        return -1;
+    }
+    return virtio_pci_init(vdev, &pci_devices[nth]);
 }
 const char *virtio_device_name(const struct virtio_device *vdev) { (void)vdev; return "00:00.0"; }
 const char *virtio_irq_mode_name(const struct virtio_device *vdev) { (void)vdev; return "msix"; }

@@ -26,7 +26,7 @@ def test_echod_on_microvm_over_virtio_mmio(boot, summary):
     vm = boot(machine="microvm", app="echod", net="user", publish=[f"{port}:{ECHO_PORT}/udp"],
               wait_prompt=False)
     log = vm.console.read_until(b"listening", timeout=60).decode("utf-8", "replace")
-    assert "virtio-net: mmio@" in log, f"expected virtio-net on a virtio-mmio transport:\n{log}"
+    assert "virtio-net: eth0 mmio@" in log, f"expected virtio-net on a virtio-mmio transport:\n{log}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect(("127.0.0.1", port))
         wait_echo(s)
