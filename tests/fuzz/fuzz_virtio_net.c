@@ -1,6 +1,7 @@
 // Fuzz harness: the receive validation of drivers/virtio/virtio_net.c and the split
 // virtqueue under it (drivers/virtio/virtqueue.c), through the driver's public calls
-// (virtio_net_probe, _rx_poll, _rx_release, _tx_alloc/_send/_free, _get_stats), from the
+// (virtio_net_probe, then on queue pair 0: _rx_poll, _rx_release, _tx_alloc/_send/_free,
+// _get_stats), from the
 // unchanged sources, against a simulated device that the input drives, honest or lying.
 //
 // Input: records of (mode u8, used length u16, id u16, n u8, n bytes written at the start of
@@ -49,8 +50,21 @@ static struct virtio_device *the_device;
 static void notify_queue(struct virtqueue *vq) { (void)vq; }
 uint16_t virtio_pci_device_type(const struct pci_device *pci) { (void)pci; return VIRTIO_TYPE_NET; }
 int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
-    vdev->pci = pci; vdev->config_vector = -1; the_device = vdev; return 0;
+    vdev->pci = pci; vdev->config_vector = -1; vdev->num_queues = 3; the_device = vdev; return 0;
 }
+// virtio.h's transport-neutral discovery and names, over the one stand-in device.
+int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth) {
+    return type == VIRTIO_TYPE_NET && nth == 0 ? virtio_pci_init(vdev, &pci_devices[0]) : -1;
+}
+const char *virtio_device_name(const struct virtio_device *vdev) { (void)vdev; return "00:00.0"; }
+const char *virtio_irq_mode_name(const struct virtio_device *vdev) { (void)vdev; return "msix"; }
+int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id) {
+    (void)vdev; (void)vq; (void)apic_id; return 0;
+}
+unsigned smp_cpu_id(void) { return 0; }
+bool smp_cpu_online(unsigned cpu) { return cpu == 0; }
+uint32_t smp_apic_id(unsigned cpu) { (void)cpu; return 0; }
+uint64_t tsc_to_us(uint64_t ticks) { return ticks; }
 int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
     vdev->features = (wanted | VIRTIO_FEATURE(VIRTIO_F_VERSION_1))
                      & ~VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX);
@@ -98,12 +112,13 @@ static void fail(const char *why) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!virtio_net_present()) {
-        if (virtio_net_probe() != 0) {
+    if (virtio_net_count() == 0) {
+        if (virtio_net_probe() != 1) {
             fail("probe");
         }
-        virtio_net_set_notify(on_notify, NULL);
+        virtio_net_set_notify(virtio_net_queue(0, 0), on_notify, NULL);
     }
+    struct virtio_net_queue *q = virtio_net_queue(0, 0);
     struct virtqueue *rx = the_device->queues[0], *tx = the_device->queues[1];
     uint8_t *pool_start = pool, *pool_end = pool + POOL_SIZE;
     uint16_t held[512];
@@ -132,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         at += n;
         virtqueue_interrupt(rx);
         struct net_frame f;
-        while (virtio_net_rx_poll(&f)) {
+        while (virtio_net_rx_poll(q, &f)) {
             if (f.len < 14 || f.len > NET_BUFFER_SIZE - 12 || f.data < pool_start
                 || f.data + f.len > pool_end) {
                 fail("frame outside its buffer");
@@ -142,35 +157,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if ((mode & 2) && held_count < 512) {
                 held[held_count++] = f.buffer_id;
             } else {
-                virtio_net_rx_release(f.buffer_id);
+                virtio_net_rx_release(q, f.buffer_id);
                 if (mode & 4) {
-                    virtio_net_rx_release(f.buffer_id);
+                    virtio_net_rx_release(q, f.buffer_id);
                 }
             }
         }
         if (mode & 8) {
-            void *b = virtio_net_tx_alloc();
+            void *b = virtio_net_tx_alloc(q);
             if (b) {
-                if (virtio_net_tx_send(b, used_len) != 0) {
-                    virtio_net_tx_free(b);
+                if (virtio_net_tx_send(q, b, used_len) != 0) {
+                    virtio_net_tx_free(q, b);
                 }
             }
             uint16_t t;
             while (device_take(tx, &t)) {
                 device_use(tx, t, 0);
             }
-            virtio_net_tx_reclaim();
+            virtio_net_tx_reclaim(q);
         }
     }
     for (int i = 0; i < held_count; i++) {
-        virtio_net_rx_release(held[i]);
+        virtio_net_rx_release(q, held[i]);
     }
     struct net_frame f;
-    while (virtio_net_rx_poll(&f)) {
-        virtio_net_rx_release(f.buffer_id);
+    while (virtio_net_rx_poll(q, &f)) {
+        virtio_net_rx_release(q, f.buffer_id);
     }
     struct virtio_net_stats s;
-    virtio_net_get_stats(&s);
+    virtio_net_get_stats(q, &s);
     if (s.rx_buffers_held != 0 || s.rx_buffers_free_in_ring > s.rx_buffers_total) {
         fail("receive buffers not all back");
     }
