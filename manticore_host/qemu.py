@@ -115,9 +115,12 @@ class Disk:
     modern_only: bool = False       # disable-legacy=on (virtio 1.x only)
     vectors: int | None = None      # MSI-X vectors (0: none, the INTx fallback)
 
-    def args(self, index: int) -> list[str]:
+    def args(self, index: int, microvm: bool = False) -> list[str]:
         drive = (f"if=none,id=disk{index},format=raw,file={qemu_escape(os.fspath(self.path))}"
                  + (",readonly=on" if self.readonly else ""))
+        if microvm:
+            # No PCI: a virtio-mmio transport (version 2: -global virtio-mmio.force-legacy=false).
+            return ["-drive", drive, "-device", f"virtio-blk-device,drive=disk{index}"]
         device = f"virtio-blk-pci,drive=disk{index}"
         if self.modern_only:
             device += ",disable-legacy=on"
@@ -224,9 +227,6 @@ class VMConfig:
         if self.boot == "iso" and self.machine == "microvm":
             raise ValueError("microvm has no BIOS to boot a CD-ROM: ISO boot "
                              "needs machine q35 or pc (or use boot=kernel)")
-        if self.disks and self.machine == "microvm":
-            raise ValueError("microvm has no PCI bus for virtio-blk-pci: use machine q35 "
-                             "or pc for disks")
         for d in self.disks:
             if not Path(d.path if isinstance(d, Disk) else d).is_file():
                 raise ValueError(f"disk {d.path if isinstance(d, Disk) else d}: no such "
@@ -376,7 +376,7 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
                 f"{qemu_escape(os.fspath(cfg.net_dump))}"]
 
     for i, d in enumerate(cfg.disks):
-        cmd += (d if isinstance(d, Disk) else Disk(Path(d))).args(i)
+        cmd += (d if isinstance(d, Disk) else Disk(Path(d))).args(i, microvm)
 
     if cfg.gdb:
         cmd += ["-s", "-S"]

@@ -52,12 +52,14 @@ enum {
 struct virtio_blk virtio_blk_devices[VIRTIO_BLK_MAX_DEVICES];
 int virtio_blk_count;
 
-static int bind(struct virtio_blk *blk, struct pci_device *pci, int index) {
+// Bring up the `nth` virtio-blk device of any transport (PCI, then virtio-mmio) as disk
+// `index`; -1 when there is none or it fails.
+static int bind(struct virtio_blk *blk, int nth, int index) {
     *blk = (struct virtio_blk){ .owner_cpu = (int)smp_cpu_id(), .timeout_ms = BLK_TIMEOUT_MS };
     blk->name[0] = 'v';
     blk->name[1] = 'd';
     blk->name[2] = (char)('a' + index);
-    if (virtio_pci_init(&blk->vdev, pci) != 0) {
+    if (virtio_find_device(&blk->vdev, VIRTIO_TYPE_BLOCK, nth) != 0) {
         return -1;
     }
     // 5.2.5 device initialization, following the general sequence of 3.1.1.
@@ -105,20 +107,18 @@ static int bind(struct virtio_blk *blk, struct pci_device *pci, int index) {
     }
     virtio_driver_ok(&blk->vdev);
     uint64_t mib = blk->capacity * VIRTIO_BLK_SECTOR_SIZE >> 20;
-    kprintf("virtio-blk: %s at %02x:%02x.%x, %lu MiB (%lu sectors), block %u%s%s, %s vector 0x%x\n",
-        blk->name, pci->bus, pci->device, pci->function, (unsigned long)mib,
+    kprintf("virtio-blk: %s at %s, %lu MiB (%lu sectors), block %u%s%s, %s vector 0x%x\n",
+        blk->name, virtio_device_name(&blk->vdev), (unsigned long)mib,
         (unsigned long)blk->capacity, blk->block_size, blk->read_only ? ", read-only" : "",
-        blk->can_flush ? ", flush" : "", pci_irq_mode_name(pci), blk->vq->vector);
+        blk->can_flush ? ", flush" : "", virtio_irq_mode_name(&blk->vdev), blk->vq->vector);
     return 0;
 }
 
 int virtio_blk_probe(void) {
     virtio_blk_count = 0;
-    for (int i = 0; i < pci_device_count && virtio_blk_count < VIRTIO_BLK_MAX_DEVICES; i++) {
-        if (virtio_pci_device_type(&pci_devices[i]) != VIRTIO_TYPE_BLOCK) {
-            continue;
-        }
-        if (bind(&virtio_blk_devices[virtio_blk_count], &pci_devices[i], virtio_blk_count) == 0) {
+    for (int nth = 0; nth < 2 * VIRTIO_BLK_MAX_DEVICES && virtio_blk_count < VIRTIO_BLK_MAX_DEVICES;
+         nth++) {
+        if (bind(&virtio_blk_devices[virtio_blk_count], nth, virtio_blk_count) == 0) {
             virtio_blk_count++;
         }
     }
