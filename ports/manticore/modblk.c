@@ -163,7 +163,7 @@ static mp_obj_t blk_disk_info(mp_obj_t self_in) {
     dict_set(dict, MP_QSTR_readonly, mp_obj_new_bool(d->read_only));
     dict_set(dict, MP_QSTR_flush, mp_obj_new_bool(d->can_flush));
     dict_set(dict, MP_QSTR_broken, mp_obj_new_bool(d->broken));
-    const char *mode = pci_irq_mode_name(d->vdev.pci);
+    const char *mode = virtio_irq_mode_name(&d->vdev);   // PCI or virtio-mmio
     dict_set(dict, MP_QSTR_irq_mode, mp_obj_new_str(mode, strlen(mode)));
     dict_set(dict, MP_QSTR_vector, MP_OBJ_NEW_SMALL_INT(d->vq->vector));
     dict_set(dict, MP_QSTR_interrupts, mp_obj_new_int_from_ull(d->vq->interrupts));
