@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from manticore_host import image
-from manticore_host.fetch import lwip_dir, micropython_dir
+from manticore_host.fetch import lwip_dir, mbedtls_dir, micropython_build_dir
 
 ROOT = image.ROOT
 
@@ -56,7 +56,9 @@ def run(cmd: list[str], cwd: Path | None = None, env=None,
 
 
 def _make_vars() -> list[str]:
-    return [f"MICROPY_TOP={micropython_dir()}", f"LWIP_DIR={lwip_dir()}"]
+    # The trees `invoke build` compiles: MicroPython with ports/manticore/patches applied.
+    return [f"MICROPY_TOP={micropython_build_dir(quiet=True)}", f"LWIP_DIR={lwip_dir()}",
+            f"MBEDTLS_DIR={mbedtls_dir()}"]
 
 
 def compile_probes(repo: Path, out: Path) -> dict[str, bytes]:
@@ -72,7 +74,7 @@ def compile_probes(repo: Path, out: Path) -> dict[str, bytes]:
     out.mkdir(parents=True, exist_ok=True)
     objects = {}
     for src in PROBE_SOURCES:
-        src = src.format(lwip=lwip_dir(), top=micropython_dir())
+        src = src.format(lwip=lwip_dir(), top=micropython_build_dir(quiet=True))
         obj = out / (Path(src).stem + ".o")
         run(["gcc", *cflags, "-c", "-o", str(obj), src], cwd=port)
         objects[obj.name] = obj.read_bytes()
