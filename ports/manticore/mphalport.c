@@ -61,11 +61,9 @@ static void console_rx_byte(uint8_t byte) {
 volatile unsigned mp_hal_console_cpu;
 
 int mp_hal_console_move(unsigned cpu) {
-    if (cpu != 0 && uart_route_rx_to(smp_apic_id(cpu)) != 0) {
+    // Without an I/O APIC (8259 only) the interrupt reaches CPU 0 whatever is asked.
+    if (uart_route_rx_to(smp_apic_id(cpu)) != 0 && cpu != 0) {
         return -1;
-    }
-    if (cpu == 0) {
-        uart_route_rx_to(smp_apic_id(0));
     }
     mp_hal_console_cpu = cpu;
     return 0;
