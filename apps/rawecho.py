@@ -7,15 +7,18 @@
 # memoryviews over the receive DMA buffers and is handled here in Python, below.
 #
 # Command line: nic=ethN (default eth0), queue=N[,N...] (default 0; several: one app serves
-# them all, in turn), ip=A.B.C.D (default 10.0.2.15),
+# them all, in turn; queue@K=N[,N...] overrides it for the copy of rawecho on CPU K, so that
+# app=rawecho@0,rawecho@1 queue@0=0 queue@1=1 serves one pair per CPU), ip=A.B.C.D (default 10.0.2.15),
 # port=N (default 7; 0 echoes every port), poll=1 (busy-poll: no RX interrupts on the queue;
 # the app yields to the other tasks between polls but keeps the core busy), spin=US (default
-# 1000; 0: off): hybrid polling, as Linux's busy_poll / NAPI do it: after a batch the app keeps
-# polling, interrupts off, for US microseconds before it re-arms them and sleeps. Measured over
-# tap under TCG (bench echo, "where the time goes"), one interrupt-driven wake-up (MSI, HLT
-# exit, soft IRQ, event post, asyncio flag) costs more guest time than the echo itself, and at
-# 1 request in flight every request would pay it; within the window the next request is
-# picked up by the poll instead. Idle, the core still halts after US.
+# 300; 0: off): hybrid polling, as Linux's busy_poll does it: for US microseconds after a
+# batch the app keeps polling its queues with their interrupts off, then re-arms them and
+# waits for an event (the core halts). Measured over tap under TCG (bench echo, "where the
+# time goes"), an interrupt-driven wake-up (MSI, HLT exit, soft IRQ, Python callback, event,
+# asyncio, task switch) costs the guest more than the echo itself, and at 1 request in flight
+# every request pays it; a request that comes back within the window (one host round trip,
+# about 60-100 us on an idle host) is picked up by the poll instead. The window is short so
+# that a loaded host, where the next request comes late, loses little CPU to the spin.
 #
 # The Python path below (handle) is the reference and the slow path:
 # Per packet there is no bytes object: headers are written into the transmit buffer field by
@@ -215,13 +218,14 @@ def device_name(nic, queue):
 
 async def main():
     nic_name = sc.get_config("nic", "eth0")
-    names = [device_name(nic_name, int(q)) for q in sc.get_config("queue", "0").split(",")]
+    wanted = sc.get_config("queue@%d" % sc.cpu(), None) or sc.get_config("queue", "0")
+    names = [device_name(nic_name, int(q)) for q in wanted.split(",")]
     queues = [sc.acquire(name) for name in names]
     echo = Echo(queues[0], parse_ip(sc.get_config("ip", "10.0.2.15")),
                 int(sc.get_config("port", "7")))
     poll = sc.get_config("poll", "0") == "1"
-    spin_us = int(sc.get_config("spin", "1000"))
-    spinning = False  # interrupts off while polling within the spin window
+    spin_us = int(sc.get_config("spin", "300"))
+    spinning = False  # within the spin window after a batch: interrupts off, polling
     last_busy = ticks_us()
     for nic in queues:
         sc.subscribe(nic, sc.EVENT_RX | sc.EVENT_TX)

@@ -329,29 +329,39 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
         host_kind = host.kind
 
     guests = [(app, None) for app in apps]
+    linux_peer = None
+    report_breakdown = None
     if "rawecho" in apps:
         guests.append(("rawecho-poll", None))
     if linux:
         try:
             from manticore_host import linuxpeer
-            guests.append((LINUX_APP, linuxpeer.ensure_image(log=log)))
+            linux_peer = linuxpeer.ensure_image(log=log)
+            guests.append((LINUX_APP, linux_peer))
         except Exception as e:          # no peer image: say so, measure the rest
             notes[LINUX_APP] = "peer image unavailable: " + \
                 (str(e).splitlines() or [type(e).__name__])[0]
             log(f"bench echo: {notes[LINUX_APP]}")
     if "tap" in nets and "rawecho" in apps:
-        for pairs in (1, 2):
-            path = f"rawecho-{pairs}q/tap-mq"
+        for pairs, cpus in ((1, 1), (2, 1), (2, 2)):
+            path = f"rawecho-{pairs}q{'%dc' % cpus if cpus > 1 else ''}/tap-mq"
             try:
-                results[path] = _bench_multiqueue(accel_name, seconds, log, pairs)
+                results[path] = _bench_multiqueue(accel_name, seconds, log, pairs, cpus)
             except Exception as e:
                 first = (str(e).splitlines() or [type(e).__name__])[0]
                 log(f"  {path:19} error: {first}")
                 results[path] = {"error": first}
         notes["multiqueue"] = (f"rawecho-Nq/tap-mq: {MQ_FLOWS} flows x {MQ_INFLIGHT} in flight "
                                "on an N-queue-pair tap, rawecho serving all N from one app on "
-                               "one CPU (until multicore lands, more pairs add no CPU; a 2-core "
-                               "host also runs the generator)")
+                               "one CPU; rawecho-2q2c: -smp 2, rawecho@0 on pair 0 and "
+                               "rawecho@1 on pair 1. THIS HOST HAS "
+                               f"{_host_cores()} CORE(S) shared by both vCPUs, QEMU's tap "
+                               "backend and the generator: the 2-CPU scaling it shows is a "
+                               "floor, not the guest's limit")
+        try:
+            report_breakdown = bench_breakdown(accel_name, seconds, log, linux_peer)
+        except Exception as e:
+            report_breakdown = {"error": (str(e).splitlines() or [type(e).__name__])[0]}
     for app, peer in guests:
         for net in nets:
             path = f"{app}/{net}"
@@ -366,7 +376,7 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
               "apps": [app for app, _ in guests], "nets": list(nets),
               "seconds_per_case": seconds, "host_echo": host_kind, "notes": notes,
               "host": platform.node(), "results": results,
-              "ratios": echo_ratios(results)}
+              "ratios": echo_ratios(results), "breakdown": report_breakdown}
     return write_report("echo", report, format_table(report), out, log)
 
 
@@ -374,22 +384,40 @@ MQ_FLOWS = 8
 MQ_INFLIGHT = 4
 
 
-def _bench_multiqueue(accel: str, seconds: float, log, pairs: int) -> dict:
+def _host_cores() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _bench_multiqueue(accel: str, seconds: float, log, pairs: int, cpus: int = 1) -> dict:
     """rawecho on a tap with `pairs` queue pairs (all served by rawecho: a pair nobody holds
     would black-hole the flows the tap hashes to it), under MQ_FLOWS concurrent flows (one
-    thread and source port each; the tap spreads flows over its queues by hash)."""
+    thread and source port each; the tap spreads flows over its queues by hash). cpus=2:
+    one rawecho per CPU, each on its own pair (queue@K=K), the pair's interrupts on that CPU."""
     import threading
     from manticore_host.netns import TapAddressing, available
     ok, why = available()
     if not ok:
         return {"error": f"tap skipped: {why}"}
-    queue = ",".join(str(q) for q in range(pairs))
-    cfg = VMConfig(boot="kernel", app="rawecho", net="tap", queues=pairs, accel=accel,
-                   append=f"port={ECHO_PORT} queue={queue}")
+    if cpus > 1:
+        if cpus != pairs:
+            raise ValueError("one pair per CPU: pairs must equal cpus")
+        app = ",".join(f"rawecho@{c}" for c in range(cpus))
+        words = " ".join(f"queue@{c}={c}" for c in range(cpus))
+    else:
+        app, words = "rawecho", "queue=" + ",".join(str(q) for q in range(pairs))
+    cfg = VMConfig(boot="kernel", app=app, net="tap", queues=pairs, accel=accel, cpus=cpus,
+                   memory="256M" if cpus > 1 else VMConfig.memory,
+                   append=f"port={ECHO_PORT} {words}")
     results = {}
+    label = f"rawecho-{pairs}q{'%dc' % cpus if cpus > 1 else ''}/tap-mq"
     with VM(cfg) as vm:
         vm.start()
-        vm.console.read_until(READY["rawecho"], 120)
+        deadline = time.monotonic() + 120
+        while vm.console.log.count(READY["rawecho"]) < cpus:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {cpus} rawecho line(s) on the console")
+            time.sleep(0.05)
         socks = [udp_client((TapAddressing().guest_ip, ECHO_PORT), vm.netns.socket)
                  for _ in range(MQ_FLOWS)]
         try:
@@ -413,12 +441,144 @@ def _bench_multiqueue(accel: str, seconds: float, log, pairs: int) -> dict:
                      "rate": sum(r.rate for r in out),
                      "p50_us": percentile(lat, 50), "p99_us": percentile(lat, 99)}
             results[f"{size}B x{MQ_FLOWS * MQ_INFLIGHT}"] = total
-            log(f"  {'rawecho-%dq/tap-mq' % pairs:19} {size:5} B  {MQ_FLOWS}x{MQ_INFLIGHT} flows  "
+            log(f"  {label:19} {size:5} B  {MQ_FLOWS}x{MQ_INFLIGHT} flows  "
                 f"{_row(total)}")
         finally:
             for s in socks:
                 s.close()
     return results
+
+
+# -- where the time goes (tap, 64 B, 1 in flight) ----------------------------------------------
+
+# (label, app, extra command-line words, cpus, cpu the app runs on); guest counters come from
+# _smp.cpus() through the REPL beside the app (repl=1, idle at the prompt during the run).
+BREAKDOWN = (
+    ("echod", "echod", "", 1, 0),
+    ("rawecho-irq", "rawecho", "spin=0", 1, 0),      # one interrupt-driven wake-up per echo
+    ("rawecho", "rawecho", "", 1, 0),                # hybrid polling (the default, spin=300)
+    ("rawecho-poll", "rawecho", "poll=1", 1, 0),
+    ("rawecho-poll@1", "rawecho@1", "poll=1", 2, 1),  # busy-polling on a CPU of its own
+)
+_SNAP = ("import _smp,_nic,json\nc=_smp.cpus()[{cpu}]\ns=_nic.queue(0,0).stats()\n"
+         "print('@@'+json.dumps([c[4],c[5],c[6],s['echo_cycles'],s['echo_frames']]))")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _guest_snap(vm, cpu: int) -> list:
+    import json
+    out, _ = vm.console.raw_exec(_SNAP.format(cpu=cpu), timeout=30)
+    for line in out.splitlines():
+        if line.startswith("@@"):
+            return json.loads(line[2:])
+    raise RuntimeError(f"no counters from the guest: {out[-200:]!r}")
+
+
+def _tsc_mhz(vm) -> float:
+    out, _ = vm.console.raw_exec("import machine\nprint('@@%d' % machine.freq())", timeout=30)
+    for line in out.splitlines():
+        if line.startswith("@@"):
+            return int(line[2:]) / 1e6
+    return 0.0
+
+
+def bench_breakdown(accel: str, seconds: float, log, peer=None) -> dict:
+    """Where the time of one echo goes over tap at 64 B, 1 in flight: the wall time per echo
+    beside the guest's busy time per echo (its TSC minus the time it spent halted), the C echo
+    helper's own cycles, interrupts per echo, the QEMU process's CPU time per echo (vCPU and
+    the tap backend) and the load generator's CPU time per echo (time.thread_time)."""
+    from manticore_host.netns import TapAddressing, available
+    ok, why = available()
+    if not ok:
+        return {"error": f"tap skipped: {why}"}
+    cases = list(BREAKDOWN) + ([(LINUX_APP, None, "", 1, 0)] if peer is not None else [])
+    results = {}
+    for label, app, words, cpus, cpu in cases:
+        try:
+            if app is None:
+                from manticore_host import linuxpeer
+                cfg = linuxpeer.peer_config(peer, mode="app", app="echod", net="tap",
+                                            accel=accel)
+                ready = LISTENING
+            else:
+                cfg = VMConfig(boot="kernel", app=app, net="tap", accel=accel, cpus=cpus,
+                               memory="256M" if cpus > 1 else VMConfig.memory,
+                               append=" ".join(w for w in (f"port={ECHO_PORT}" if "raw" in app
+                                                          else "", words, "repl=1") if w))
+                ready = READY["rawecho" if "raw" in app else "echod"]
+            with VM(cfg) as vm:
+                vm.start()
+                vm.console.read_until(ready, 120)
+                sock = udp_client((TapAddressing().guest_ip, ECHO_PORT), vm.netns.socket)
+                try:
+                    wait_answering(sock)
+                    echo_load(sock, 64, 1, seconds=min(1.0, seconds), loss_timeout=LOSS_TIMEOUT)
+                    mhz = _tsc_mhz(vm) if app else 0.0
+                    a = _guest_snap(vm, cpu) if app else None
+                    q0, c0 = _proc_cpu_s(vm.proc.pid), time.thread_time()
+                    r = echo_load(sock, 64, 1, seconds=seconds, loss_timeout=LOSS_TIMEOUT)
+                    q1, c1 = _proc_cpu_s(vm.proc.pid), time.thread_time()
+                    b = _guest_snap(vm, cpu) if app else None
+                finally:
+                    sock.close()
+            n = max(r.received, 1)
+            row = {"rate": r.rate, "wall_us": 1e6 / r.rate if r.rate else None,
+                   "p50_us": r.p50_us, "p99_us": r.p99_us,
+                   "qemu_cpu_us": (q1 - q0) * 1e6 / n, "client_cpu_us": (c1 - c0) * 1e6 / n}
+            if a is not None:
+                up, idle = b[0] - a[0], b[1] - a[1]
+                row["guest_busy_us"] = (up - idle) / n
+                row["guest_busy_pct"] = 100 * (up - idle) / up if up else None
+                row["irqs_per_echo"] = (b[2] - a[2]) / n
+                frames = b[4] - a[4]
+                row["c_echo_us"] = ((b[3] - a[3]) / frames / mhz) if frames and mhz else None
+            results[label] = row
+            log("  " + _breakdown_row(label, row))
+        except Exception as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            log(f"  breakdown {label}: error: {first}")
+            results[label] = {"error": first}
+    return results
+
+
+def _breakdown_verdict(bd: dict) -> list[str]:
+    """What the breakdown says, in words, from the figures of this run."""
+    out = []
+    irq, hyb = bd.get("rawecho-irq", {}), bd.get("rawecho", {})
+    if irq.get("guest_busy_us") and irq.get("c_echo_us"):
+        out.append(f"  an interrupt-driven echo costs the guest {irq['guest_busy_us']:.0f} us, of "
+                   f"which the C echo itself {irq['c_echo_us']:.1f} us: the rest is the wake-up "
+                   "(MSI, HLT exit, soft IRQ, event, asyncio) and the app's loop")
+    if hyb.get("wall_us") and irq.get("wall_us"):
+        out.append(f"  hybrid polling (spin) takes the wake-up out: {irq['wall_us']:.0f} -> "
+                   f"{hyb['wall_us']:.0f} us per echo, irqs/echo "
+                   f"{irq.get('irqs_per_echo') or 0:.2f} -> {hyb.get('irqs_per_echo') or 0:.2f}")
+    for label, r in bd.items():
+        if r.get("wall_us") and r.get("client_cpu_us") is not None:
+            share = r["client_cpu_us"] / r["wall_us"]
+            if share > 0.5:
+                out.append(f"  {label}: the generator is busy {share * 100:.0f}% of each echo: "
+                           "generator-bound, this figure is a floor")
+    return out
+
+
+def _breakdown_row(label: str, r: dict) -> str:
+    if "error" in r:
+        return f"{label:15} error: {r['error'][:70]}"
+
+    def f(key, fmt="{:7.1f}"):
+        return fmt.format(r[key]) if r.get(key) is not None else f"{'-':>7}"
+    return (f"{label:15} {r['rate']:7.0f}/s  wall {f('wall_us')} us/echo  guest busy "
+            f"{f('guest_busy_us')} us ({f('guest_busy_pct', '{:3.0f}')}%)  C echo "
+            f"{f('c_echo_us', '{:5.1f}')} us  irqs {f('irqs_per_echo', '{:4.2f}')}  "
+            f"QEMU cpu {f('qemu_cpu_us')} us  client cpu {f('client_cpu_us')} us  "
+            f"p50 {f('p50_us', '{:5.0f}')} p99 {f('p99_us', '{:5.0f}')}")
 
 
 def echo_ratios(results: dict) -> dict[str, dict[str, float]]:
@@ -437,7 +597,9 @@ def echo_ratios(results: dict) -> dict[str, dict[str, float]]:
     # the raw queue against the socket path, and 2 queue pairs against 1
     for mine, base in [(f"{a}/{n}", f"echod/{n}") for n in ("user", "tap")
                        for a in ("rawecho", "rawecho-poll")] + \
-            [("rawecho-2q/tap-mq", "rawecho-1q/tap-mq")]:
+            [("rawecho-2q/tap-mq", "rawecho-1q/tap-mq"),
+             ("rawecho-2q2c/tap-mq", "rawecho-1q/tap-mq"),
+             ("rawecho-2q2c/tap-mq", "rawecho-2q/tap-mq")]:
         a, b = results.get(mine), results.get(base)
         if not a or not b or "error" in a or "error" in b:
             continue
@@ -525,6 +687,15 @@ def format_table(report: dict) -> str:
                      f"({'the guest is the bottleneck' if worst < 0.5 else 'generator-bound: figures are a floor'})")
     for pair, cases in report.get("ratios", {}).items():
         lines.append(f"{pair}: " + ", ".join(f"{case} {x:.2f}x" for case, x in cases.items()))
+    bd = report.get("breakdown")
+    if bd:
+        lines.append("where the time goes, tap, 64 B, 1 in flight (guest busy = TSC minus halted "
+                     "time; QEMU cpu = the whole QEMU process; client = the generator's thread):")
+        if "error" in bd:
+            lines.append(f"  error: {bd['error']}")
+        else:
+            lines += ["  " + _breakdown_row(label, r) for label, r in bd.items()]
+            lines += _breakdown_verdict(bd)
     for what, note in report.get("notes", {}).items():
         lines.append(f"{what}: {note}")
     lines.append(f"host-local reference: {report['host_echo']}; accel {report['accel']} "
