@@ -48,6 +48,9 @@ stats = {
     "malformed": 0,  # lengths or header fields that do not add up
     "tx_full": 0,  # no transmit buffer in time: reply dropped
 }
+# The same per queue pair it serves ("eth0.q1": {"rx": ..., "malformed": ...}): with several
+# pairs (or a burst aimed at one of them) this says where the frames came and died.
+queue_stats = {}
 
 BLOCKED = 1  # handle(): no transmit buffer, retry after EVENT_TX
 
@@ -221,6 +224,8 @@ async def main():
     wanted = sc.get_config("queue@%d" % sc.cpu(), None) or sc.get_config("queue", "0")
     names = [device_name(nic_name, int(q)) for q in wanted.split(",")]
     queues = [sc.acquire(name) for name in names]
+    for name in names:
+        queue_stats[name] = dict((k, 0) for k in stats)
     echo = Echo(queues[0], parse_ip(sc.get_config("ip", "10.0.2.15")),
                 int(sc.get_config("port", "7")))
     poll = sc.get_config("poll", "0") == "1"
@@ -237,15 +242,19 @@ async def main():
     ip, port = echo.ip, echo.port
     while True:
         busy = False
-        for nic in queues:
+        for i, nic in enumerate(queues):
             echoed, others = nic.echo_batch(BATCH, ip, port)
             if echoed:
                 busy = True
                 stats["rx"] += echoed
                 stats["echoed"] += echoed
+                mine = queue_stats[names[i]]
+                mine["rx"] += echoed
+                mine["echoed"] += echoed
             if others is not None:
                 busy = True
                 echo.nic = nic
+                seen = dict(stats)
                 for frame, frame_id in others:
                     stats["rx"] += 1
                     try:
@@ -256,6 +265,9 @@ async def main():
                                 stats["tx_full"] += 1
                     finally:
                         nic.release(frame_id)
+                mine = queue_stats[names[i]]
+                for k in stats:
+                    mine[k] += stats[k] - seen[k]
         if busy:
             if spin_us and not poll:
                 last_busy = ticks_us()

@@ -39,7 +39,9 @@ LINUX_APP = "linux-echod"           # apps/echod.py on the Linux + MicroPython p
 USER_GUEST_IP = "10.0.2.15"         # slirp's guest address; rawecho needs it on the cmdline
 SIZES = (64, 1400)
 INFLIGHT = (1, 32)
-LOSS_TIMEOUT = 0.1                  # a request unanswered this long counts as lost
+LOSS_TIMEOUT = 0.1                  # a request unanswered this long is given up (and
+                                    # replaced); lost if no reply came even later
+LATE_WAIT = 0.5                     # after a run: how long given-up requests may still answer
 SEQ_BYTES = 8                       # each request starts with its sequence number
 UDPECHO_SRC = image.ROOT / "tools" / "udpecho" / "udpecho.c"
 
@@ -53,7 +55,9 @@ class EchoResult:
     inflight: int
     sent: int = 0
     received: int = 0
-    lost: int = 0                   # no reply within the loss timeout
+    lost: int = 0                   # given up after the loss timeout and never answered
+    late: int = 0                   # given up after the loss timeout, answered later (not lost:
+                                    # the guest answered; the latency spike is in p99/max)
     corrupt: int = 0                # a reply whose bytes differ from the request
     seconds: float = 0.0
     rate: float = 0.0               # replies per second
@@ -89,7 +93,10 @@ def echo_load(sock: socket.socket, size: int, inflight: int, *, seconds: float |
     """Closed loop on a *connected* UDP socket: keep `inflight` requests outstanding, send a
     new one for every reply (and for every request given up after `loss_timeout`), for
     `seconds` of wall time or until `count` requests were sent (and answered or given up).  Replies are checked byte for
-    byte.  `deadline` (time.monotonic) bounds the whole run in any case."""
+    byte.  `deadline` (time.monotonic) bounds the whole run in any case.  A request given up
+    is `late` if its reply comes after all (within LATE_WAIT after the run), else `lost`:
+    a loaded host can hold a reply longer than the loss timeout without the guest dropping
+    anything."""
     if (seconds is None) == (count is None):
         raise ValueError("give exactly one of seconds or count")
     if inflight < 1:
@@ -97,6 +104,7 @@ def echo_load(sock: socket.socket, size: int, inflight: int, *, seconds: float |
     filler = bytes((i * 7 + 13) & 0xFF for i in range(max(size, SEQ_BYTES)))
     res = EchoResult(size, inflight)
     outstanding: OrderedDict[int, int] = OrderedDict()    # seq -> send time (ns)
+    given_up: set[int] = set()                            # seqs counted as lost so far
     lat = res.latencies_us
     buf = bytearray(65536)
     clock = time.perf_counter_ns
@@ -141,19 +149,36 @@ def echo_load(sock: socket.socket, size: int, inflight: int, *, seconds: float |
                     lat.append((now - sent_at) / 1000)
                 else:
                     res.corrupt += 1
+            elif got in given_up:
+                given_up.discard(got)
+                res.late += 1
         # give up on requests older than the loss timeout
         while outstanding:
             oldest, sent_at = next(iter(outstanding.items()))
             if now - sent_at < loss_ns:
                 break
             del outstanding[oldest]
-            res.lost += 1
+            given_up.add(oldest)
         while len(outstanding) < inflight and want_more(now):
             send_one()
         if stop_ns is not None and now >= stop_ns and not outstanding:
             break
-    res.lost += len(outstanding)
+    given_up.update(outstanding)
     res.seconds = (clock() - t0) / 1e9
+    # replies still on their way: late, not lost (the rate above does not count them)
+    wait_until = time.monotonic() + LATE_WAIT if given_up else 0
+    while given_up and time.monotonic() < wait_until:
+        sock.settimeout(max(0.01, wait_until - time.monotonic()))
+        try:
+            n = sock.recv_into(buf)
+        except (socket.timeout, ConnectionRefusedError):
+            break
+        if n >= SEQ_BYTES:
+            got = int.from_bytes(buf[:SEQ_BYTES], "little")
+            if got in given_up:
+                given_up.discard(got)
+                res.late += 1
+    res.lost = len(given_up)
     res.rate = res.received / res.seconds if res.seconds > 0 else 0.0
     lat.sort()
     res.p50_us, res.p99_us = percentile(lat, 50), percentile(lat, 99)
@@ -305,7 +330,8 @@ def _row(r: dict) -> str:
     p50 = f"{r['p50_us']:.0f}" if r.get("p50_us") is not None else "-"
     p99 = f"{r['p99_us']:.0f}" if r.get("p99_us") is not None else "-"
     return (f"{r['rate']:9.0f}/s  p50 {p50:>7} us  p99 {p99:>7} us  "
-            f"lost {r['lost']}/{r['sent']}" + (f" corrupt {r['corrupt']}" if r["corrupt"] else ""))
+            f"lost {r['lost']}/{r['sent']}" + (f" late {r['late']}" if r.get("late") else "")
+            + (f" corrupt {r['corrupt']}" if r["corrupt"] else ""))
 
 
 def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | None = None,
@@ -437,7 +463,8 @@ def _bench_multiqueue(accel: str, seconds: float, log, pairs: int, cpus: int = 1
             lat = sorted(x for r in out for x in r.latencies_us)
             total = {"size": size, "inflight": MQ_FLOWS * MQ_INFLIGHT,
                      "sent": sum(r.sent for r in out), "received": sum(r.received for r in out),
-                     "lost": sum(r.lost for r in out), "corrupt": sum(r.corrupt for r in out),
+                     "lost": sum(r.lost for r in out), "late": sum(r.late for r in out),
+                     "corrupt": sum(r.corrupt for r in out),
                      "rate": sum(r.rate for r in out),
                      "p50_us": percentile(lat, 50), "p99_us": percentile(lat, 99)}
             results[f"{size}B x{MQ_FLOWS * MQ_INFLIGHT}"] = total
@@ -675,7 +702,8 @@ def format_table(report: dict) -> str:
             p50 = f"{r['p50_us']:.0f}" if r.get("p50_us") is not None else "-"
             p99 = f"{r['p99_us']:.0f}" if r.get("p99_us") is not None else "-"
             lines.append(f"{path:19} {size:>8} {inflight:>9}  {r['rate']:10.0f} "
-                         f"{p50:>8} {p99:>8}  {r['lost']:>4}/{r['sent']:<5}")
+                         f"{p50:>8} {p99:>8}  {r['lost']:>4}/{r['sent']:<5}"
+                         + (f" (+{r['late']} late)" if r.get("late") else ""))
     local = res.get("host-local", {})
     for path in guests:
         cases = res.get(path, {})
@@ -698,6 +726,8 @@ def format_table(report: dict) -> str:
             lines += _breakdown_verdict(bd)
     for what, note in report.get("notes", {}).items():
         lines.append(f"{what}: {note}")
+    lines.append(f"lost: no reply at all; late: given up after {LOSS_TIMEOUT * 1000:.0f} ms and "
+                 f"answered later (within {LATE_WAIT:g} s after the run): a host stall, not a drop")
     lines.append(f"host-local reference: {report['host_echo']}; accel {report['accel']} "
                  f"({report['accel_reason']}); {report['seconds_per_case']:g} s per case")
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 127.0.0.1 (no QEMU)."""
 
 import socket
+import threading
+import time
 
 import pytest
 
@@ -102,3 +104,39 @@ def test_table_reports_paths_and_generator_headroom():
     assert "echod/user vs linux-echod/user: 64B x1 2.00x" in table
     assert "echod/user: at most 1.0% of the generator's host-local rate" in table
     assert "rawecho/user: at most 2.0% of the generator's host-local rate" in table
+
+
+def test_generator_counts_late_replies_apart_from_lost():
+    """A reply that comes after the loss timeout is late, not lost: the request was given up
+    (and replaced) but the server did answer."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.1)
+        n = 0
+        while not stop.is_set():
+            try:
+                data, addr = srv.recvfrom(65536)
+            except socket.timeout:
+                continue
+            n += 1
+            if n % 10 == 0:
+                time.sleep(0.15)                # past the 0.1 s loss timeout: late
+            elif n % 10 == 5:
+                continue                        # never answered: lost
+            srv.sendto(data, addr)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with udp_client(srv.getsockname()) as s:
+            r = echo_load(s, 64, 1, count=50, loss_timeout=0.1)
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+    assert r.lost == 5, f"expected the 5 unanswered requests lost, got {r.summary()}"
+    assert r.late == 5, f"expected the 5 slow replies counted late, got {r.summary()}"
+    assert r.received == 40, r.summary()
