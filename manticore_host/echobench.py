@@ -574,6 +574,29 @@ def bench_breakdown(accel: str, seconds: float, log, peer=None) -> dict:
     return results
 
 
+def _goal_lines(res: dict) -> list[str]:
+    """The issue's goals at 64 B, 1 in flight, per net, as met or not in this run."""
+    out = []
+    case = "64B x1"
+    for net in ("user", "tap"):
+        get = lambda app: (res.get(f"{app}/{net}") or {}).get(case)   # noqa: E731
+        raw, echod, linux = get("rawecho"), get("echod"), get(LINUX_APP)
+        if not raw or not echod or "rate" not in raw or "rate" not in echod:
+            continue
+        checks = [("rawecho >= 1.5x echod", raw["rate"] / echod["rate"], 1.5)]
+        if linux and linux.get("rate"):
+            checks.append(("rawecho >= 3x linux", raw["rate"] / linux["rate"], 3.0))
+        words = [f"{what}: {x:.2f}x {'met' if x >= want else 'NOT met'}"
+                 for what, x, want in checks]
+        p99 = [r.get("p99_us") for r in (raw, echod, linux) if r]
+        if linux and None not in p99:
+            ok = p99[0] <= p99[1] <= 0.5 * p99[2]
+            words.append(f"p99 rawecho {p99[0]:.0f} <= echod {p99[1]:.0f} <= 0.5x linux "
+                         f"{0.5 * p99[2]:.0f} us: {'met' if ok else 'NOT met'}")
+        out.append(f"goals {net} {case}: " + "; ".join(words))
+    return out
+
+
 def _breakdown_verdict(bd: dict) -> list[str]:
     """What the breakdown says, in words, from the figures of this run."""
     out = []
@@ -587,11 +610,20 @@ def _breakdown_verdict(bd: dict) -> list[str]:
                    f"{hyb['wall_us']:.0f} us per echo, irqs/echo "
                    f"{irq.get('irqs_per_echo') or 0:.2f} -> {hyb.get('irqs_per_echo') or 0:.2f}")
     for label, r in bd.items():
-        if r.get("wall_us") and r.get("client_cpu_us") is not None:
-            share = r["client_cpu_us"] / r["wall_us"]
-            if share > 0.5:
-                out.append(f"  {label}: the generator is busy {share * 100:.0f}% of each echo: "
-                           "generator-bound, this figure is a floor")
+        if not r.get("wall_us") or r.get("client_cpu_us") is None:
+            continue
+        share = r["client_cpu_us"] / r["wall_us"]
+        words = [f"generator busy {share * 100:.0f}% of each echo"
+                 + (" (generator-bound: a floor)" if share > 0.5 else " (not the bottleneck)")]
+        busy, qemu = r.get("guest_busy_us"), r.get("qemu_cpu_us")
+        if busy is not None and qemu is not None:
+            if busy > qemu:
+                words.append(f"guest busy {busy:.0f} us > QEMU's CPU {qemu:.0f} us: the vCPU "
+                             "waited for a host core (host contention)")
+            else:
+                words.append(f"QEMU outside guest time {qemu - busy:.0f} us (tap backend, "
+                             "device emulation)")
+        out.append(f"  {label}: " + "; ".join(words))
     return out
 
 
@@ -715,6 +747,7 @@ def format_table(report: dict) -> str:
                      f"({'the guest is the bottleneck' if worst < 0.5 else 'generator-bound: figures are a floor'})")
     for pair, cases in report.get("ratios", {}).items():
         lines.append(f"{pair}: " + ", ".join(f"{case} {x:.2f}x" for case, x in cases.items()))
+    lines += _goal_lines(res)
     bd = report.get("breakdown")
     if bd:
         lines.append("where the time goes, tap, 64 B, 1 in flight (guest busy = TSC minus halted "
