@@ -104,6 +104,30 @@ def test_table_reports_paths_and_generator_headroom():
     assert "echod/user vs linux-echod/user: 64B x1 2.00x" in table
     assert "echod/user: at most 1.0% of the generator's host-local rate" in table
     assert "rawecho/user: at most 2.0% of the generator's host-local rate" in table
+    assert ("goals user 64B x1: rawecho >= 1.5x echod: 2.00x met; rawecho >= 3x linux: 4.00x "
+            "met; p99 rawecho 200 <= echod 200 <= 0.5x linux 100 us: NOT met") in table
+    assert "goals tap" not in table             # no figures over tap: no verdict
+
+
+def test_table_says_where_the_time_goes():
+    row = {"rate": 2000.0, "wall_us": 500.0, "p50_us": 240.0, "p99_us": 900.0,
+           "qemu_cpu_us": 200.0, "client_cpu_us": 40.0, "guest_busy_us": 350.0,
+           "guest_busy_pct": 70.0, "irqs_per_echo": 1.0, "c_echo_us": 20.0}
+    spin = dict(row, rate=8000.0, wall_us=125.0, guest_busy_us=100.0, irqs_per_echo=0.02)
+    report = {"results": {}, "host_echo": "C", "accel": "tcg", "accel_reason": "r",
+              "seconds_per_case": 1.0, "ratios": {},
+              "breakdown": {"rawecho-irq": row, "rawecho": spin,
+                            "linux-echod": {"error": "peer image unavailable"}}}
+    table = echobench.format_table(report)
+    assert "where the time goes, tap, 64 B, 1 in flight" in table
+    assert "an interrupt-driven echo costs the guest 350 us, of which the C echo itself 20.0 us" \
+        in table
+    assert "500 -> 125 us per echo, irqs/echo 1.00 -> 0.02" in table
+    assert "rawecho-irq: generator busy 8% of each echo (not the bottleneck); guest busy 350 us " \
+        "> QEMU's CPU 200 us: the vCPU waited for a host core" in table
+    assert "rawecho: generator busy 32% of each echo (not the bottleneck); QEMU outside guest " \
+        "time 100 us" in table
+    assert "linux-echod     error: peer image unavailable" in table
 
 
 def test_generator_counts_late_replies_apart_from_lost():
