@@ -11,14 +11,16 @@
 # app=rawecho@0,rawecho@1 queue@0=0 queue@1=1 serves one pair per CPU), ip=A.B.C.D (default 10.0.2.15),
 # port=N (default 7; 0 echoes every port), poll=1 (busy-poll: no RX interrupts on the queue;
 # the app yields to the other tasks between polls but keeps the core busy), spin=US (default
-# 300; 0: off): hybrid polling, as Linux's busy_poll does it: for US microseconds after a
-# batch the app keeps polling its queues with their interrupts off, then re-arms them and
+# 300; 0: off): hybrid polling, as Linux's busy_poll does it: for up to US microseconds after
+# a batch the app keeps polling its queues with their interrupts off, then re-arms them and
 # waits for an event (the core halts). Measured over tap under TCG (bench echo, "where the
 # time goes"), an interrupt-driven wake-up (MSI, HLT exit, soft IRQ, Python callback, event,
 # asyncio, task switch) costs the guest more than the echo itself, and at 1 request in flight
 # every request pays it; a request that comes back within the window (one host round trip,
-# about 60-100 us on an idle host) is picked up by the poll instead. The window is short so
-# that a loaded host, where the next request comes late, loses little CPU to the spin.
+# about 60-100 us on an idle host) is picked up by the poll instead. The window adapts like
+# KVM's halt_poll_ns: a spin that finds nothing halves it, a sleep shorter than US doubles
+# it, so on a loaded host, where requests come late and a spinning vCPU takes a host core
+# from QEMU's tap backend, the app falls back to plain interrupts by itself.
 #
 # The Python path below (handle) is the reference and the slow path:
 # Per packet there is no bytes object: headers are written into the transmit buffer field by
@@ -213,6 +215,7 @@ def _fix_ip_checksum(tx):
 
 
 BATCH = 32
+SPIN_MIN_US = 25  # the spin window's first step up from 0
 
 
 def device_name(nic, queue):
@@ -230,6 +233,8 @@ async def main():
                 int(sc.get_config("port", "7")))
     poll = sc.get_config("poll", "0") == "1"
     spin_us = int(sc.get_config("spin", "300"))
+    window = spin_us  # this window adapts: halved when a spin finds nothing, doubled (up to
+    # spin_us) when the app slept less than spin_us, as KVM's halt_poll_ns does
     spinning = False  # within the spin window after a batch: interrupts off, polling
     last_busy = ticks_us()
     for nic in queues:
@@ -269,7 +274,7 @@ async def main():
                 for k in stats:
                     mine[k] += stats[k] - seen[k]
         if busy:
-            if spin_us and not poll:
+            if window and not poll:
                 last_busy = ticks_us()
                 if not spinning:
                     spinning = True
@@ -277,11 +282,15 @@ async def main():
                         nic.poll(True)
         elif poll:
             await asyncio.sleep_ms(0)  # let the other tasks run; no interrupt will come
-        elif spinning and ticks_diff(ticks_us(), last_busy) < spin_us:
+        elif spinning and ticks_diff(ticks_us(), last_busy) < window:
             await asyncio.sleep_ms(0)  # within the spin window: poll again after the others
         elif spinning:
             spinning = False
+            window >>= 1  # the spin found nothing: shorter next time (0 after a few misses)
             for nic in queues:
                 nic.poll(False)  # re-arms; frames that came meanwhile post an event
         else:
+            slept = ticks_us()
             await sc.wait()
+            if spin_us and ticks_diff(ticks_us(), slept) < spin_us:
+                window = min(spin_us, max(2 * window, SPIN_MIN_US))  # polling would have won

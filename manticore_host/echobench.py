@@ -385,7 +385,8 @@ def run_echo_bench(quick: bool = False, accel: str = "auto", seconds: float | No
                                "backend and the generator: the 2-CPU scaling it shows is a "
                                "floor, not the guest's limit")
         try:
-            report_breakdown = bench_breakdown(accel_name, seconds, log, linux_peer)
+            report_breakdown = bench_breakdown(accel_name, seconds, log, linux_peer,
+                                               cases=QUICK_BREAKDOWN if quick else None)
         except Exception as e:
             report_breakdown = {"error": (str(e).splitlines() or [type(e).__name__])[0]}
     for app, peer in guests:
@@ -515,7 +516,10 @@ def _tsc_mhz(vm) -> float:
     return 0.0
 
 
-def bench_breakdown(accel: str, seconds: float, log, peer=None) -> dict:
+QUICK_BREAKDOWN = ("rawecho-irq", "rawecho")    # --quick (bench all in the suite): 2 boots
+
+
+def bench_breakdown(accel: str, seconds: float, log, peer=None, cases=None) -> dict:
     """Where the time of one echo goes over tap at 64 B, 1 in flight: the wall time per echo
     beside the guest's busy time per echo (its TSC minus the time it spent halted), the C echo
     helper's own cycles, interrupts per echo, the QEMU process's CPU time per echo (vCPU and
@@ -524,7 +528,9 @@ def bench_breakdown(accel: str, seconds: float, log, peer=None) -> dict:
     ok, why = available()
     if not ok:
         return {"error": f"tap skipped: {why}"}
-    cases = list(BREAKDOWN) + ([(LINUX_APP, None, "", 1, 0)] if peer is not None else [])
+    wanted = cases
+    cases = [c for c in list(BREAKDOWN) + ([(LINUX_APP, None, "", 1, 0)] if peer is not None
+                                           else []) if wanted is None or c[0] in wanted]
     results = {}
     for label, app, words, cpus, cpu in cases:
         try:
