@@ -8,7 +8,8 @@
 #
 # Command line: nic=ethN (default eth0), queue=N[,N...] (default 0; several: one app serves
 # them all, in turn; queue@K=N[,N...] overrides it for the copy of rawecho on CPU K, so that
-# app=rawecho@0,rawecho@1 queue@0=0 queue@1=1 serves one pair per CPU), ip=A.B.C.D (default 10.0.2.15),
+# app=rawecho@0,rawecho@1 queue@0=0 queue@1=1 serves one pair per CPU),
+# ip=A.B.C.D (default 10.0.2.15),
 # port=N (default 7; 0 echoes every port), poll=1 (busy-poll: no RX interrupts on the queue;
 # the app yields to the other tasks between polls but keeps the core busy), spin=US (default
 # 300; 0: off): hybrid polling, as Linux's busy_poll does it: for up to US microseconds after

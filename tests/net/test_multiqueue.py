@@ -197,7 +197,8 @@ def test_malformed_burst_at_one_pair_leaves_the_other_pairs_app_answering(namesp
         assert load, "expected the load on echod's flow to finish"
         r = load[0]
         # rawecho still answers its flows after the burst
-        lost = [n for n, s in enumerate(q1_flows) if udp_echo(s, b"after-%d" % n) != b"after-%d" % n]
+        lost = [n for n, s in enumerate(q1_flows)
+                if udp_echo(s, b"after-%d" % n) != b"after-%d" % n]
         q_after, lan_after, raw_after = guest_eval(vm, counters, setup)
 
         rx = [q_after[p]["rx_frames"] - q_before[p]["rx_frames"] for p in (0, 1)]
@@ -206,7 +207,8 @@ def test_malformed_burst_at_one_pair_leaves_the_other_pairs_app_answering(namesp
         lwip = {k: f1.get(k, 0) - f0.get(k, 0) for k in LWIP_DROPS if f1.get(k, 0) != f0.get(k, 0)}
         summary(f"net: {len(burst)} malformed frames aimed at eth0.q1 ({len(sports)} flows): "
                 f"rawecho counted {malformed} malformed on q1; rx frames q0 +{rx[0]}, q1 +{rx[1]}; "
-                f"echod on q0 meanwhile {r.received}/{r.sent} answered (p99 {r.p99_us or 0:.0f} us); "
+                f"echod on q0 meanwhile {r.received}/{r.sent} answered "
+                f"(p99 {r.p99_us or 0:.0f} us); "
                 f"lwIP drops {lwip or 'none'}")
         assert r.sent > 0 and r.lost == 0 and r.corrupt == 0, (
             f"expected echod on pair 0 to answer every request during the burst, got {r.summary()}")
