@@ -594,6 +594,12 @@ def _goal_lines(res: dict) -> list[str]:
             checks.append(("rawecho >= 3x linux", raw["rate"] / linux["rate"], 3.0))
         words = [f"{what}: {x:.2f}x {'met' if x >= want else 'NOT met'}"
                  for what, x, want in checks]
+        # At 1 in flight the rate is 1 / mean latency, which a loaded host's stalls (p90 and
+        # beyond) dominate; the median round trip says what the guest path itself costs.
+        if raw.get("p50_us") and echod.get("p50_us"):
+            words.append(f"median round trip echod/rawecho {echod['p50_us'] / raw['p50_us']:.2f}x"
+                         + (f", linux/rawecho {linux['p50_us'] / raw['p50_us']:.2f}x"
+                            if linux and linux.get("p50_us") else ""))
         p99 = [r.get("p99_us") for r in (raw, echod, linux) if r]
         if linux and None not in p99:
             ok = p99[0] <= p99[1] <= 0.5 * p99[2]

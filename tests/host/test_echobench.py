@@ -105,7 +105,8 @@ def test_table_reports_paths_and_generator_headroom():
     assert "echod/user: at most 1.0% of the generator's host-local rate" in table
     assert "rawecho/user: at most 2.0% of the generator's host-local rate" in table
     assert ("goals user 64B x1: rawecho >= 1.5x echod: 2.00x met; rawecho >= 3x linux: 4.00x "
-            "met; p99 rawecho 200 <= echod 200 <= 0.5x linux 100 us: NOT met") in table
+            "met; median round trip echod/rawecho 1.00x, linux/rawecho 1.00x; "
+            "p99 rawecho 200 <= echod 200 <= 0.5x linux 100 us: NOT met") in table
     assert "goals tap" not in table             # no figures over tap: no verdict
 
 
