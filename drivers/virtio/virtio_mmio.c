@@ -457,9 +457,11 @@ int virtio_mmio_parse_word(const char *value, uint64_t *phys, uint64_t *size, ui
     return 0;
 }
 
+// The loader's command line, not the fw_cfg override that may have replaced it (an app
+// started with `-fw_cfg opt/manticore/cmdline` must not lose QEMU microvm's device words).
 static void scan_cmdline(void) {
     static const char key[] = "virtio_mmio.device=";
-    const char *p = boot_info.cmdline;
+    const char *p = boot_info.loader_cmdline;
     while (*p) {
         while (*p == ' ') {
             p++;

@@ -27,7 +27,7 @@ extern struct virtio_mmio_slot virtio_mmio_slots[VIRTIO_MMIO_MAX_DEVICES];
 extern int virtio_mmio_slot_count;
 
 // Find the slots (once; later calls return at once): the DSDT's LNRO0005 devices, then the
-// virtio_mmio.device= words of boot_info.cmdline. Bad words (unparsable, overlapping RAM or
+// virtio_mmio.device= words of boot_info.loader_cmdline. Bad words (unparsable, overlapping RAM or
 // another slot, no virtio magic behind them) are reported and skipped. Returns the count.
 int virtio_mmio_scan(void);
 
