@@ -18,7 +18,8 @@ def test_ram_root_is_empty_until_written_then_littlefs(boot):
     assert vm.repl("exec(\"try: os.remove('/missing.txt')\\nexcept OSError as e: "
                    "print(e.errno)\")") == "2"
     assert vm.repl("import kernel; print(kernel.fs.status['fs'])") == "lfs2"
-    unformatted = "import vfs; root = vfs.mount()[0][0]; print(type(root).__name__, root.fs is None)"
+    unformatted = ("import vfs; root = vfs.mount()[0][0]; "
+                   "print(type(root).__name__, root.fs is None)")
     assert vm.repl(unformatted) == "LazyRAMRoot True", "formatted before the first write"
     vm.repl("f = open('/a.txt', 'w'); f.write('kept'); f.close(); os.mkdir('/d')")
     assert vm.repl("print(open('/a.txt').read(), sorted(os.listdir('/')))") \
