@@ -113,8 +113,8 @@ def malformed_frames(guest_mac: bytes, host_mac: bytes, host_ip: str, guest_ip: 
     add("ethernet header only, type IPv4", ethernet(g, h, ETH_P_IP, b""), "ip")
     add("unknown ethertype 0x88b5", ethernet(g, h, 0x88B5, b"\x01" * 46), "link")
     add("unknown ethertype 0x1234", ethernet(g, h, 0x1234, tag()), "link")
-    add("ethertype IPv6 (the stack is IPv4 only)",
-        ethernet(g, h, 0x86DD, b"\x60" + b"\0" * 45), "link")
+    add("IPv6 header with unspecified addresses (to nobody)",
+        ethernet(g, h, 0x86DD, b"\x60" + b"\0" * 45), "ip")
     add("802.3 length field instead of a type", ethernet(g, h, 46, b"\xaa" * 46), "link")
 
     # -- ARP -------------------------------------------------------------------------------

@@ -7,9 +7,18 @@ namespace (IPv6 enabled there for these tests only): UDP echo both ways over IPv
 static ip6= address, and malformed extension headers and a neighbour discovery flood that
 are dropped and counted while echod keeps answering."""
 
+import random
+import socket
+import struct
+import threading
+import time
+
 import pytest
 
-from nettools import guest_eval, net_up
+from frames import checksum, ethernet
+from manticore_host import netns as netns_mod
+from nettools import (ECHO_PORT, GUEST_IP, HOST_IP, LISTENING_TCP, flat, guest_eval, net_up,
+                      udp_echo, wait_echo)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,3 +58,249 @@ def test_slaac_address_under_user_networking(boot):
         f"expected the SLAAC address to end in the MAC's EUI-64 5054:ff:fe12:3456, got {slaac}"
     # The IPv4 side is untouched.
     assert info["ifconfig"][0] == "10.0.2.15", f"expected 10.0.2.15 as before, got {info}"
+
+
+UDP6_TO_HOST = """
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(2)
+_got = []
+for _i in range(30):
+    try:
+        s.sendto(b'v6-%d' % _i, ('{host}', {port}))
+        _data, _addr = s.recvfrom(256)
+        _got.append([_data.decode(), list(_addr)])
+    except OSError as e:
+        _got.append(['error', str(e)])
+    if len([g for g in _got if g[0] != 'error']) >= 3:
+        break
+s.close()
+"""
+
+
+def test_getaddrinfo_and_udp_to_host_under_user_networking(boot):
+    """slirp's host side is fec0::2 over IPv6 (the host's ::1, like 10.0.2.2 for 127.0.0.1)."""
+    vm = boot(net="user")
+    net_up(vm)
+    addresses6(vm)
+    infos = guest_eval(vm, "[list(a) for a in socket.getaddrinfo('fec0::2', 80)] + "
+                           "[list(a) for a in socket.getaddrinfo('10.0.2.2', 80)]", "import socket")
+    assert infos[0][0] == 10 and infos[0][4] == ["fec0::2", 80], \
+        f"expected an IPv6 literal to give one AF_INET6 (10) entry, got {infos}"
+    assert infos[1][0] == 2 and infos[1][4] == ["10.0.2.2", 80], \
+        f"expected an IPv4 literal to give one AF_INET (2) entry, got {infos}"
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as server:
+        try:
+            server.bind(("::1", 0))
+        except OSError as e:
+            pytest.skip(f"the host has no IPv6 loopback ({e})")
+        port = server.getsockname()[1]
+        stop = threading.Event()
+
+        def echo():
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    data, addr = server.recvfrom(256)
+                except socket.timeout:
+                    continue
+                server.sendto(data, addr)
+
+        t = threading.Thread(target=echo, daemon=True)
+        t.start()
+        try:
+            got = guest_eval(vm, "_got", UDP6_TO_HOST.format(host="fec0::2", port=port), timeout=90)
+        finally:
+            stop.set()
+            t.join(2)
+    ok = [g for g in got if g[0] != "error"]
+    assert len(ok) >= 3, f"expected 3 IPv6 UDP echoes from the host through slirp, got {got}"
+    for data, addr in ok:
+        assert data.startswith("v6-") and addr == ["fec0::2", port], \
+            f"expected replies from ('fec0::2', {port}), got {ok}"
+
+
+# --------------------------------------------------------------------------- tap, IPv6 on
+
+
+HOST6 = netns_mod.HOST6_CIDR.split("/")[0]
+GUEST6 = netns_mod.GUEST6_IP
+NAME = "peer.test"
+
+
+def _dns_answer(query: bytes) -> bytes | None:
+    """A reply to a one-question DNS query (RFC 1035 section 4): NAME has an A (HOST_IP)
+    and an AAAA (HOST6) record, every other name is NXDOMAIN."""
+    if len(query) < 17:
+        return None
+    qid, flags, qd = struct.unpack("!HHH", query[:6])
+    labels, i = [], 12
+    while i < len(query) and query[i] != 0:
+        n = query[i]
+        labels.append(query[i + 1:i + 1 + n].decode("ascii", "replace"))
+        i += 1 + n
+    question = query[12:i + 5]
+    qtype = struct.unpack("!H", query[i + 1:i + 3])[0]
+    name = ".".join(labels).lower()
+    rdata = None
+    if name == NAME and qtype == 1:
+        rdata = socket.inet_pton(socket.AF_INET, HOST_IP)
+    elif name == NAME and qtype == 28:
+        rdata = socket.inet_pton(socket.AF_INET6, HOST6)
+    rcode = 0 if name == NAME else 3
+    head = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, 1 if rdata else 0, 0, 0)
+    answer = b""
+    if rdata:
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 60, len(rdata)) + rdata
+    return head + question + answer
+
+
+class HostPeer:
+    """Threads inside the namespace: a DNS server on HOST_IP:53 and a UDP echo on
+    [HOST6]:port, until stop()."""
+
+    def __init__(self, ns):
+        self.stop_event = threading.Event()
+        self.dns = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.dns.bind((HOST_IP, 53))
+        self.echo = ns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.echo.bind((HOST6, 0))
+        self.echo_port = self.echo.getsockname()[1]
+        self.dns_queries = []
+        self.threads = [threading.Thread(target=self._serve, args=(s, f), daemon=True)
+                        for s, f in ((self.dns, self._dns), (self.echo, lambda d: d))]
+        for t in self.threads:
+            t.start()
+
+    def _dns(self, data):
+        self.dns_queries.append(data)
+        return _dns_answer(data)
+
+    def _serve(self, sock, answer):
+        sock.settimeout(0.2)
+        while not self.stop_event.is_set():
+            try:
+                data, addr = sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            reply = answer(data)
+            if reply:
+                sock.sendto(reply, addr)
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(2)
+        self.dns.close()
+        self.echo.close()
+
+
+class Guest6:
+    """The guest: echod up, network.LAN() up, `sock` a UDP socket connected to echod over
+    IPv4 from inside the namespace."""
+
+    def __init__(self, vm, ns):
+        self.vm, self.ns = vm, ns
+        deadline = time.monotonic() + 60
+        while LISTENING_TCP not in vm.console.log:
+            assert time.monotonic() < deadline, "expected echod to start listening within 60 s"
+            time.sleep(0.05)
+        self.info = net_up(vm)
+        assert self.info["connected"] and self.info["ifconfig"][0] == GUEST_IP, \
+            f"expected the guest up at {GUEST_IP}, got {self.info}"
+        self.sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect((GUEST_IP, ECHO_PORT))
+        wait_echo(self.sock)
+
+    def eval(self, expr: str, setup: str = "", timeout: float = 60):
+        return guest_eval(self.vm, expr, setup, timeout=timeout)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def ns6(namespaces_ok):
+    """A namespace whose tap also has HOST6 (IPv6 on); deleted after the guest is gone
+    (requested before `boot`, so torn down after it)."""
+    ns = netns_mod.NetNamespace(ipv6=True).create()
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+@pytest.fixture
+def guest6(ns6, boot):
+    """echod (dual stack) beside the REPL, ip6= static, DNS on the host end of the tap."""
+    vm = boot(net="tap", netns=ns6.name, app="echod",
+              append=f"repl=1 ip6={GUEST6}/64 dns={HOST_IP}")
+    guest = Guest6(vm, ns6)
+    peer = HostPeer(ns6)
+    try:
+        yield guest, peer
+    finally:
+        peer.stop()
+        guest.close()
+
+
+def echo6_client(ns, timeout=20.0) -> socket.socket:
+    s = ns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.connect((GUEST6, ECHO_PORT))
+    wait_echo(s, timeout=timeout)
+    return s
+
+
+def test_udp_echo_both_ways_over_ipv6_on_a_tap(guest6, summary):
+    g, peer = guest6
+    # Host client, guest server: echod's one dual-stack socket answers IPv6 and IPv4.
+    s6 = echo6_client(g.ns)
+    try:
+        for i in range(20):
+            payload = b"v6-request-%d" % i
+            assert udp_echo(s6, payload) == payload, \
+                f"expected echod to echo over IPv6 from [{HOST6}] (request {i} unanswered)"
+    finally:
+        s6.close()
+    for i in range(5):
+        payload = b"v4-request-%d" % i
+        assert udp_echo(g.sock, payload) == payload, \
+            f"expected the same dual-stack echod to answer IPv4 too (request {i} unanswered)"
+
+    # Guest client, host server.
+    got = g.eval("_got", UDP6_TO_HOST.format(host=HOST6, port=peer.echo_port))
+    ok = [x for x in got if x[0] != "error"]
+    assert len(ok) >= 3 and all(a == [HOST6, peer.echo_port] for _, a in ok), \
+        f"expected 3 IPv6 echoes from ({HOST6!r}, {peer.echo_port}), got {got}"
+
+    # getaddrinfo: both families for a name, from the DNS server on the tap's IPv4 end.
+    infos = g.eval(f"[list(a) for a in socket.getaddrinfo({NAME!r}, 7)]", "import socket")
+    fams = sorted((a[0], a[4][0]) for a in infos)
+    assert fams == [(2, HOST_IP), (10, HOST6)], \
+        f"expected getaddrinfo({NAME!r}) to give {HOST_IP} (AF_INET) and {HOST6} (AF_INET6), " \
+        f"got {infos}; the DNS server saw {len(peer.dns_queries)} queries"
+    only6 = g.eval(f"[list(a) for a in socket.getaddrinfo({NAME!r}, 7, socket.AF_INET6)]",
+                   "import socket")
+    assert [(a[0], a[4][0]) for a in only6] == [(10, HOST6)], \
+        f"expected family=AF_INET6 to give only the AAAA record, got {only6}"
+    missing = g.eval("repr(_e)", "import socket\ntry:\n    socket.getaddrinfo('nx.test', 7)\n"
+                                 "    _e = None\nexcept OSError as e:\n    _e = e")
+    assert missing.startswith("OSError"), f"expected OSError for an unknown name, got {missing}"
+    wrong = g.eval("repr(_e)", "import socket\n_s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                               f"try:\n    _s.sendto(b'x', ({HOST6!r}, 9))\n    _e = None\n"
+                               "except OSError as e:\n    _e = e\n_s.close()")
+    assert "97" in wrong or "EAFNOSUPPORT" in wrong, \
+        f"expected an AF_INET socket to refuse an IPv6 address with EAFNOSUPPORT, got {wrong}"
+    # The link-local address is usable once duplicate address detection (one probe, RFC 4862
+    # section 5.4, about a second) found no one else with it.
+    addrs = g.eval("[list(a) for a in network.LAN().ipconfig('addr6')]",
+                   "import network, time\n_t0 = time.ticks_ms()\n"
+                   "while time.ticks_diff(time.ticks_ms(), _t0) < 15000 and not any("
+                   "a[0].startswith('fe80::') for a in network.LAN().ipconfig('addr6')):\n"
+                   "    time.sleep_ms(50)")
+    addrs = [a[0] for a in addrs]
+    assert GUEST6 in addrs and any(a.startswith("fe80::") for a in addrs), \
+        f"expected ipconfig('addr6') to list {GUEST6} (ip6=) and a link-local address, got {addrs}"
+    summary(f"ipv6: echod over IPv6 and IPv4 on one socket, guest->host UDP over IPv6, "
+            f"getaddrinfo {fams}")
