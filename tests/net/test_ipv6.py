@@ -304,3 +304,199 @@ def test_udp_echo_both_ways_over_ipv6_on_a_tap(guest6, summary):
         f"expected ipconfig('addr6') to list {GUEST6} (ip6=) and a link-local address, got {addrs}"
     summary(f"ipv6: echod over IPv6 and IPv4 on one socket, guest->host UDP over IPv6, "
             f"getaddrinfo {fams}")
+
+
+# --------------------------------------------------------------------------- bad input
+
+ETH_P_IPV6 = 0x86DD
+NEXT_HOP, NEXT_UDP, NEXT_ROUTING, NEXT_FRAGMENT, NEXT_ICMP6, NEXT_NONE, NEXT_DEST = \
+    0, 17, 43, 44, 58, 59, 60
+
+
+def ip6_packet(src: str, dst: str, next_header: int, payload: bytes, *, hop_limit: int = 64,
+               payload_length: int | None = None) -> bytes:
+    """An IPv6 header (RFC 8200 section 3) and `payload`."""
+    plen = len(payload) if payload_length is None else payload_length
+    return (struct.pack("!IHBB", 6 << 28, plen, next_header, hop_limit)
+            + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+            + payload)
+
+
+def upper_checksum(src: str, dst: str, proto: int, data: bytes) -> int:
+    """The UDP/ICMPv6 checksum over RFC 8200 section 8.1's pseudo-header."""
+    pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+              + struct.pack("!I3xB", len(data), proto))
+    return checksum(pseudo + data) or 0xFFFF
+
+
+def udp6(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    return seg[:6] + struct.pack("!H", upper_checksum(src, dst, NEXT_UDP, seg)) + seg[8:]
+
+
+def icmp6(src: str, dst: str, type_: int, body: bytes) -> bytes:
+    msg = struct.pack("!BBH", type_, 0, 0) + body
+    return msg[:2] + struct.pack("!H", upper_checksum(src, dst, NEXT_ICMP6, msg)) + msg[4:]
+
+
+def ext(next_header: int, body: bytes) -> bytes:
+    """An extension header in the generic form (next header, length in 8-octet units past
+    the first 8, body): hop-by-hop, destination options, routing (RFC 8200 section 4)."""
+    assert (2 + len(body)) % 8 == 0
+    return bytes([next_header, (2 + len(body)) // 8 - 1]) + body
+
+
+def malformed6(g_mac, h_mac, sport) -> list[tuple[str, bytes, str]]:
+    """(name, frame, counter that must grow) for IPv6 packets with bad extension headers,
+    each carrying a UDP request to echod that must not be answered."""
+    out = []
+
+    def add(name, headers_next, headers, counter, **kw):
+        data = b"E%02d:malformed-extension-header" % len(out)
+        seg = udp6(HOST6, GUEST6, sport, ECHO_PORT, data)
+        pkt = ip6_packet(HOST6, GUEST6, headers_next, headers + seg, **kw)
+        out.append((name, ethernet(g_mac, h_mac, ETH_P_IPV6, pkt), counter))
+
+    add("hop-by-hop option 0x5e (unknown, action 01: discard)",
+        NEXT_HOP, ext(NEXT_UDP, b"\x5e\x02\0\0\x01\x00"), "lwip.ip6.drop")
+    add("hop-by-hop option 0x9e (unknown, action 10: discard, ICMP parameter problem)",
+        NEXT_HOP, ext(NEXT_UDP, b"\x9e\x02\0\0\x01\x00"), "lwip.ip6.drop")
+    add("destination option 0xde (unknown, action 11)",
+        NEXT_DEST, ext(NEXT_UDP, b"\xde\x02\0\0\x01\x00"), "lwip.ip6.drop")
+    add("hop-by-hop header whose length runs past the packet",
+        NEXT_HOP, bytes([NEXT_UDP, 200]) + b"\x01\x04\0\0\0\0", "lwip.ip6.drop")
+    add("destination options header whose length runs past the packet",
+        NEXT_DEST, bytes([NEXT_UDP, 90]) + b"\x01\x04\0\0\0\0", "lwip.ip6.drop")
+    add("routing header type 0 (deprecated, RFC 5095) with segments left",
+        NEXT_ROUTING, ext(NEXT_UDP, b"\x00\x01" + b"\0" * 4 + socket.inet_pton(
+            socket.AF_INET6, HOST6)), "lwip.ip6.drop")
+    add("routing header with an odd length and segments left",
+        NEXT_ROUTING, bytes([NEXT_UDP, 1, 2, 1]) + b"\0" * 12, "lwip.ip6.drop")
+    add("fragment header, more fragments, payload not a multiple of 8",
+        NEXT_FRAGMENT, bytes([NEXT_UDP, 0]) + struct.pack("!HI", 1, 0x4d54), "lwip.ip6.drop")
+    add("payload length larger than the frame", NEXT_DEST,
+        ext(NEXT_UDP, b"\x01\x04\0\0\0\0"), "lwip.ip6.drop", payload_length=1200)
+    add("unknown next header 253 after destination options", NEXT_DEST,
+        ext(253, b"\x01\x04\0\0\0\0"), "lwip.ip6.drop")
+    return out
+
+
+def nd_flood(g_mac, h_mac, rng, count: int) -> tuple[list[bytes], int]:
+    """Neighbour discovery a link may throw at a host: (frames, how many must be dropped).
+    Solicitations and advertisements with a hop limit below 255 (RFC 4861 section 7.1: they
+    could come from off link), router advertisements from global addresses or with
+    zero-length options, and valid solicitations from made-up neighbours, each of which
+    would take a neighbour cache entry."""
+    frames, bad = [], 0
+    target = socket.inet_pton(socket.AF_INET6, GUEST6)
+    sol = "ff02::1:ff00:2"                      # GUEST6's solicited-node group
+    sol_mac = bytes.fromhex("3333ff000002")
+    for i in range(count):
+        mac = bytes([0x02, 0x77, rng.randrange(256), rng.randrange(256), rng.randrange(256), i & 0xFF])
+        src = "fd77::%x:%x" % (rng.randrange(1, 0xFFFF), rng.randrange(1, 0xFFFF))
+        kind = i % 4
+        if kind == 0:       # NS, hop limit 64: dropped
+            body = b"\0" * 4 + target + b"\x01\x01" + mac
+            pkt = ip6_packet(src, sol, NEXT_ICMP6, icmp6(src, sol, 135, body), hop_limit=64)
+            bad += 1
+        elif kind == 1:     # NA, hop limit 1: dropped
+            body = b"\x20\0\0\0" + socket.inet_pton(socket.AF_INET6, src) + b"\x02\x01" + mac
+            pkt = ip6_packet(src, "ff02::1", NEXT_ICMP6, icmp6(src, "ff02::1", 136, body),
+                             hop_limit=1)
+            bad += 1
+        elif kind == 2:     # RA from a global address, or from link-local with a 0-length option
+            if i % 8 == 2:
+                rsrc, opts = src, b""
+            else:
+                rsrc, opts = "fe80::77:%x" % rng.randrange(1, 0xFFFF), b"\x01\x00" + b"\0" * 6
+            body = struct.pack("!BBHII", 64, 0, 1800, 0, 0) + opts
+            pkt = ip6_packet(rsrc, "ff02::1", NEXT_ICMP6, icmp6(rsrc, "ff02::1", 134, body),
+                             hop_limit=255)
+            bad += 1
+        else:               # a valid NS from a new neighbour: answered, cache entry recycled
+            body = b"\0" * 4 + target + b"\x01\x01" + mac
+            pkt = ip6_packet(src, sol, NEXT_ICMP6, icmp6(src, sol, 135, body), hop_limit=255)
+        dst_mac = sol_mac if kind in (0, 3) else bytes.fromhex("333300000001")
+        frames.append(ethernet(dst_mac, h_mac, ETH_P_IPV6, pkt))
+    return frames, bad
+
+
+FLOOD = 2000
+
+
+def test_malformed_extension_headers_and_nd_flood_are_dropped_and_counted(guest6, summary):
+    g, _peer = guest6
+    ns = g.ns
+    g_mac = bytes.fromhex(g.info["mac"].replace(":", ""))
+    h_mac = ns.tap_mac()
+    s6 = echo6_client(ns)
+    replies = ns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    replies.bind((HOST6, 0))
+    replies.settimeout(0.2)
+    sport = replies.getsockname()[1]
+    probes = malformed6(g_mac, h_mac, sport)
+    flood, flood_bad = nd_flood(g_mac, h_mac, random.Random(6), FLOOD)
+    before = flat(g.eval("network.LAN().stats()", "import network"))
+
+    psock = ns.packet_socket()
+    try:
+        for _round in range(3):
+            for _name, frame, _counter in probes:
+                psock.send(frame)
+                time.sleep(0.002)
+        t0 = time.monotonic()
+        for i, frame in enumerate(flood):
+            psock.send(frame)
+            if i % 50 == 49:
+                time.sleep(0.005)       # bursts the tap's queue holds: loss would blur counts
+        flood_s = time.monotonic() - t0
+    finally:
+        psock.close()
+
+    answered = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            answered.append(replies.recv(2048)[:3])
+        except socket.timeout:
+            pass
+    replies.close()
+
+    # echod still answers over both families.
+    try:
+        wait_echo(s6, timeout=10)
+        for i in range(10):
+            payload = b"after-flood-%d" % i
+            assert udp_echo(s6, payload) == payload, \
+                f"expected echod to answer over IPv6 after the flood (request {i} unanswered)"
+    finally:
+        s6.close()
+    assert udp_echo(g.sock, b"after-flood-v4") == b"after-flood-v4", \
+        "expected echod to answer over IPv4 after the flood"
+    after = flat(g.eval("network.LAN().stats()", "import network"))
+    assert g.vm.vm.returncode is None, "QEMU exited during the flood"
+
+    assert not answered, \
+        f"expected no echo of the malformed packets, got replies tagged {sorted(set(answered))}"
+    moved = {k: after[k] - before.get(k, 0) for k in after
+             if isinstance(after[k], int) and after[k] != before.get(k, 0)}
+    drops6 = sum(moved.get(k, 0) for k in ("lwip.ip6.drop", "lwip.ip6_frag.drop"))
+    assert drops6 >= 3 * len(probes), (
+        f"expected lwip.ip6.drop (+ip6_frag.drop) to grow by >= {3 * len(probes)} for "
+        f"{len(probes)} malformed kinds x3, got {drops6}; moved: {moved}")
+    # Invalid ND messages are nd6.drop; router advertisements beyond the router list's
+    # LWIP_ND6_NUM_ROUTERS entries are refused as nd6.memerr. Frames lost before the guest
+    # (the tap's queue) are allowed for: at worst they were all invalid ones.
+    nd_recv = moved.get("lwip.nd6.recv", 0)
+    nd_drop = moved.get("lwip.nd6.drop", 0) + moved.get("lwip.nd6.memerr", 0)
+    assert nd_recv >= FLOOD * 3 // 4, \
+        f"expected the guest to see most of the {FLOOD} ND frames, nd6.recv moved by " \
+        f"{nd_recv}; moved: {moved}"
+    lost = max(0, FLOOD - nd_recv)
+    assert nd_drop >= flood_bad - lost, (
+        f"expected lwip.nd6.drop + memerr to grow by >= {flood_bad} - {lost} (lost "
+        f"on the way) for the invalid ND messages in a {FLOOD}-frame flood, got {nd_drop}; "
+        f"moved: {moved}")
+    summary(f"ipv6: {len(probes)} malformed extension-header kinds x3 -> ip6 drops +{drops6}; "
+            f"ND flood {FLOOD} frames in {flood_s:.2f} s -> nd6.recv +{nd_recv}, drop+memerr "
+            f"+{nd_drop} ({flood_bad} invalid sent); echod answers")
