@@ -302,8 +302,102 @@ def test_udp_echo_both_ways_over_ipv6_on_a_tap(guest6, summary):
     addrs = [a[0] for a in addrs]
     assert GUEST6 in addrs and any(a.startswith("fe80::") for a in addrs), \
         f"expected ipconfig('addr6') to list {GUEST6} (ip6=) and a link-local address, got {addrs}"
+    tcp = tcp_both_ways(g)
     summary(f"ipv6: echod over IPv6 and IPv4 on one socket, guest->host UDP over IPv6, "
-            f"getaddrinfo {fams}")
+            f"getaddrinfo {fams}, TCP {tcp}")
+
+
+TCP_SERVER = """
+import socket
+_l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+_l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+_l.bind(('::', {port}))
+_l.listen(2)
+_l.settimeout(20)
+_peers = []
+for _i in range(2):
+    _c, _a = _l.accept()
+    _c.settimeout(10)
+    _d = _c.recv(64)
+    _c.send(b'ack:' + _d)
+    _c.close()
+    _peers.append([list(_a), _d.decode()])
+_l.close()
+"""
+
+TCP_CLIENT = """
+import socket
+_ai = [a for a in socket.getaddrinfo({name!r}, {port}) if a[0] == socket.AF_INET6][0]
+_s = socket.socket(_ai[0], socket.SOCK_STREAM)
+_s.settimeout(10)
+_s.connect(_ai[-1])
+_s.send(b'hello over tcp6')
+_reply = _s.recv(64)
+_s.close()
+"""
+
+
+def tcp_both_ways(g) -> str:
+    """A guest AF_INET6 listener on '::' accepts an IPv6 and an IPv4 client (dual stack) and
+    reports their addresses; a guest client connects to a host server by name over IPv6."""
+    port = 7780
+    results = {}
+
+    def clients():
+        for family, addr in ((socket.AF_INET6, GUEST6), (socket.AF_INET, GUEST_IP)):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                c = g.ns.socket(family, socket.SOCK_STREAM)
+                c.settimeout(5)
+                try:
+                    c.connect((addr, port))
+                    c.sendall(b"from-" + addr.encode())
+                    results[addr] = c.recv(64)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+                finally:
+                    c.close()
+
+    t = threading.Thread(target=clients, daemon=True)
+    t.start()
+    peers = g.eval("_peers", TCP_SERVER.format(port=port))
+    t.join(25)
+    assert results.get(GUEST6) == b"ack:from-" + GUEST6.encode() and \
+        results.get(GUEST_IP) == b"ack:from-" + GUEST_IP.encode(), \
+        f"expected the guest's AF_INET6 listener to answer an IPv6 and an IPv4 client, got {results}"
+    assert peers[0][0][0] == HOST6 and peers[1][0][0] == HOST_IP, \
+        f"expected accept() to report [{HOST6}] then {HOST_IP}, got {peers}"
+
+    server = g.ns.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((HOST6, 0))
+    server.listen(1)
+    server.settimeout(30)
+    sport = server.getsockname()[1]
+    seen = []
+
+    def serve():
+        try:
+            conn, addr = server.accept()
+            with conn:
+                conn.settimeout(10)
+                seen.append((addr[0], conn.recv(64)))
+                conn.sendall(b"welcome")
+        except OSError as e:
+            seen.append(("error", str(e)))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        reply = g.eval("_reply", TCP_CLIENT.format(name=NAME, port=sport))
+    finally:
+        t.join(15)
+        server.close()
+    assert reply == "welcome" and seen and seen[0] == (GUEST6, b"hello over tcp6"), \
+        f"expected a TCP exchange from [{GUEST6}] with the host's [{HOST6}]:{sport}, " \
+        f"got reply {reply!r}, server saw {seen}"
+    return "guest server (v6+v4 clients) and guest client (v6, by name)"
 
 
 # --------------------------------------------------------------------------- bad input
