@@ -233,9 +233,9 @@ def ns6(namespaces_ok):
 
 @pytest.fixture
 def guest6(ns6, boot):
-    """echod (dual stack) beside the REPL, ip6= static, DNS on the host end of the tap."""
+    """echod (dual stack) beside the REPL, ip6= static, gw6= and DNS the host end of the tap."""
     vm = boot(net="tap", netns=ns6.name, app="echod",
-              append=f"repl=1 ip6={GUEST6}/64 dns={HOST_IP}")
+              append=f"repl=1 ip6={GUEST6}/64 gw6={HOST6} dns={HOST_IP}")
     guest = Guest6(vm, ns6)
     peer = HostPeer(ns6)
     try:
@@ -303,6 +303,30 @@ def test_udp_echo_both_ways_over_ipv6_on_a_tap(guest6, summary):
     assert GUEST6 in addrs and any(a.startswith("fe80::") for a in addrs), \
         f"expected ipconfig('addr6') to list {GUEST6} (ip6=) and a link-local address, got {addrs}"
     tcp = tcp_both_ways(g)
+
+    # gw6=: a packet to an off-link address leaves for the gateway's MAC (the tap's).
+    psock = g.ns.packet_socket()
+    psock.settimeout(0.3)
+    off_link = "fd99::9"
+    try:
+        g.eval("1", "import socket\n_s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                    f"for _i in range(3):\n    _s.sendto(b'via-gw6', ({off_link!r}, 9))\n"
+                    "_s.close()")
+        seen = None
+        deadline = time.monotonic() + 5
+        while seen is None and time.monotonic() < deadline:
+            try:
+                frame = psock.recv(2048)
+            except socket.timeout:
+                continue
+            if frame[12:14] == b"\x86\xdd" and \
+                    frame[38:54] == socket.inet_pton(socket.AF_INET6, off_link):
+                seen = frame
+    finally:
+        psock.close()
+    assert seen is not None and seen[:6] == g.ns.tap_mac(), \
+        f"expected a datagram to {off_link} sent to the gw6= gateway's MAC " \
+        f"{g.ns.tap_mac().hex()}, got {seen[:6].hex() if seen else 'nothing on the tap'}"
     summary(f"ipv6: echod over IPv6 and IPv4 on one socket, guest->host UDP over IPv6, "
             f"getaddrinfo {fams}, TCP {tcp}")
 
