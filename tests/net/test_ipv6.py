@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from frames import checksum, ethernet
+from frames import (ETH_P_IPV6, NEXT_DEST, NEXT_FRAGMENT, NEXT_HOP, NEXT_ICMP6, NEXT_ROUTING,
+                    NEXT_UDP, ethernet, ext, icmp6, ip6_packet, udp6)
 from manticore_host import netns as netns_mod
 from nettools import (ECHO_PORT, GUEST_IP, HOST_IP, LISTENING_TCP, flat, guest_eval, net_up,
                       udp_echo, wait_echo)
@@ -425,44 +426,6 @@ def tcp_both_ways(g) -> str:
 
 
 # --------------------------------------------------------------------------- bad input
-
-ETH_P_IPV6 = 0x86DD
-NEXT_HOP, NEXT_UDP, NEXT_ROUTING, NEXT_FRAGMENT, NEXT_ICMP6, NEXT_NONE, NEXT_DEST = \
-    0, 17, 43, 44, 58, 59, 60
-
-
-def ip6_packet(src: str, dst: str, next_header: int, payload: bytes, *, hop_limit: int = 64,
-               payload_length: int | None = None) -> bytes:
-    """An IPv6 header (RFC 8200 section 3) and `payload`."""
-    plen = len(payload) if payload_length is None else payload_length
-    return (struct.pack("!IHBB", 6 << 28, plen, next_header, hop_limit)
-            + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
-            + payload)
-
-
-def upper_checksum(src: str, dst: str, proto: int, data: bytes) -> int:
-    """The UDP/ICMPv6 checksum over RFC 8200 section 8.1's pseudo-header."""
-    pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
-              + struct.pack("!I3xB", len(data), proto))
-    return checksum(pseudo + data) or 0xFFFF
-
-
-def udp6(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
-    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
-    return seg[:6] + struct.pack("!H", upper_checksum(src, dst, NEXT_UDP, seg)) + seg[8:]
-
-
-def icmp6(src: str, dst: str, type_: int, body: bytes) -> bytes:
-    msg = struct.pack("!BBH", type_, 0, 0) + body
-    return msg[:2] + struct.pack("!H", upper_checksum(src, dst, NEXT_ICMP6, msg)) + msg[4:]
-
-
-def ext(next_header: int, body: bytes) -> bytes:
-    """An extension header in the generic form (next header, length in 8-octet units past
-    the first 8, body): hop-by-hop, destination options, routing (RFC 8200 section 4)."""
-    assert (2 + len(body)) % 8 == 0
-    return bytes([next_header, (2 + len(body)) // 8 - 1]) + body
-
 
 def malformed6(g_mac, h_mac, sport) -> list[tuple[str, bytes, str]]:
     """(name, frame, counter that must grow) for IPv6 packets with bad extension headers,
