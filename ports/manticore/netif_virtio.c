@@ -470,7 +470,8 @@ static bool static_config(ip4_addr_t *ip, ip4_addr_t *mask, ip4_addr_t *gw, ip_a
 #if LWIP_IPV6
 // ip6=ADDR[/64] (a static address beside the link-local and SLAAC ones; lwIP gives a static
 // address an implied /64 on-link prefix, RFC 5942), gw6=ADDR (next hop for everything off
-// that prefix, ahead of routers learnt from advertisements), dns6=ADDR (DNS server 1).
+// that prefix, ahead of routers learnt from advertisements), dns6=ADDR (DNS server 1, or 0
+// when static IPv4 addressing left that empty).
 static void static_config6(void) {
     char text[64];
     ip6_addr_set_any(&static_gw6);
@@ -508,7 +509,10 @@ static void static_config6(void) {
         ip_addr_t dns;
         if (ip6addr_aton(text, ip_2_ip6(&dns))) {
             IP_SET_TYPE_VAL(dns, IPADDR_TYPE_V6);
-            dns_setserver(1, &dns);
+            // lwIP asks slot 1 only after slot 0 failed, and nothing while slot 0 is empty
+            // (dns.c, dns_gethostbyname_addrtype): slot 0 when neither dns= nor DHCP fills it.
+            bool slot0_free = ip_addr_isany_val(*dns_getserver(0)) && strcmp(addressing, "static") == 0;
+            dns_setserver(slot0_free ? 0 : 1, &dns);
         } else {
             mp_printf(&mp_plat_print, "net: ignoring dns6=%s (not an IPv6 address)\n", text);
         }

@@ -158,13 +158,14 @@ def _dns_answer(query: bytes) -> bytes | None:
 
 
 class HostPeer:
-    """Threads inside the namespace: a DNS server on HOST_IP:53 and a UDP echo on
+    """Threads inside the namespace: a DNS server on dns_host:53 and a UDP echo on
     [HOST6]:port, until stop()."""
 
-    def __init__(self, ns):
+    def __init__(self, ns, dns_host: str = HOST_IP):
         self.stop_event = threading.Event()
-        self.dns = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.dns.bind((HOST_IP, 53))
+        self.dns = ns.socket(socket.AF_INET6 if ":" in dns_host else socket.AF_INET,
+                             socket.SOCK_DGRAM)
+        self.dns.bind((dns_host, 53))
         self.echo = ns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self.echo.bind((HOST6, 0))
         self.echo_port = self.echo.getsockname()[1]
@@ -423,6 +424,22 @@ def tcp_both_ways(g) -> str:
         f"expected a TCP exchange from [{GUEST6}] with the host's [{HOST6}]:{sport}, " \
         f"got reply {reply!r}, server saw {seen}"
     return "guest server (v6+v4 clients) and guest client (v6, by name)"
+
+
+def test_dns6_server_from_the_command_line(ns6, boot):
+    """dns6= alone (static IPv4 without dns=): names resolve through an IPv6 DNS server."""
+    vm = boot(net="tap", netns=ns6.name, append=f"ip6={GUEST6}/64 dns6={HOST6}")
+    peer = HostPeer(ns6, dns_host=HOST6)
+    try:
+        info = net_up(vm)
+        assert info["connected"], f"expected the guest up, got {info}"
+        got = guest_eval(vm, f"[[a[0], a[4][0]] for a in socket.getaddrinfo({NAME!r}, 7)]",
+                         "import socket")
+    finally:
+        peer.stop()
+    assert sorted(map(tuple, got)) == [(2, HOST_IP), (10, HOST6)], \
+        f"expected both records of {NAME} through the DNS server at [{HOST6}], got {got} " \
+        f"({len(peer.dns_queries)} queries seen there)"
 
 
 # --------------------------------------------------------------------------- bad input

@@ -100,7 +100,7 @@ struct ip6_addr;
 const struct ip6_addr *netif_virtio_ip6_gateway(struct netif *netif, const struct ip6_addr *dest);
 #define LWIP_HOOK_ND6_GET_GW(netif, dest) netif_virtio_ip6_gateway(netif, dest)
 #undef DNS_MAX_SERVERS
-#define DNS_MAX_SERVERS                 (2)             // [0] DHCP's or dns=, [1] dns6=
+#define DNS_MAX_SERVERS                 (2)             // [0] DHCP's or dns=, [1] dns6= (netif_virtio.c)
 
 // Randomness for DHCP transaction ids, ephemeral ports and TCP initial sequence numbers.
 #define LWIP_RAND()                     ((uint32_t)manticore_random_seed())
