@@ -26,8 +26,6 @@
 #include "lwip/etharp.h"
 #include "lwip/ethip6.h"
 #include "lwip/init.h"
-#include "lwip/mld6.h"
-#include "lwip/nd6.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/stats.h"

@@ -289,7 +289,8 @@ def test_udp_echo_both_ways_over_ipv6_on_a_tap(guest6, summary):
     missing = g.eval("repr(_e)", "import socket\ntry:\n    socket.getaddrinfo('nx.test', 7)\n"
                                  "    _e = None\nexcept OSError as e:\n    _e = e")
     assert missing.startswith("OSError"), f"expected OSError for an unknown name, got {missing}"
-    wrong = g.eval("repr(_e)", "import socket\n_s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    wrong = g.eval("repr(_e)", "import socket\n"
+                               "_s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                                f"try:\n    _s.sendto(b'x', ({HOST6!r}, 9))\n    _e = None\n"
                                "except OSError as e:\n    _e = e\n_s.close()")
     assert "97" in wrong or "EAFNOSUPPORT" in wrong, \
@@ -391,7 +392,8 @@ def tcp_both_ways(g) -> str:
     t.join(25)
     assert results.get(GUEST6) == b"ack:from-" + GUEST6.encode() and \
         results.get(GUEST_IP) == b"ack:from-" + GUEST_IP.encode(), \
-        f"expected the guest's AF_INET6 listener to answer an IPv6 and an IPv4 client, got {results}"
+        f"expected the guest's AF_INET6 listener to answer an IPv6 and an IPv4 client, " \
+        f"got {results}"
     assert peers[0][0][0] == HOST6 and peers[1][0][0] == HOST_IP, \
         f"expected accept() to report [{HOST6}] then {HOST_IP}, got {peers}"
 
@@ -490,7 +492,8 @@ def nd_flood(g_mac, h_mac, rng, count: int) -> tuple[list[bytes], int]:
     sol = "ff02::1:ff00:2"                      # GUEST6's solicited-node group
     sol_mac = bytes.fromhex("3333ff000002")
     for i in range(count):
-        mac = bytes([0x02, 0x77, rng.randrange(256), rng.randrange(256), rng.randrange(256), i & 0xFF])
+        mac = bytes([0x02, 0x77, rng.randrange(256), rng.randrange(256), rng.randrange(256),
+                     i & 0xFF])
         src = "fd77::%x:%x" % (rng.randrange(1, 0xFFFF), rng.randrange(1, 0xFFFF))
         kind = i % 4
         if kind == 0:       # NS, hop limit 64: dropped
