@@ -466,6 +466,18 @@ static bool static_config(ip4_addr_t *ip, ip4_addr_t *mask, ip4_addr_t *gw, ip_a
 }
 
 #if LWIP_IPV6
+// An IPv6 address in text, all of it: lwIP's ip6addr_aton stops at the first character that
+// is not a hex digit, colon or dot and takes what came before ("fd77::zz" would be fd77::).
+static bool parse_ip6(const char *text, ip6_addr_t *out) {
+    for (const char *c = text; *c != '\0'; c++) {
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F')
+              || *c == ':' || *c == '.')) {
+            return false;
+        }
+    }
+    return text[0] != '\0' && ip6addr_aton(text, out);
+}
+
 // ip6=ADDR[/64] (a static address beside the link-local and SLAAC ones; lwIP gives a static
 // address an implied /64 on-link prefix, RFC 5942), gw6=ADDR (next hop for everything off
 // that prefix, ahead of routers learnt from advertisements), dns6=ADDR (DNS server 1, or 0
@@ -484,7 +496,7 @@ static void static_config6(void) {
         }
         ip6_addr_t ip6;
         s8_t slot;
-        if (!ip6addr_aton(text, &ip6) || ip6_addr_isany(&ip6) || ip6_addr_ismulticast(&ip6)
+        if (!parse_ip6(text, &ip6) || ip6_addr_isany(&ip6) || ip6_addr_ismulticast(&ip6)
             || ip6_addr_islinklocal(&ip6)) {
             mp_printf(&mp_plat_print, "net: ignoring ip6=%s (not a global or unique-local IPv6 address)\n", text);
         } else if (netif_add_ip6_address(&en0, &ip6, &slot) != ERR_OK) {
@@ -498,14 +510,14 @@ static void static_config6(void) {
         }
     }
     if (cmdline_value("gw6", text, sizeof(text))) {
-        if (!ip6addr_aton(text, &static_gw6) || ip6_addr_ismulticast(&static_gw6)) {
+        if (!parse_ip6(text, &static_gw6) || ip6_addr_ismulticast(&static_gw6)) {
             mp_printf(&mp_plat_print, "net: ignoring gw6=%s (not an IPv6 unicast address)\n", text);
             ip6_addr_set_any(&static_gw6);
         }
     }
     if (cmdline_value("dns6", text, sizeof(text))) {
         ip_addr_t dns;
-        if (ip6addr_aton(text, ip_2_ip6(&dns))) {
+        if (parse_ip6(text, ip_2_ip6(&dns))) {
             IP_SET_TYPE_VAL(dns, IPADDR_TYPE_V6);
             // lwIP asks slot 1 only after slot 0 failed, and nothing while slot 0 is empty
             // (dns.c, dns_gethostbyname_addrtype): slot 0 when neither dns= nor DHCP fills it.

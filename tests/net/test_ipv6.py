@@ -44,9 +44,16 @@ def addresses6(vm, ms: int = 20000) -> list:
                       timeout=ms / 1000 + 30)
 
 
+BAD_WORDS = "ip6=fd77::zz/64 gw6=ff02::1 dns6=nonsense"
+
+
 def test_slaac_address_under_user_networking(boot):
-    vm = boot(net="user")
+    """Also: malformed ip6=/gw6=/dns6= words are reported and ignored, and lose nothing."""
+    vm = boot(net="user", append=BAD_WORDS)
     info = net_up(vm)
+    log = vm.console.log.decode(errors="replace")
+    for word in ("ignoring ip6=fd77::zz", "ignoring gw6=ff02::1", "ignoring dns6=nonsense"):
+        assert word in log, f"expected the console to say {word!r} for {BAD_WORDS!r}"
     assert info["connected"], f"expected the IPv4 lease first, got {info}"
     addrs = addresses6(vm)
     names = [a[0] for a in addrs]
