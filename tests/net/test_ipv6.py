@@ -302,6 +302,12 @@ def test_udp_echo_both_ways_over_ipv6_on_a_tap(guest6, summary):
                                "except OSError as e:\n    _e = e\n_s.close()")
     assert "97" in wrong or "EAFNOSUPPORT" in wrong, \
         f"expected an AF_INET socket to refuse an IPv6 address with EAFNOSUPPORT, got {wrong}"
+    bad = g.eval("repr(_e)", "import socket\n"
+                             "_s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                             "try:\n    _s.sendto(b'x', ('fd77::zz', 9))\n    _e = None\n"
+                             "except ValueError as e:\n    _e = e\n_s.close()")
+    assert bad.startswith("ValueError"), \
+        f"expected ValueError for the address 'fd77::zz', not a datagram to fd77::; got {bad}"
     # The link-local address is usable once duplicate address detection (one probe, RFC 4862
     # section 5.4, about a second) found no one else with it.
     addrs = g.eval("[list(a) for a in network.LAN().ipconfig('addr6')]",
