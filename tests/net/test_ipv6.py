@@ -7,6 +7,7 @@ namespace (IPv6 enabled there for these tests only): UDP echo both ways over IPv
 static ip6= address, and malformed extension headers and a neighbour discovery flood that
 are dropped and counted while echod keeps answering."""
 
+import os
 import random
 import socket
 import struct
@@ -233,6 +234,8 @@ class Guest6:
 def ns6(namespaces_ok):
     """A namespace whose tap also has HOST6 (IPv6 on); deleted after the guest is gone
     (requested before `boot`, so torn down after it)."""
+    if not os.path.exists("/proc/sys/net/ipv6"):
+        pytest.skip("the host kernel has no IPv6 (no /proc/sys/net/ipv6)")
     ns = netns_mod.NetNamespace(ipv6=True).create()
     try:
         yield ns
