@@ -1,8 +1,9 @@
-// Fuzz harness: lwIP's input path (Ethernet, ARP, IPv4 with reassembly, ICMP, UDP, TCP) as
+// Fuzz harness: lwIP's input path (Ethernet, ARP, IPv4 and IPv6 with reassembly, ICMP, ICMPv6
+// with neighbour discovery and MLD, UDP, TCP) as
 // the port builds it (the port's lwipopts.h and arch/cc.h, the same lwIP sources as its
 // Makefile), from the unchanged sources, fed frames through a netif configured as the port's
-// en0 (ethernet_input, etharp_output, 10.0.2.15/24) with echod's listeners: a UDP echo and a
-// TCP echo on 7777. The port's own glue (netif_virtio.c) needs MicroPython and is left out:
+// en0 (ethernet_input, etharp_output and ethip6_output, 10.0.2.15/24, fe80:: from the MAC and
+// fd77::2 static) with echod's listeners, dual stack: a UDP echo and a TCP echo on 7777. The port's own glue (netif_virtio.c) needs MicroPython and is left out:
 // the virtio_net harness covers the driver side.
 //
 // Input: frames as (u16 little-endian length, bytes, u8 milliseconds to advance the clock
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "lwip/etharp.h"
+#include "lwip/ethip6.h"
 #include "lwip/init.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
@@ -33,6 +35,13 @@ void manticore_lwip_assert(const char *message, const char *file, int line) {
 static struct netif en0;
 static unsigned long frames_out;
 
+// The port's gw6= hook (LWIP_HOOK_ND6_GET_GW in lwipopts.h; netif_virtio.c): none here.
+const ip6_addr_t *netif_virtio_ip6_gateway(struct netif *netif, const ip6_addr_t *dest) {
+    (void)netif;
+    (void)dest;
+    return NULL;
+}
+
 static err_t linkoutput(struct netif *netif, struct pbuf *p) {
     (void)netif;
     volatile uint8_t last = ((uint8_t *)p->payload)[p->len - 1];   // readable, all of it
@@ -47,8 +56,9 @@ static err_t en0_init(struct netif *netif) {
     netif->hwaddr_len = 6;
     netif->mtu = 1500;
     netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET
-                   | NETIF_FLAG_IGMP;
+                   | NETIF_FLAG_IGMP | NETIF_FLAG_MLD6;
     netif->output = etharp_output;
+    netif->output_ip6 = ethip6_output;
     netif->linkoutput = linkoutput;
     netif->name[0] = 'e';
     netif->name[1] = 'n';
@@ -101,11 +111,20 @@ static void init_once(void) {
     netif_set_default(&en0);
     netif_set_up(&en0);
     netif_set_link_up(&en0);
-    struct udp_pcb *u = udp_new();
-    udp_bind(u, IP_ADDR_ANY, 7777);
+    netif_create_ip6_linklocal_address(&en0, 1);
+    en0.ip6_autoconfig_enabled = 1;
+    ip6_addr_t ip6;
+    s8_t slot;
+    IP6_ADDR(&ip6, PP_HTONL(0xfd770000), 0, 0, PP_HTONL(2));
+    if (netif_add_ip6_address(&en0, &ip6, &slot) == ERR_OK) {
+        netif_ip6_addr_set_state(&en0, slot, IP6_ADDR_PREFERRED);
+    }
+    netif_ip6_addr_set_state(&en0, 0, IP6_ADDR_PREFERRED);
+    struct udp_pcb *u = udp_new_ip_type(IPADDR_TYPE_ANY);
+    udp_bind(u, IP_ANY_TYPE, 7777);
     udp_recv(u, udp_echo, NULL);
-    struct tcp_pcb *t = tcp_new();
-    tcp_bind(t, IP_ADDR_ANY, 7777);
+    struct tcp_pcb *t = tcp_new_ip_type(IPADDR_TYPE_ANY);
+    tcp_bind(t, IP_ANY_TYPE, 7777);
     t = tcp_listen(t);
     tcp_accept(t, tcp_echo_accept);
 }

@@ -84,7 +84,7 @@ def test_host_arps_and_pings_the_guest(namespaces_ok, boot):
 # Where each layer's drops are counted (network.LAN().stats(), flattened).
 LAYER_COUNTERS = {
     "link": ("rx_dropped_malformed", "lwip.link.drop", "lwip.etharp.drop"),
-    "ip": ("lwip.ip.drop", "lwip.ip_frag.drop"),
+    "ip": ("lwip.ip.drop", "lwip.ip_frag.drop", "lwip.ip6.drop"),
     "udp": ("lwip.udp.drop",),
 }
 LAYERS = ("link", "ip", "udp")
