@@ -5,7 +5,9 @@ options as manticore (VMConfig/build_command; only -kernel, -initrd and -append 
 
   kernel     Debian's linux-image (pinned; debbin.py), booted directly with -kernel
   initramfs  busybox-static (pinned), the virtio-net modules in the order their .modinfo
-             gives (kmod.py), tools/linuxpeer/init and its udhcpc script, and
+             gives (kmod.py), the storage modules (virtio-blk, ext4, vfat; /init loads
+             them only when a virtio-blk disk is there), tools/linuxpeer/init and its
+             udhcpc script, and
   micropython  the unix port from the same MicroPython tree as manticore, standard variant
              (its optimisation and features), linked statically, with ssl over the same
              mbedTLS tree and settings as manticore, asyncio, the unchanged apps/echod.py,
