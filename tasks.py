@@ -476,7 +476,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
     size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
     smp (isolation between cores, channel round trips, boot with -smp 1/2/4),
-    tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP);
+    storage (littlefs2/FAT/raw virtio-blk MiB/s and ops/s; Linux's raw, ext4 and vfat),
+    tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP and Linux);
     faults (the fault campaign's long form: 100,000 malformed frames, 1 MiB at the REPL);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
@@ -505,10 +506,11 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir, case
         run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
     elif name == "storage":
         from manticore_host.storagebench import run_storage_bench
-        run_storage_bench(quick=quick, accel=accel, runs=int(runs) if runs else None, out=out)
+        run_storage_bench(quick=quick, accel=accel, runs=int(runs) if runs else None, out=out,
+                          linux=linux)
     elif name == "tls":
         from manticore_host.tlsbench import run_tls_bench
-        run_tls_bench(quick=quick, accel=accel, out=out)
+        run_tls_bench(quick=quick, accel=accel, out=out, linux=linux)
     elif name == "faults":
         from manticore_host.faultbench import run_fault_bench
         run_fault_bench(quick=quick, out=out or image.BUILD / "bench" / "faults.json")
