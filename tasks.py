@@ -136,6 +136,19 @@ def deps(c):
 UBSAN_DIR = ROOT / "build" / "ubsan"
 
 
+def _forget_other_tree(port_build: Path, top: Path) -> None:
+    """Objects built from another MicroPython tree are thrown away. Each patch series has
+    its own patched copy (fetch.py), whose files keep the pinned tree's old mtimes where no
+    patch touched them and the patch time where one did: make compares mtimes, not paths'
+    contents, so after a switch of series (a patch added, removed or edited, a branch
+    checked out) objects compiled from the other copy would look up to date."""
+    stamp = port_build / "micropython-top"
+    if port_build.is_dir() and (not stamp.is_file() or stamp.read_text() != str(top)):
+        shutil.rmtree(port_build)
+    port_build.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(str(top))
+
+
 def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
     makefile = ROOT / "ports" / "manticore" / "Makefile"
     if not makefile.is_file():
@@ -146,6 +159,7 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
         mbedtls = mbedtls_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
+    _forget_other_tree(UBSAN_DIR / "port" if sanitize else ROOT / "build" / "port", top)
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
            f"MICROPY_TOP={shlex.quote(str(top))} "
            f"LWIP_DIR={shlex.quote(str(lwip))} "
