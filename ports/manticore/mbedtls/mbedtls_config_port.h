@@ -35,6 +35,10 @@ time_t manticore_mbedtls_time(time_t *timer);
 #define MBEDTLS_HAVE_ASM
 #define MBEDTLS_AESNI_C
 
+// SSLSocket.getpeercert() (extmod/modtls_mbedtls.c has it only with this): the peer's
+// certificate is kept after the handshake, about 0.5-1.5 KiB of heap per connection.
+#define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
+
 #include "extmod/mbedtls/mbedtls_config_common.h"
 
 // The common file names snprintf: shared/libc/printf.c (in extmod.mk) has it.
