@@ -112,6 +112,11 @@ EXPECTED_FAILURES: dict[tuple[str, str], str] = {
         "skips itself",
     ("multi_net/asyncio_tcp_client_rst.py", "host-first"):
         "as tcp_client_rst.py: no SO_LINGER in modlwip, the test skips itself",
+    ("multi_net/asyncio_tcp_client_rst.py", "guest-first"):
+        "timing: the client sends 18 bytes and resets the connection 0.1 s later, and the "
+        "expected output needs the server's first read before the RST (lwIP, like the .exp, "
+        "then drops what is unread); the image under TCG on a shared host misses 0.1 s now "
+        "and then (1 run in 9 here), and its first read is ECONNRESET",
     ("multi_net/tcp_client_rst.py", "guest-first"):
         "the server (the image) reads after the client's RST; lwIP discards a connection's "
         "unread data when a RST arrives and modlwip then raises EBADF where CPython reads "
@@ -165,6 +170,15 @@ def _wait_for(path: Path, marker: bytes, proc: subprocess.Popen, timeout: float)
 def test_files(tree: Path) -> list[str]:
     """Every test of tests/multi_net, as run-multitests.py names them."""
     return sorted(f"multi_net/{p.name}" for p in (tree / "tests" / "multi_net").glob("*.py"))
+
+
+def blocks(output: str, test: str) -> list[str]:
+    """run-multitests.py's report of one test (each order's), for failure messages."""
+    out = []
+    for part in re.split(r"(?m)^(?=multi_net/\S+ on )", output):
+        if part.startswith(test + " on "):
+            out.append(part.split("\n### ")[0] if part.rstrip().endswith("pass") else part)
+    return out
 
 
 def planned(tree: Path, order: str, tests: list[str] | None = None) -> list[str]:

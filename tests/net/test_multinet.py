@@ -33,7 +33,11 @@ def test_multi_net(tmp_path, summary, namespaces_ok):
     tail = (f"\n--- run-multitests.py output (tail):\n{run['output'][-6000:]}"
             f"\n--- serial log tail:\n{file_tail(run['serial_log'], 3000)}")
     assert run["status"] is not None, f"run-multitests.py did not finish in {RUN_TIMEOUT} s{tail}"
-    assert not by["FAIL"], f"multi_net tests failed: {' '.join(by['FAIL'])}{tail}"
+    if by["FAIL"]:
+        failed = sorted({r.test for r in results if r.outcome == "FAIL"})
+        reports = "\n".join(b for t in failed for b in multinet.blocks(run["output"], t))
+        pytest.fail(f"multi_net tests failed: {' '.join(by['FAIL'])}\n{reports[:20000]}"
+                    f"\n--- serial log tail:\n{file_tail(run['serial_log'], 3000)}", pytrace=False)
     assert not by["skip"], f"multi_net tests skipped themselves (none should): {by['skip']}{tail}"
     tree = multinet.micropython_dir(quiet=True)
     expected = sum(len(multinet.planned(tree, order)) for order in multinet.ORDERS)
