@@ -48,7 +48,8 @@ APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
 PY_MODULES = {"invoke": "invoke", "pytest": "pytest", "qemu.qmp": "qemu.qmp",
               "pyelftools": "elftools", "mpremote": "mpremote",
               "pyserial": "serial", "pytest-timeout": "pytest_timeout",
-              "littlefs-python": "littlefs", "cryptography": "cryptography"}
+              "littlefs-python": "littlefs", "cryptography": "cryptography",
+              "webrepl": "webrepl"}
 
 
 def _rel(path: Path) -> str:

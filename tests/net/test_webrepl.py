@@ -249,3 +249,22 @@ def test_bad_file_requests_refused(webrepl_vm):
                           "webrepl.stats['file_errors'], webrepl.stats['denied'], "
                           "webrepl.last_file_error)")
     assert out.startswith("False 5 1 "), f"expected no intruder file, 5 refusals, 1 denial: {out}"
+
+
+def test_pypi_webrepl_client(webrepl_vm, tmp_path):
+    """The same through an existing client, the `webrepl` package on PyPI (its own websocket
+    code, the header sent in two frames, its put_file/get_file_content/sendcmd)."""
+    import webrepl as client_mod
+    vm, port = webrepl_vm
+    local = tmp_path / "pypi_put.py"
+    local.write_bytes(b"print('pypi client file', 6 * 7)\n" + b"#" * 3000 + b"\n")
+    c = client_mod.Webrepl(host="127.0.0.1", port=port, password=PASSWORD)
+    try:
+        assert c.connected, "expected the PyPI client to log in"
+        c.put_file(str(local), "pypi_put.py")           # asserts a 0 status itself
+        assert c.get_file_content("pypi_put.py") == local.read_bytes()
+        assert c.get_ver() == (1, 25, 0)
+        out = c.sendcmd("import pypi_put")
+        assert b"pypi client file 42" in out, out
+    finally:
+        c.disconnect()
