@@ -42,7 +42,7 @@ _REQUEST_SIZE = 82
 _PUT, _GET, _VERSION = 1, 2, 3
 _NAME_MAX = 64
 _CHUNK = 1024
-_GET_DATA_OPTS, _SET_DATA_OPTS = 8, 9   # py/stream.h: the websocket's frame type
+_CLOSE, _GET_DATA_OPTS, _SET_DATA_OPTS = 4, 8, 9     # py/stream.h's ioctl requests
 _TEXT, _BINARY = 1, 2                   # RFC 6455 section 5.2 opcodes
 # MicroPython's errno module names only the common errors; the statuses are Linux's numbers.
 _ENAMETOOLONG = getattr(errno, "ENAMETOOLONG", 36)
@@ -224,6 +224,9 @@ class _Counted(io.IOBase):
         return self.ws.write(data)
 
     def ioctl(self, op, arg):
+        if op == _CLOSE:            # how _webrepl and os.dupterm close their stream
+            self.close()
+            return 0
         if op == _GET_DATA_OPTS and self.authed:
             return _TEXT            # what reaches _webrepl is text only
         return self.ws.ioctl(op, arg)

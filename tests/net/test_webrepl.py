@@ -268,3 +268,27 @@ def test_pypi_webrepl_client(webrepl_vm, tmp_path):
         assert b"pypi client file 42" in out, out
     finally:
         c.disconnect()
+
+
+def test_failed_puts_lose_nothing(webrepl_vm):
+    """A put that runs out of space (the 1 MiB RAM filesystem) and one whose client leaves
+    midway: the old file stays as it was and no partial file is left behind."""
+    vm, port = webrepl_vm
+    c = login(port)
+    assert c.put("keep.txt", b"old contents\n") == 0
+    assert c.put("keep.txt", os.urandom(1536 * 1024)) == 28             # ENOSPC
+    assert c.get("keep.txt") == (0, b"old contents\n")
+    c.send_text("print('alive', 6*7)\r")
+    assert b"alive 42" in c.read_until(b"alive 42")
+    # Leave in the middle of a put.
+    c.request(1, b"keep.txt", 100000)
+    assert c.status() == 0
+    c.send_binary(b"x" * 1000)
+    time.sleep(0.3)
+    c.close()
+    time.sleep(1)
+    out = vm.console.repl("import os; print(sorted(os.listdir('/')), open('keep.txt').read())")
+    assert out.startswith("['keep.txt'] old contents"), (
+        f"expected only keep.txt, unchanged, on /: {out!r}")
+    c = login(port)                 # and the server takes the next client
+    c.close()
