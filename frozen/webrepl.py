@@ -75,7 +75,8 @@ class _FileTransfer:
         global last_file_error
         if code:
             stats["file_errors"] += 1
-            last_file_error = "%s: %s" % (what, errno.errorcode.get(code) or _ERRNAMES.get(code, code))
+            name = errno.errorcode.get(code) or _ERRNAMES.get(code, code)
+            last_file_error = "%s: %s" % (what, name)
         self._send(b"WB" + struct.pack("<H", code))
 
     def feed(self, data):
@@ -94,7 +95,6 @@ class _FileTransfer:
 
     def _request(self, head):
         sig, type_, _flags, _offset, size, name_len, name = struct.unpack(_REQUEST, head)
-        what = "request"
         if sig != b"WA":
             return self._status(errno.EINVAL, "request without WA")
         if type_ == _VERSION:

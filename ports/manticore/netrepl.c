@@ -137,9 +137,14 @@ int manticore_netrepl_rx_chr(void) {
         return netrepl.rx[netrepl.rx_tail++ % NETREPL_RX_SIZE];
     }
     #if MICROPY_PY_OS_DUPTERM
+    // Clear the flag before reading, not after: the stream's read runs Python code, during
+    // which soft IRQs run and its socket callback may set the flag again for new data; a
+    // clear after the read would lose that wake-up, and the REPL would wait for input that
+    // is already there (a WebREPL file put stalled so). Anything read means more may follow.
+    netrepl.dupterm_ready = false;
     int c = mp_os_dupterm_rx_chr();   // -2: a Ctrl-C, already turned into an interrupt
-    if (c == -1) {
-        netrepl.dupterm_ready = false;
+    if (c != -1) {
+        netrepl.dupterm_ready = true;
     }
     return c < 0 ? -1 : c;
     #else
