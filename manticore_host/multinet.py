@@ -167,7 +167,7 @@ def _wait_for(path: Path, marker: bytes, proc: subprocess.Popen, timeout: float)
     raise TimeoutError(f"{marker!r} did not appear in {path} within {timeout:.0f} s")
 
 
-def test_files(tree: Path) -> list[str]:
+def suite_files(tree: Path) -> list[str]:
     """Every test of tests/multi_net, as run-multitests.py names them."""
     return sorted(f"multi_net/{p.name}" for p in (tree / "tests" / "multi_net").glob("*.py"))
 
@@ -183,7 +183,7 @@ def blocks(output: str, test: str) -> list[str]:
 
 def planned(tree: Path, order: str, tests: list[str] | None = None) -> list[str]:
     """The tests one order runs: all of multi_net (or `tests`) but its expected failures."""
-    return [t for t in (tests or test_files(tree)) if (t, order) not in EXPECTED_FAILURES]
+    return [t for t in (tests or suite_files(tree)) if (t, order) not in EXPECTED_FAILURES]
 
 
 def run(workdir: Path, tests: list[str] | None = None, orders=ORDERS,

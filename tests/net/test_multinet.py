@@ -18,7 +18,11 @@ RUN_TIMEOUT = 150           # both run-multitests.py runs; the test's own deadli
 
 @pytest.mark.timeout(RUN_TIMEOUT + 300)     # + building the host's unix port on first use
 def test_multi_net(tmp_path, summary, namespaces_ok):
-    run = multinet.run(tmp_path, timeout=RUN_TIMEOUT)
+    try:
+        run = multinet.run(tmp_path, timeout=RUN_TIMEOUT)
+    except Exception as e:          # the build, the namespace, the boot or the NIC
+        pytest.fail(f"multi_net could not start: {e!r}\n--- serial log tail:\n"
+                    f"{file_tail(tmp_path / 'serial.log', 3000)}", pytrace=False)
     results = run["results"]
     by = {o: [f"{r.test} ({r.order})" for r in results if r.outcome == o]
           for o in ("pass", "FAIL", "skip")}
