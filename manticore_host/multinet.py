@@ -6,17 +6,15 @@ through its serial console as run-multitests' `pyb:` instance (pyboard.py's raw 
 other way round.  Both sit on the tap of a network namespace made for the run (netns.py):
 the host side at 192.168.77.1, the guest at 192.168.77.2.
 
-The host's MicroPython is the unix port built from the same tree as the image, with TLS
-(mbedTLS from the same fetched tree as the image's) so that the ssl tests run on both ends;
-`build/multinet/unix/micropython`, rebuilt only when its inputs change.
+The host's MicroPython is the Linux peer's unix port (linuxpeer.py, the one `invoke bench`
+uses), built from the same tree as the image with ssl over the same mbedTLS tree and
+settings, so that the ssl tests run on both ends.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,76 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from manticore_host.fetch import STAMP, mbedtls_dir, micropython_dir
-from manticore_host.qemu import repo_root
-
-ROOT = repo_root()
-MANIFEST = ROOT / "tools" / "multinet" / "manifest.py"
-MBEDTLS_CONFIG = ROOT / "tools" / "multinet" / "mbedtls_config_host.h"
-BUILD = ROOT / "build" / "multinet" / "unix"
-# The unix port's standard variant with TLS through mbedTLS instead of its git submodule
-# (the +ds tree drops lib/mbedtls); no libffi or Berkeley DB (absent from the tree too).
-MAKE_OPTIONS = ("VARIANT=standard", "PROG=micropython", "MICROPY_PY_FFI=0",
-                "MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=1", "MICROPY_SSL_MBEDTLS=1",
-                "MICROPY_SSL_AXTLS=0")
-
-
-class BuildError(RuntimeError):
-    pass
-
-
-def _identity(tree: Path) -> str:
-    stamp = tree / STAMP
-    return stamp.read_text().strip() if stamp.is_file() else str(tree)
-
-
-def make_command(tree: Path, mbedtls: Path, build: Path) -> list[str]:
-    # extmod.mk names mbedTLS relative to the MicroPython tree (`lib/mbedtls`) and puts its
-    # objects under $(BUILD)/<that path>: a relative path to the fetched tree, with BUILD
-    # nested as deep as the path climbs, keeps every object inside `build`.
-    rel = os.path.relpath(mbedtls, tree)
-    ups = rel.split(os.sep).count("..")
-    obj = build.joinpath(*(["o"] * max(ups, 1)))
-    return ["make", "-C", str(tree / "ports" / "unix"), "-j2", f"BUILD={obj}",
-            *MAKE_OPTIONS, f"MBEDTLS_DIR={rel}", f'MBEDTLS_CONFIG_FILE=\\"{MBEDTLS_CONFIG}\\"',
-            f"FROZEN_MANIFEST={MANIFEST}",
-            f"MPY_LIB_DIR={build / 'no-micropython-lib'}"]
+from manticore_host.fetch import micropython_dir
 
 
 def host_micropython(log: Callable[[str], None] = print) -> Path:
-    """build/multinet/unix/micropython, (re)built when the trees, options or frozen files
-    changed."""
-    tree = micropython_dir(quiet=True)
-    mbedtls = mbedtls_dir(quiet=True)
-    cmd = make_command(tree, mbedtls, BUILD)
-    h = hashlib.sha256()
-    for part in (_identity(tree), _identity(mbedtls), *cmd, MANIFEST.read_text(),
-                 MBEDTLS_CONFIG.read_text(),
-                 (ROOT / "frozen" / "ssl.py").read_text()):
-        h.update(part.encode() + b"\0")
-    key = h.hexdigest()
-    exe = BUILD / "micropython"
-    stamp = BUILD / ".manticore-inputs"
-    if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
-        return exe
-    if BUILD.exists():
-        shutil.rmtree(BUILD)
-    lib = BUILD / "no-micropython-lib"
-    lib.mkdir(parents=True)
-    (lib / "README.md").write_text("Placeholder: nothing is frozen from micropython-lib.\n")
-    log(f"multinet: building MicroPython's unix port with mbedTLS into {BUILD}")
-    logfile = BUILD / "make.log"
-    with open(logfile, "w") as out:
-        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
-    built = Path(cmd[4].partition("=")[2]) / "micropython"     # $(BUILD)/$(PROG)
-    if result.returncode != 0 or not built.is_file():
-        tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-30:])
-        raise BuildError(f"{' '.join(cmd)} failed (status {result.returncode}; log in "
-                         f"{logfile}):\n{tail}")
-    if built != exe:
-        shutil.copy2(built, exe)
-    stamp.write_text(key + "\n")
-    return exe
+    """The unix port that `invoke bench` runs on the host and in the Linux peer
+    (linuxpeer.py): built from the same tree, with ssl over the same mbedTLS tree and
+    settings as the image; rebuilt only when its inputs change."""
+    from manticore_host import linuxpeer
+    return linuxpeer.host_micropython(log=log)
 
 
 # -- the run -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #define MBEDTLS_CIPHER_MODE_CTR
 #define MBEDTLS_HAVE_ASM
 #define MBEDTLS_AESNI_C
+#define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE   // getpeercert(), as on manticore
 
 #include "extmod/mbedtls/mbedtls_config_common.h"
 
