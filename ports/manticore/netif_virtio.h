@@ -36,7 +36,6 @@ struct netif_virtio_stats {
     uint64_t rx_dropped_no_pbuf;        // copy wanted but no pbuf: dropped (and counted)
     uint64_t tx_waits;                  // linkoutput found no TX buffer at first
     uint64_t tx_dropped_busy;           // ... and none after waiting: ERR_MEM to lwIP
-    uint64_t lwip_asserts;              // lwIP assertions hit (reported, not fatal)
     uint32_t rx_pbufs_held;             // DMA buffers currently inside lwIP / sockets
     uint32_t rx_pbufs_held_max;
 };

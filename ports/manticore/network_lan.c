@@ -222,7 +222,6 @@ static mp_obj_t network_lan_stats(mp_obj_t self_in) {
     store(dict, "rx_pbufs_held_max", glue.rx_pbufs_held_max);
     store(dict, "tx_waits", glue.tx_waits);
     store(dict, "tx_dropped_busy", glue.tx_dropped_busy);
-    store(dict, "lwip_asserts", glue.lwip_asserts);
     #if LWIP_STATS
     mp_obj_t lwip = mp_obj_new_dict(12);
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(MP_QSTR_link), proto_stats(&lwip_stats.link));
