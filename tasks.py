@@ -136,7 +136,10 @@ def deps(c):
 UBSAN_DIR = ROOT / "build" / "ubsan"
 
 
-def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
+NOWX_DIR = ROOT / "build" / "nowx"
+
+
+def _build_kernel(c, quiet: bool = False, sanitize: bool = False, no_wx: bool = False) -> None:
     makefile = ROOT / "ports" / "manticore" / "Makefile"
     if not makefile.is_file():
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
@@ -154,6 +157,10 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
         # Its own objects and ELF (build/ubsan/): switching never rebuilds the other one.
         cmd += (f" SANITIZE=1 BUILD={shlex.quote(str(UBSAN_DIR / 'port'))} "
                 f"KERNEL_ELF={shlex.quote(str(UBSAN_DIR / 'kernel.elf'))}")
+    if no_wx:
+        # bench vm --compare-wx: the kernel without W^X in build/nowx/, never the shipped one.
+        cmd += (f" WX=0 BUILD={shlex.quote(str(NOWX_DIR / 'port'))} "
+                f"KERNEL_ELF={shlex.quote(str(NOWX_DIR / 'kernel.elf'))}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
@@ -162,7 +169,8 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
             print(result.stdout + result.stderr, file=sys.stderr)
         raise Exit(f"build: make failed (status {result.exited})",
                    code=result.exited or 1)
-    elf = UBSAN_DIR / "kernel.elf" if sanitize else image.KERNEL
+    elf = UBSAN_DIR / "kernel.elf" if sanitize else NOWX_DIR / "kernel.elf" if no_wx \
+        else image.KERNEL
     if not elf.is_file():
         raise Exit(f"build: make succeeded but {_rel(elf)} is "
                    "missing", code=1)
@@ -466,9 +474,11 @@ BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "fau
     "linux": "compare with the Linux + MicroPython peer (default; --no-linux: skip it)",
     "accel": "auto (default), kvm or tcg",
     "out": "directory for the JSON and summary.md (default build/bench)",
-    "no-build": "measure the images as they are (no build first)"})
+    "no-build": "measure the images as they are (no build first)",
+    "compare-wx": "vm: this image with and without its W^X page protections (make WX=0, "
+                  "build/nowx/) side by side -> build/bench/vm-wx.json"})
 def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto",
-          no_build=False, app="both", linux=True, out=None):
+          no_build=False, app="both", linux=True, out=None, compare_wx=False):
     """Benchmarks against the peers, each printing a table and writing build/bench/NAME.json:
     boot (QEMU launch -> `>>> `, this project vs the floor image and Linux + MicroPython),
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
@@ -485,10 +495,23 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
         raise Exit(f"bench: --net {net!r}: expected user, tap or both", code=2)
     if app not in ("echod", "rawecho", "both"):
         raise Exit(f"bench: --app {app!r}: expected echod, rawecho or both", code=2)
+    if compare_wx and name != "vm":
+        raise Exit("bench: --compare-wx goes with `bench vm`", code=2)
     if not no_build:
         _build_kernel(c, quiet=True)
+        if compare_wx:
+            _build_kernel(c, quiet=True, no_wx=True)
         if name in ("boot", "echo", "size", "all"):
             _build_iso(quiet=True)
+    if compare_wx:
+        from manticore_host.vmbench import run_wx_compare
+        out_dir = Path(out).resolve() if out else None
+        try:
+            run_wx_compare(image.KERNEL, NOWX_DIR / "kernel.elf", quick=quick, accel=accel,
+                           out=out_dir / "vm-wx.json" if out_dir else None)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise Exit(f"bench vm --compare-wx: {e}", code=1)
+        return
     try:
         _run_bench(name, runs=runs, quick=quick, seconds=seconds, net=net, accel=accel,
                    app=app, linux=linux, out_dir=Path(out).resolve() if out else None)
