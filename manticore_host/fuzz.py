@@ -82,7 +82,9 @@ def line_coverage(name: str, work: Path, inputs: list[Path]) -> dict:
 
 
 def format_lines(lines: dict) -> str:
-    return ", ".join(f"{Path(k).name} {v[0]}/{v[1]}" for k, v in sorted(lines.items())) or "-"
+    # The harness's own kernel sources first, lwIP (a library it also exercises) last.
+    order = sorted(lines.items(), key=lambda kv: (kv[0] == "lwIP", kv[0]))
+    return ", ".join(f"{Path(k).name} {v[0]}/{v[1]}" for k, v in order) or "-"
 
 
 def run_one(name: str, seconds: int, out_dir: Path) -> dict:
