@@ -48,10 +48,13 @@ def test_wx_comparison_table():
               "rows": [{"bench": "bm_a", "wx-on": 2200.0, "wx-off": 2000.0, "on/off": 1.1},
                        {"bench": "bm_b", "wx-on": 1000.0, "wx-off": 1000.0, "on/off": 1.0},
                        {"bench": "bm_c", "wx-on": None, "wx-off": 900.0}],
-              "geomean": {"on/off": vmbench.geomean([1.1, 1.0])}}
+              "geomean": {"on/off": vmbench.geomean([1.1, 1.0]), "on/off min": 1.0}}
     table = vmbench.format_wx_table(report)
     assert "bm_a" in table and "1.10" in table and "bm_c" in table
     assert f"{math.sqrt(1.1):.2f}" in table.splitlines()[-2] and "(2 benchmarks)" in table
+    rows, ratios = vmbench.wx_rows({"wx-on": {"a": _timed(30), "b": {"error": "x"}},
+                                    "wx-off": {"a": _timed(20)}})
+    assert [r["bench"] for r in rows] == ["a", "b"] and ratios["on/off"] == [1.5]
 
 
 def test_fuzz_lines_put_lwip_last():
