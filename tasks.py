@@ -466,7 +466,7 @@ BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "fau
 @task(positional=["name"], help={
     "name": "which benchmark: boot, vm, echo, size, irq, smp, storage, tls, faults, or all (writes "
             "build/bench/summary.md)",
-    "runs": "boot: timed boots per case (default 5; --quick: 1)",
+    "runs": "boot: timed boots per case (default 10, the goals' medians; --quick: 1)",
     "quick": "1 run each, short cases, coarse bisection: proves the benchmarks work",
     "seconds": "echo: seconds per case (default 5; --quick: 1)",
     "net": "echo: user, tap or both (default both)",
@@ -475,10 +475,11 @@ BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "fau
     "accel": "auto (default), kvm or tcg",
     "out": "directory for the JSON and summary.md (default build/bench)",
     "no-build": "measure the images as they are (no build first)",
+    "case": "boot: only these boot paths, comma-separated (e.g. 'direct microvm')",
     "compare-wx": "vm: this image with and without its W^X page protections (make WX=0, "
                   "build/nowx/) side by side -> build/bench/vm-wx.json"})
 def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto",
-          no_build=False, app="both", linux=True, out=None, compare_wx=False):
+          no_build=False, app="both", linux=True, out=None, case=None, compare_wx=False):
     """Benchmarks against the peers, each printing a table and writing build/bench/NAME.json:
     boot (QEMU launch -> `>>> `, this project vs the floor image and Linux + MicroPython),
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
@@ -514,12 +515,13 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
         return
     try:
         _run_bench(name, runs=runs, quick=quick, seconds=seconds, net=net, accel=accel,
-                   app=app, linux=linux, out_dir=Path(out).resolve() if out else None)
+                   app=app, linux=linux, out_dir=Path(out).resolve() if out else None,
+                   cases=[x.strip() for x in case.split(",")] if case else None)
     except (RuntimeError, OSError, ValueError) as e:
         raise Exit(f"bench {name}: {e}", code=1)
 
 
-def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
+def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir, cases=None):
     out = out_dir / f"{name}.json" if out_dir else None
     if name == "all":
         from manticore_host.benchall import run_all
@@ -554,8 +556,8 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir):
                        seconds=float(seconds) if seconds else None, out=out)
     else:
         from manticore_host.bench import run_boot_bench
-        run_boot_bench(runs=int(runs) if runs else (1 if quick else 5),
-                       quick=quick, accel=accel, linux=linux, out=out)
+        run_boot_bench(runs=int(runs) if runs else (1 if quick else 10),
+                       quick=quick, accel=accel, linux=linux, out=out, scenarios=cases)
 
 
 @task(positional=["action", "image"], iterable=["file"], help={

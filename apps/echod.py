@@ -1,4 +1,4 @@
-# echod: UDP and TCP echo on port 7777, with the standard socket API under asyncio.
+# echod: UDP (IPv4 and IPv6) and TCP echo on port 7777, with the standard socket API under asyncio.
 #
 #   invoke run --app echod --publish 7777/udp     # then, on the host: nc -u -4 localhost 7777
 #
@@ -30,9 +30,22 @@ stats = {
 
 
 def _udp_socket(port):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", port))
+    # Dual stack where the system has IPv6: an AF_INET6 socket bound to "::" serves IPv4
+    # clients too (their addresses come back as IPv4 ones); IPv4 alone otherwise.
+    for family, host in ((getattr(socket, "AF_INET6", None), "::"), (socket.AF_INET, "0.0.0.0")):
+        if family is None:
+            continue
+        sock = None
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            break
+        except OSError:
+            if sock is not None:
+                sock.close()
+            if family == socket.AF_INET:
+                raise
     sock.setblocking(False)
     return sock
 

@@ -68,6 +68,82 @@ class RAMDisk:
         return None
 
 
+class LazyRAMRoot:
+    """The RAM root filesystem, empty until something is written: littlefs formats the
+    RAM disk on the first write (or statvfs), not at boot. A boot that never writes a file
+    does not pay for it (boottrace: about 6 ms, 25 ms cold under TCG, of a ~100 ms boot).
+    Until then it answers as the empty filesystem it is: no such file, an empty /."""
+
+    def __init__(self, size):
+        self.size = size - size % 512
+        self.fs = None
+
+    def _real(self):
+        if self.fs is None:
+            fs = _lfs(RAMDisk(self.size), mkfs=True)
+            fs.mount(False, False)
+            self.fs = fs
+        return self.fs
+
+    @staticmethod
+    def _is_root(path):
+        return path in ("", "/", ".")
+
+    def _absent(self, path):
+        if self.fs is None and not self._is_root(path):
+            raise OSError(2)    # ENOENT, as littlefs says it: an empty filesystem holds nothing
+
+    def mount(self, readonly, mkfs):
+        pass
+
+    def umount(self):
+        if self.fs is not None:
+            self.fs.umount()
+
+    def open(self, path, mode="r"):
+        if self.fs is None and not any(c in mode for c in "wax+"):
+            self._absent(path if path else "?")
+        return self._real().open(path, mode)
+
+    def ilistdir(self, path="/"):
+        if self.fs is None:
+            self._absent(path)
+            return iter(())
+        return self.fs.ilistdir(path)
+
+    def stat(self, path):
+        if self.fs is None:
+            self._absent(path)
+        return self._real().stat(path)
+
+    def chdir(self, path):
+        if self.fs is None:
+            self._absent(path)
+            return
+        self.fs.chdir(path)
+
+    def getcwd(self):
+        return "/" if self.fs is None else self.fs.getcwd()
+
+    def mkdir(self, path):
+        return self._real().mkdir(path)
+
+    def remove(self, path):
+        self._absent(path)
+        return self._real().remove(path)
+
+    def rmdir(self, path):
+        self._absent(path)
+        return self._real().rmdir(path)
+
+    def rename(self, old, new):
+        self._absent(old)
+        return self._real().rename(old, new)
+
+    def statvfs(self, path):
+        return self._real().statvfs(path)
+
+
 def disks():
     """The disk names, in bus order: ['vda', 'vdb']."""
     return blk.disks() if blk is not None else []
@@ -187,11 +263,11 @@ def _mount(obj, root, kind, readonly):
 
 
 def _mount_ram(size, why):
-    disk = RAMDisk(size)
-    _mount(_lfs(disk, mkfs=True), "ram", "lfs2", False)
+    root = LazyRAMRoot(size)
+    _mount(root, "ram", "lfs2", False)
     status["why"] = why
-    status["size"] = len(disk.data)
-    print("fs: / is a %d KiB RAM filesystem (%s)" % (len(disk.data) // 1024, why))
+    status["size"] = root.size
+    print("fs: / is a %d KiB RAM filesystem (%s)" % (root.size // 1024, why))
 
 
 def _free_text():

@@ -145,10 +145,11 @@ def linux_target(accel: str, memory: str, log) -> Target:
 
 def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
                    memory: str = "128M", out: Path | None = None, linux: bool = True,
-                   log=print) -> dict:
+                   log=print, scenarios: list[str] | None = None) -> dict:
     """Boot times of this project's kernel, the floor image and (linux=True) the Linux +
     MicroPython peer; one discarded warm-up boot per case (it brings the images into the
-    page cache), then `runs` timed boots."""
+    page cache), then `runs` timed boots, the targets' boots alternating. `scenarios`: the
+    labels of SCENARIOS to time (default all)."""
     accel_name, reason = resolve_accel(accel)
     log(f"bench boot: {runs} run(s) per case after a warm-up, -m {memory}, "
         f"accel {accel_name} ({reason})")
@@ -170,11 +171,14 @@ def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
             notes["linux"] = f"peer image unavailable: {_first_line(e)}"
             log(f"bench boot: {notes['linux']}")
 
-    results: dict[str, dict[str, dict]] = {}
+    results: dict[str, dict[str, dict]] = {t.name: {} for t in targets}
     timelines: dict[str, list[dict]] = {}
-    for target in targets:
-        results[target.name] = {}
-        for label, boot, machine in SCENARIOS:
+    wanted = [s for s in SCENARIOS if scenarios is None or s[0] in scenarios]
+    for label, boot, machine in wanted:
+        # The targets' boots alternate (kernel, floor, kernel, floor, ...), so a host whose
+        # load changes during the run (a shared machine) slows both sides of a ratio alike.
+        cases = []
+        for target in targets:
             if label not in target.scenarios:
                 continue
             cfg = target.config(boot, machine)
@@ -184,18 +188,27 @@ def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
             cfg = dataclasses.replace(cfg, **SCENARIO_EXTRAS.get(label, {}))
             try:
                 time_boot(cfg, target.expect, timeout)          # warm-up, discarded
-                samples = [time_boot(cfg, target.expect, timeout)
-                           for _ in range(runs)]
-                results[target.name][label] = summarize(samples)
+                cases.append((target, cfg, []))
             except Exception as e:      # report and go on with the rest
                 results[target.name][label] = {"error": _first_line(e)}
-            log(f"  {target.name:6} {label:15} "
-                f"{_cell(results[target.name][label])}")
-            if target.name == "kernel" and "error" not in results["kernel"][label]:
+        for _ in range(runs):
+            for target, cfg, samples in list(cases):
                 try:
-                    timelines[label] = boot_timeline(cfg, timeout)
+                    samples.append(time_boot(cfg, target.expect, timeout))
                 except Exception as e:
-                    timelines[label] = [{"error": _first_line(e)}]
+                    results[target.name][label] = {"error": _first_line(e)}
+                    cases.remove((target, cfg, samples))
+        for target, cfg, samples in cases:
+            results[target.name][label] = summarize(samples)
+        for target in targets:
+            if label in results[target.name]:
+                log(f"  {target.name:6} {label:15} {_cell(results[target.name][label])}")
+        kernel_case = [cfg for target, cfg, _ in cases if target.name == "kernel"]
+        if kernel_case:
+            try:
+                timelines[label] = boot_timeline(kernel_case[0], timeout)
+            except Exception as e:
+                timelines[label] = [{"error": _first_line(e)}]
 
     report = {
         "accel": accel_name, "accel_reason": reason, "runs": runs, "warmup_runs": 1,

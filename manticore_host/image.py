@@ -1,5 +1,6 @@
 """Build the images: build/kernel.elf (the port's Makefile), build/kernel.iso
-(GRUB, multiboot2) and the floor image of tools/floor/."""
+(GRUB, multiboot2), the floor image of tools/floor/ and the test-only multiboot2 shim
+of tools/mb2shim/."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ KERNEL = BUILD / "kernel.elf"
 ISO = BUILD / "kernel.iso"
 FLOOR = BUILD / "floor" / "floor.elf"
 FLOOR_ISO = BUILD / "bench" / "floor.iso"
+MB2SHIM = BUILD / "mb2shim" / "mb2shim.elf"
 PORT = ROOT / "ports" / "manticore"
 
 
@@ -153,6 +155,17 @@ def make_floor() -> Path:
         raise BuildError(f"floor image build failed:\n{result.stdout}"
                          f"{result.stderr}")
     return FLOOR
+
+
+def make_mb2shim() -> Path:
+    """Build tools/mb2shim -> build/mb2shim/mb2shim.elf (boots the kernel with a crafted
+    multiboot2 block, for the bad-loader-input boot tests)."""
+    result = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "tools" / "mb2shim")],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"mb2shim build failed:\n{result.stdout}{result.stderr}")
+    return MB2SHIM
 
 
 def make_floor_iso() -> Path:

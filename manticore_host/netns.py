@@ -41,6 +41,10 @@ PREFIX = "manticore-"
 TAP = "mtap0"
 HOST_CIDR = "192.168.77.1/24"
 GUEST_IP = "192.168.77.2"
+# IPv6 on the tap (NetNamespace(ipv6=True) only): a unique-local /64 (RFC 4193), the guest
+# static from ip6= on its command line.
+HOST6_CIDR = "fd77::1/64"
+GUEST6_IP = "fd77::2"
 CLONE_NEWNET = 0x40000000           # <sched.h>
 NETNS_RUN_DIR = Path("/run/netns")  # where `ip netns add` pins namespaces
 COMMAND_TIMEOUT = 20.0
@@ -130,7 +134,7 @@ class NetNamespace:
 
     def __init__(self, name: str | None = None, tap: str = TAP,
                  addressing: TapAddressing = TapAddressing(), mtu: int = 1500,
-                 multi_queue: bool = False):
+                 multi_queue: bool = False, ipv6: bool = False):
         if name is None:
             name = f"{PREFIX}{os.getpid()}-{next(_counter)}-{secrets.token_hex(2)}"
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
@@ -142,6 +146,7 @@ class NetNamespace:
         self.addressing = addressing
         self.mtu = mtu
         self.multi_queue = multi_queue      # a tap QEMU opens once per queue (queues=N)
+        self.ipv6 = ipv6                    # HOST6_CIDR on the tap as well
         self._created = False
 
     # -- lifecycle --
@@ -165,15 +170,23 @@ class NetNamespace:
         self._created = True
         try:
             n = ("-n", self.name)
-            # IPv4 only: no IPv6 router solicitations or MLD reports from the host end,
-            # so every frame the guest sees on the tap was sent on purpose.
-            self._sysctl("net/ipv6/conf/default/disable_ipv6", "1")
-            self._sysctl("net/ipv6/conf/all/disable_ipv6", "1")
+            # IPv4 only unless asked: no IPv6 router solicitations or MLD reports from the
+            # host end, so every frame the guest sees on the tap was sent on purpose. With
+            # ipv6, the tap gets HOST6_CIDR without duplicate address detection (usable at
+            # once) and ignores router advertisements.
+            v6 = "0" if self.ipv6 else "1"
+            self._sysctl("net/ipv6/conf/default/disable_ipv6", v6)
+            self._sysctl("net/ipv6/conf/all/disable_ipv6", v6)
+            if self.ipv6:
+                self._sysctl("net/ipv6/conf/default/accept_ra", "0")
+                self._sysctl("net/ipv6/conf/default/accept_dad", "0")
             self._ip(*n, "link", "set", "lo", "up")
             self._ip(*n, "tuntap", "add", "dev", self.tap, "mode", "tap",
                      *(("multi_queue",) if self.multi_queue else ()))
             self._ip(*n, "link", "set", self.tap, "mtu", str(self.mtu))
             self._ip(*n, "addr", "add", self.addressing.host_cidr, "dev", self.tap)
+            if self.ipv6:
+                self._ip(*n, "addr", "add", HOST6_CIDR, "dev", self.tap, "nodad")
             self._ip(*n, "link", "set", self.tap, "up")
         except BaseException:
             self.delete()

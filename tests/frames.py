@@ -113,8 +113,8 @@ def malformed_frames(guest_mac: bytes, host_mac: bytes, host_ip: str, guest_ip: 
     add("ethernet header only, type IPv4", ethernet(g, h, ETH_P_IP, b""), "ip")
     add("unknown ethertype 0x88b5", ethernet(g, h, 0x88B5, b"\x01" * 46), "link")
     add("unknown ethertype 0x1234", ethernet(g, h, 0x1234, tag()), "link")
-    add("ethertype IPv6 (the stack is IPv4 only)",
-        ethernet(g, h, 0x86DD, b"\x60" + b"\0" * 45), "link")
+    add("IPv6 header with unspecified addresses (to nobody)",
+        ethernet(g, h, 0x86DD, b"\x60" + b"\0" * 45), "ip")
     add("802.3 length field instead of a type", ethernet(g, h, 46, b"\xaa" * 46), "link")
 
     # -- ARP -------------------------------------------------------------------------------
@@ -186,3 +186,43 @@ def malformed_frames(guest_mac: bytes, host_mac: bytes, host_ip: str, guest_ip: 
     data = tag() + b"H" * 2970
     add("3042-byte frame (larger than a 2048-byte RX buffer)", ip(17, seg_of(data)), "either", data)
     return probes
+
+
+# -- IPv6 (tests/net/test_ipv6.py, the lwIP fuzz seeds) ------------------------------------
+
+ETH_P_IPV6 = 0x86DD
+NEXT_HOP, NEXT_UDP, NEXT_ROUTING, NEXT_FRAGMENT, NEXT_ICMP6, NEXT_NONE, NEXT_DEST = \
+    0, 17, 43, 44, 58, 59, 60
+
+
+def ip6_packet(src: str, dst: str, next_header: int, payload: bytes, *, hop_limit: int = 64,
+               payload_length: int | None = None) -> bytes:
+    """An IPv6 header (RFC 8200 section 3) and `payload`."""
+    plen = len(payload) if payload_length is None else payload_length
+    return (struct.pack("!IHBB", 6 << 28, plen, next_header, hop_limit)
+            + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+            + payload)
+
+
+def upper_checksum(src: str, dst: str, proto: int, data: bytes) -> int:
+    """The UDP/ICMPv6 checksum over RFC 8200 section 8.1's pseudo-header."""
+    pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+              + struct.pack("!I3xB", len(data), proto))
+    return checksum(pseudo + data) or 0xFFFF
+
+
+def udp6(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    return seg[:6] + struct.pack("!H", upper_checksum(src, dst, NEXT_UDP, seg)) + seg[8:]
+
+
+def icmp6(src: str, dst: str, type_: int, body: bytes) -> bytes:
+    msg = struct.pack("!BBH", type_, 0, 0) + body
+    return msg[:2] + struct.pack("!H", upper_checksum(src, dst, NEXT_ICMP6, msg)) + msg[4:]
+
+
+def ext(next_header: int, body: bytes) -> bytes:
+    """An extension header in the generic form (next header, length in 8-octet units past
+    the first 8, body): hop-by-hop, destination options, routing (RFC 8200 section 4)."""
+    assert (2 + len(body)) % 8 == 0
+    return bytes([next_header, (2 + len(body)) // 8 - 1]) + body

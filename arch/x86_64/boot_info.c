@@ -432,6 +432,8 @@ void boot_info_parse(uint32_t magic, uint64_t info) {
     }
     if (boot_info.mem_count == 0) {
         memory_map_from_fw_cfg();
+    }    for (size_t i = 0; i < BOOT_CMDLINE_MAX; i++) {
+        boot_info.loader_cmdline[i] = boot_info.cmdline[i];
     }
 }
 

@@ -31,6 +31,9 @@ struct boot_info {
     const char *loader;            // "multiboot2 (bios)", "multiboot2 (uefi)" or "pvh"
     const char *firmware;          // "bios", "uefi" or "none" (PVH: the VMM loaded us)
     char cmdline[BOOT_CMDLINE_MAX];  // NUL-terminated, truncated if longer
+    // The loader's command line as it came, kept when the port replaces `cmdline` with the
+    // fw_cfg override: the VMM's own hardware words (virtio_mmio.device=) live here.
+    char loader_cmdline[BOOT_CMDLINE_MAX];
     struct boot_mem_region mem[BOOT_MEM_REGIONS_MAX];  // sorted by base address
     int mem_count;
     int mem_skipped;               // bad loader entries reported and skipped

@@ -1,6 +1,9 @@
 // The virtio-mmio transport (virtio 1.2, 4.2): register-block discovery from the ACPI DSDT
 // or the command line, the status handshake, features, virtqueues and the one interrupt line
 // per device (through the I/O APIC). See virtio_mmio.h; the calls are those of virtio.h.
+// Version 2 devices (virtio 1.x) and legacy version 1 ones (4.2.4: GuestPageSize, QueuePFN
+// and QueueAlign instead of the three queue addresses, 32 feature bits, no FEATURES_OK or
+// ConfigGeneration), which is what QEMU makes unless told virtio-mmio.force-legacy=false.
 #include "drivers/virtio/virtio_mmio.h"
 
 #include <stdbool.h>
@@ -38,6 +41,18 @@ enum {
     MMIO_QUEUE_DEVICE_HIGH = 0x0a4,
     MMIO_CONFIG_GENERATION = 0x0fc,
     MMIO_CONFIG = 0x100,
+    // Legacy (version 1) registers (4.2.4, Table "MMIO Device Legacy Register Layout").
+    MMIO_LEGACY_GUEST_PAGE_SIZE = 0x028,
+    MMIO_LEGACY_QUEUE_ALIGN = 0x03c,
+    MMIO_LEGACY_QUEUE_PFN = 0x040,
+};
+
+enum {
+    LEGACY_PAGE_SIZE = 4096,            // what we write to GuestPageSize; QueuePFN counts these
+    LEGACY_QUEUE_ALIGN = 4096,          // the used ring's alignment (QueueAlign)
+    // virtio-net's VIRTIO_NET_F_MRG_RXBUF (5.1.3): with it a legacy device's header is the
+    // 12-byte one (num_buffers included) that virtio-net 1.x always uses (5.1.6.1).
+    LEGACY_NET_F_MRG_RXBUF = 15,
 };
 
 enum {
@@ -55,6 +70,12 @@ int virtio_mmio_slot_count;
 static bool scanned;
 
 extern const struct virtio_ops virtio_mmio_ops;
+extern const struct virtio_ops virtio_mmio_legacy_ops;
+
+// A version 1 device (4.2.4): its own ops table, the same functions, which branch on this.
+static bool is_legacy(const struct virtio_device *vdev) {
+    return vdev->ops == &virtio_mmio_legacy_ops;
+}
 
 static uint32_t reg_read(const struct virtio_device *vdev, uint32_t offset) {
     return *(volatile uint32_t *)(vdev->mmio + offset);
@@ -89,7 +110,33 @@ static void mmio_driver_ok(struct virtio_device *vdev) {
     set_status(vdev, VIRTIO_STATUS_DRIVER_OK);
 }
 
+// Legacy (4.2.4, 3.1.2): 32 feature bits, no VIRTIO_F_VERSION_1, no FEATURES_OK step.
+static int legacy_negotiate(struct virtio_device *vdev, uint64_t wanted) {
+    reg_write(vdev, MMIO_DEVICE_FEATURES_SEL, 0);
+    uint32_t offered = reg_read(vdev, MMIO_DEVICE_FEATURES);
+    vdev->device_features = offered;
+    uint32_t accepted = offered & (uint32_t)wanted;
+    if (vdev->type == VIRTIO_TYPE_NET) {
+        // Without MRG_RXBUF a legacy net header is 10 bytes; the driver's is 12 (5.1.6.1).
+        // Every buffer the driver posts holds a whole frame, so the device never merges.
+        if (!(offered & (1u << LEGACY_NET_F_MRG_RXBUF))) {
+            kprintf("virtio: %s: legacy virtio-net without MRG_RXBUF (a 10-byte header): "
+                "not used\n", vdev->name);
+            mmio_fail(vdev);
+            return -1;
+        }
+        accepted |= 1u << LEGACY_NET_F_MRG_RXBUF;
+    }
+    reg_write(vdev, MMIO_DRIVER_FEATURES_SEL, 0);
+    reg_write(vdev, MMIO_DRIVER_FEATURES, accepted);
+    vdev->features = accepted;
+    return 0;
+}
+
 static int mmio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
+    if (is_legacy(vdev)) {
+        return legacy_negotiate(vdev, wanted);
+    }
     reg_write(vdev, MMIO_DEVICE_FEATURES_SEL, 0);
     uint64_t offered = reg_read(vdev, MMIO_DEVICE_FEATURES);
     reg_write(vdev, MMIO_DEVICE_FEATURES_SEL, 1);
@@ -172,7 +219,9 @@ static struct virtqueue *mmio_setup_queue(struct virtio_device *vdev, uint16_t i
     // 4.2.3.2: select the queue, check it is not in use, read QueueNumMax (0: no such queue).
     reg_write(vdev, MMIO_QUEUE_SEL, index);
     uint32_t size = reg_read(vdev, MMIO_QUEUE_NUM_MAX);
-    if (size == 0 || reg_read(vdev, MMIO_QUEUE_READY) != 0) {
+    bool legacy = is_legacy(vdev);
+    // In use: QueueReady set, or (legacy, 4.2.4) a QueuePFN already given.
+    if (size == 0 || reg_read(vdev, legacy ? MMIO_LEGACY_QUEUE_PFN : MMIO_QUEUE_READY) != 0) {
         kprintf("virtio: %s: queue %u unavailable\n", vdev->name, index);
         mmio_fail(vdev);
         return NULL;
@@ -188,7 +237,8 @@ static struct virtqueue *mmio_setup_queue(struct virtio_device *vdev, uint16_t i
     }
     struct virtqueue *vq = vdev->queues[index];
     if (vq == NULL || vq->size != size) {
-        vq = virtqueue_create(index, (uint16_t)size);
+        vq = legacy ? virtqueue_create_legacy(index, (uint16_t)size, LEGACY_QUEUE_ALIGN)
+                    : virtqueue_create(index, (uint16_t)size);
     } else {
         virtqueue_reset(vq);
     }
@@ -206,6 +256,14 @@ static struct virtqueue *mmio_setup_queue(struct virtio_device *vdev, uint16_t i
     vdev->queues[index] = vq;
 
     reg_write(vdev, MMIO_QUEUE_NUM, size);
+    if (legacy) {
+        // 4.2.4: QueueAlign, then the page number of the one contiguous block (2.7.2).
+        reg_write(vdev, MMIO_LEGACY_QUEUE_ALIGN, LEGACY_QUEUE_ALIGN);
+        reg_write(vdev, MMIO_LEGACY_QUEUE_PFN,
+            (uint32_t)(virtqueue_desc_address(vq) / LEGACY_PAGE_SIZE));
+        vq->vector = attach_line(vdev);
+        return vq;
+    }
     uint64_t desc = virtqueue_desc_address(vq);
     uint64_t avail = virtqueue_avail_address(vq);
     uint64_t used = virtqueue_used_address(vq);
@@ -224,6 +282,22 @@ static int mmio_read_config(struct virtio_device *vdev, uint32_t offset, void *o
     uint32_t len) {
     if ((uint64_t)offset + len > vdev->device_cfg_length) {
         return -1;
+    }
+    if (is_legacy(vdev)) {
+        // A legacy device has no ConfigGeneration (4.2.4): read until a second read agrees.
+        for (int tries = 0; tries < 8; tries++) {
+            bool same = true;
+            for (uint32_t i = 0; i < len; i++) {
+                ((uint8_t *)out)[i] = vdev->mmio[MMIO_CONFIG + offset + i];
+            }
+            for (uint32_t i = 0; i < len; i++) {
+                same = same && ((uint8_t *)out)[i] == vdev->mmio[MMIO_CONFIG + offset + i];
+            }
+            if (same) {
+                break;
+            }
+        }
+        return 0;
     }
     // 4.2.2: read under ConfigGeneration until it is the same before and after (2.5.1).
     uint32_t before, after;
@@ -244,6 +318,19 @@ static void mmio_write_config8(struct virtio_device *vdev, uint32_t offset, uint
 }
 
 const struct virtio_ops virtio_mmio_ops = {
+    .transport = "mmio",
+    .negotiate = mmio_negotiate,
+    .setup_queue = mmio_setup_queue,
+    .set_config_callback = mmio_set_config_callback,
+    .driver_ok = mmio_driver_ok,
+    .fail = mmio_fail,
+    .reset = mmio_reset,
+    .status = mmio_status,
+    .read_config = mmio_read_config,
+    .write_config8 = mmio_write_config8,
+};
+
+const struct virtio_ops virtio_mmio_legacy_ops = {
     .transport = "mmio",
     .negotiate = mmio_negotiate,
     .setup_queue = mmio_setup_queue,
@@ -312,12 +399,11 @@ static void add_slot(uint64_t phys, uint64_t size, uint32_t gsi, const char *sou
     }
     uint32_t version = *(volatile uint32_t *)(regs + MMIO_VERSION);
     uint32_t type = *(volatile uint32_t *)(regs + MMIO_DEVICE_ID);
-    if (version != 2) {
-        // Legacy (version 1, 4.2.4) devices are what QEMU makes unless told
-        // -global virtio-mmio.force-legacy=false; the launcher says so.
-        kprintf("virtio-mmio: %s 0x%lx: version %u (only 2, virtio 1.x, is supported; QEMU: "
-            "-global virtio-mmio.force-legacy=false): skipped\n", source, (unsigned long)phys,
-            version);
+    if (version != 1 && version != 2) {
+        // 2: virtio 1.x (4.2.2); 1: legacy (4.2.4), what QEMU makes unless told
+        // -global virtio-mmio.force-legacy=false.
+        kprintf("virtio-mmio: %s 0x%lx: version %u (1, legacy, or 2 expected): skipped\n",
+            source, (unsigned long)phys, version);
         return;
     }
     struct virtio_mmio_slot *s = &virtio_mmio_slots[virtio_mmio_slot_count++];
@@ -326,8 +412,8 @@ static void add_slot(uint64_t phys, uint64_t size, uint32_t gsi, const char *sou
         .version = (uint8_t)version, .source = source,
     };
     if (type != 0) {    // 0: an empty transport (QEMU's microvm has a row of them)
-        kprintf("virtio-mmio: 0x%lx irq %u device type %u (%s)\n", (unsigned long)phys, gsi,
-            type, source);
+        kprintf("virtio-mmio: 0x%lx irq %u device type %u (%s%s)\n", (unsigned long)phys, gsi,
+            type, source, version == 1 ? ", legacy" : "");
     }
 }
 
@@ -457,9 +543,11 @@ int virtio_mmio_parse_word(const char *value, uint64_t *phys, uint64_t *size, ui
     return 0;
 }
 
+// The loader's command line, not the fw_cfg override that may have replaced it (an app
+// started with `-fw_cfg opt/manticore/cmdline` must not lose QEMU microvm's device words).
 static void scan_cmdline(void) {
     static const char key[] = "virtio_mmio.device=";
-    const char *p = boot_info.cmdline;
+    const char *p = boot_info.loader_cmdline;
     while (*p) {
         while (*p == ' ') {
             p++;
@@ -513,7 +601,7 @@ int virtio_mmio_find(struct virtio_device *vdev, uint16_t type, int nth) {
             continue;
         }
         *vdev = (struct virtio_device){
-            .ops = &virtio_mmio_ops, .mmio = (volatile uint8_t *)(uintptr_t)s->phys,
+            .ops = s->version == 1 ? &virtio_mmio_legacy_ops : &virtio_mmio_ops, .mmio = (volatile uint8_t *)(uintptr_t)s->phys,
             .mmio_phys = s->phys, .mmio_gsi = s->gsi, .type = type, .config_vector = -1,
             .intx_vector = -1, .device_cfg_length = s->size - MMIO_CONFIG,
         };
@@ -523,6 +611,10 @@ int virtio_mmio_find(struct virtio_device *vdev, uint16_t type, int nth) {
         mmio_reset(vdev);
         set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE);
         set_status(vdev, VIRTIO_STATUS_DRIVER);
+        if (s->version == 1) {
+            // 4.2.4: the page size QueuePFN counts in, before any queue is set up.
+            reg_write(vdev, MMIO_LEGACY_GUEST_PAGE_SIZE, LEGACY_PAGE_SIZE);
+        }
         vdev->num_queues = VIRTIO_MAX_QUEUES;
         return 0;
     }

@@ -18,7 +18,7 @@ struct virtio_mmio_slot {
     uint32_t size;
     uint32_t gsi;
     uint16_t type;          // DeviceID, 0 when no device is behind the slot (5)
-    uint8_t version;        // 2 (virtio 1.x); version 1 (legacy) slots are not used
+    uint8_t version;        // 2 (virtio 1.x) or 1 (legacy, 4.2.4: virtio_mmio_legacy_ops)
     uint8_t claimed;        // a driver has initialised it
     const char *source;     // "acpi" or "cmdline"
 };
@@ -27,7 +27,7 @@ extern struct virtio_mmio_slot virtio_mmio_slots[VIRTIO_MMIO_MAX_DEVICES];
 extern int virtio_mmio_slot_count;
 
 // Find the slots (once; later calls return at once): the DSDT's LNRO0005 devices, then the
-// virtio_mmio.device= words of boot_info.cmdline. Bad words (unparsable, overlapping RAM or
+// virtio_mmio.device= words of boot_info.loader_cmdline. Bad words (unparsable, overlapping RAM or
 // another slot, no virtio magic behind them) are reported and skipped. Returns the count.
 int virtio_mmio_scan(void);
 

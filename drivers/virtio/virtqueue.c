@@ -3,6 +3,8 @@
 // suppression. See virtqueue.h.
 #include "drivers/virtio/virtqueue.h"
 
+#include <stdbool.h>
+
 #include "mm/mm.h"
 
 // Memory ordering (virtio 1.2, 2.7.13.3.1 and 2.7.13.4; Intel SDM vol. 3A, 8.2.2 "Memory
@@ -34,16 +36,10 @@ static inline bool need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old
     return (uint16_t)(new_idx - event_idx - 1) < (uint16_t)(new_idx - old_idx);
 }
 
-struct virtqueue *virtqueue_create(uint16_t index, uint16_t size) {
-    if (size == 0 || (size & (size - 1)) != 0 || size > 32768) {
-        return NULL;
-    }
+// The three parts in place: the bookkeeping beside them, every descriptor free.
+static struct virtqueue *assemble(uint16_t index, uint16_t size, void *desc, void *avail,
+    void *used) {
     struct virtqueue *vq = dma_alloc(sizeof(*vq), 64);
-    // Alignment: descriptor table 16, available ring 2, used ring 4 (2.7, Table "Virtqueue
-    // Part Alignment"); whole pages keep device-written and driver-written memory apart.
-    void *desc = dma_alloc(16u * size, 4096);
-    void *avail = dma_alloc(6u + 2u * size, 4096);
-    void *used = dma_alloc(6u + 8u * size, 4096);
     void **tokens = dma_alloc(sizeof(void *) * size, 8);
     uint16_t *lengths = dma_alloc(sizeof(uint16_t) * size, 8);
     if (vq == NULL || desc == NULL || avail == NULL || used == NULL || tokens == NULL
@@ -62,6 +58,37 @@ struct virtqueue *virtqueue_create(uint16_t index, uint16_t size) {
     vq->vector = -1;
     virtqueue_reset(vq);
     return vq;
+}
+
+static bool valid_size(uint16_t size) {
+    return size != 0 && (size & (size - 1)) == 0 && size <= 32768;
+}
+
+struct virtqueue *virtqueue_create(uint16_t index, uint16_t size) {
+    if (!valid_size(size)) {
+        return NULL;
+    }
+    // Alignment: descriptor table 16, available ring 2, used ring 4 (2.7, Table "Virtqueue
+    // Part Alignment"); whole pages keep device-written and driver-written memory apart.
+    void *desc = dma_alloc(16u * size, 4096);
+    void *avail = dma_alloc(6u + 2u * size, 4096);
+    void *used = dma_alloc(6u + 8u * size, 4096);
+    return assemble(index, size, desc, avail, used);
+}
+
+struct virtqueue *virtqueue_create_legacy(uint16_t index, uint16_t size, uint32_t align) {
+    if (!valid_size(size) || align < 4 || (align & (align - 1)) != 0) {
+        return NULL;
+    }
+    // 2.7.2 (legacy layout): descriptor table, available ring right after it (with
+    // used_event), then the used ring (with avail_event) at the next multiple of `align`.
+    size_t avail_end = 16u * size + 6u + 2u * size;
+    size_t used_offset = (avail_end + align - 1) & ~(size_t)(align - 1);
+    uint8_t *block = dma_alloc(used_offset + 6u + 8u * size, 4096);
+    if (block == NULL) {
+        return NULL;
+    }
+    return assemble(index, size, block, block + 16u * size, block + used_offset);
 }
 
 void virtqueue_reset(struct virtqueue *vq) {

@@ -94,6 +94,12 @@ struct virtqueue {
 // never freed: create queues once) and chain all descriptors as free. NULL when out of memory.
 struct virtqueue *virtqueue_create(uint16_t index, uint16_t size);
 
+// The same for a legacy device (virtio 1.2, 2.7.2 "Legacy Interfaces: A Note on Virtqueue
+// Layout"; a version 1 virtio-mmio device, 4.2.4): one page-aligned block, the available ring
+// right after the descriptor table and the used ring at the next multiple of `align`, since
+// such a device is told one page number and derives the other two parts from it.
+struct virtqueue *virtqueue_create_legacy(uint16_t index, uint16_t size, uint32_t align);
+
 // Return every descriptor to the free list and reset the indices (after a device reset).
 void virtqueue_reset(struct virtqueue *vq);
 

@@ -24,6 +24,7 @@
 #include "lwip/dhcp.h"
 #include "lwip/dns.h"
 #include "lwip/etharp.h"
+#include "lwip/ethip6.h"
 #include "lwip/init.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
@@ -66,6 +67,9 @@ static bool present;
 static struct virtio_net_queue *lwq;
 static const char *addressing = "off";
 static struct dhcp dhcp_state;
+#if LWIP_IPV6
+static ip6_addr_t static_gw6;       // gw6= from the command line; any: routers from RAs
+#endif
 
 static struct rx_pbuf rx_pbufs[RX_PBUFS_MAX];
 static struct rx_pbuf *rx_pbuf_free_list;
@@ -318,10 +322,14 @@ static err_t en0_init(struct netif *netif) {
     netif->name[1] = 'n';
     netif->linkoutput = en0_linkoutput;
     netif->output = etharp_output;
+    #if LWIP_IPV6
+    netif->output_ip6 = ethip6_output;
+    #endif
     netif->mtu = ETH_MTU;
     netif->hwaddr_len = ETH_HWADDR_LEN;
     memcpy(netif->hwaddr, lwq->nic->mac, 6);
-    netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_IGMP;
+    netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_IGMP
+        | NETIF_FLAG_MLD6;
     // No offload negotiated: generate every checksum, and verify every one received (a bad
     // one is dropped and counted in lwip_stats).
     NETIF_SET_CHECKSUM_CTRL(netif, NETIF_CHECKSUM_ENABLE_ALL);
@@ -457,6 +465,92 @@ static bool static_config(ip4_addr_t *ip, ip4_addr_t *mask, ip4_addr_t *gw, ip_a
     return true;
 }
 
+#if LWIP_IPV6
+// An IPv6 address in text, all of it: lwIP's ip6addr_aton stops at the first character that
+// is not a hex digit, colon or dot and takes what came before ("fd77::zz" would be fd77::).
+static bool parse_ip6(const char *text, ip6_addr_t *out) {
+    for (const char *c = text; *c != '\0'; c++) {
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F')
+              || *c == ':' || *c == '.')) {
+            return false;
+        }
+    }
+    return text[0] != '\0' && ip6addr_aton(text, out);
+}
+
+// ip6=ADDR[/64] (a static address beside the link-local and SLAAC ones; lwIP gives a static
+// address an implied /64 on-link prefix, RFC 5942), gw6=ADDR (next hop for everything off
+// that prefix, ahead of routers learnt from advertisements), dns6=ADDR (DNS server 1, or 0
+// when static IPv4 addressing left that empty).
+static void static_config6(void) {
+    char text[64];
+    ip6_addr_set_any(&static_gw6);
+    if (cmdline_value("ip6", text, sizeof(text))) {
+        char *slash = strchr(text, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            if (strcmp(slash + 1, "64") != 0) {
+                mp_printf(&mp_plat_print, "net: ip6=%s/%s: only /64 prefixes are supported; using /64\n",
+                    text, slash + 1);
+            }
+        }
+        ip6_addr_t ip6;
+        s8_t slot;
+        if (!parse_ip6(text, &ip6) || ip6_addr_isany(&ip6) || ip6_addr_ismulticast(&ip6)
+            || ip6_addr_islinklocal(&ip6)) {
+            mp_printf(&mp_plat_print, "net: ignoring ip6=%s (not a global or unique-local IPv6 address)\n", text);
+        } else if (netif_add_ip6_address(&en0, &ip6, &slot) != ERR_OK) {
+            mp_printf(&mp_plat_print, "net: ip6=%s: no free address slot\n", text);
+        } else {
+            // Preferred at once: duplicate address detection (RFC 4862 section 5.4) is for
+            // autoconfigured addresses; the operator chose this one.
+            netif_ip6_addr_set_valid_life(&en0, slot, IP6_ADDR_LIFE_STATIC);
+            netif_ip6_addr_set_pref_life(&en0, slot, IP6_ADDR_LIFE_STATIC);
+            netif_ip6_addr_set_state(&en0, slot, IP6_ADDR_PREFERRED);
+        }
+    }
+    if (cmdline_value("gw6", text, sizeof(text))) {
+        if (!parse_ip6(text, &static_gw6) || ip6_addr_ismulticast(&static_gw6)) {
+            mp_printf(&mp_plat_print, "net: ignoring gw6=%s (not an IPv6 unicast address)\n", text);
+            ip6_addr_set_any(&static_gw6);
+        }
+    }
+    if (cmdline_value("dns6", text, sizeof(text))) {
+        ip_addr_t dns;
+        if (parse_ip6(text, ip_2_ip6(&dns))) {
+            IP_SET_TYPE_VAL(dns, IPADDR_TYPE_V6);
+            // lwIP asks slot 1 only after slot 0 failed, and nothing while slot 0 is empty
+            // (dns.c, dns_gethostbyname_addrtype): slot 0 when neither dns= nor DHCP fills it.
+            bool slot0_free = ip_addr_isany_val(*dns_getserver(0)) && strcmp(addressing, "static") == 0;
+            dns_setserver(slot0_free ? 0 : 1, &dns);
+        } else {
+            mp_printf(&mp_plat_print, "net: ignoring dns6=%s (not an IPv6 address)\n", text);
+        }
+    }
+}
+
+// LWIP_HOOK_ND6_GET_GW (lwipopts.h): the static gateway for off-link destinations, if any.
+const ip6_addr_t *netif_virtio_ip6_gateway(struct netif *netif, const ip6_addr_t *dest) {
+    (void)dest;
+    return netif == &en0 && !ip6_addr_isany(&static_gw6) ? &static_gw6 : NULL;
+}
+
+static void up6(void) {
+    // fe80::/64 from the MAC (RFC 4862 section 5.3, modified EUI-64), then router
+    // solicitations; an advertisement with an autonomous prefix adds a SLAAC address.
+    netif_create_ip6_linklocal_address(&en0, 1);
+    en0.ip6_autoconfig_enabled = 1;     // netif_set_ip6_autoconfig_enabled, without its NULL test
+    static_config6();
+}
+
+static void down6(void) {
+    for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
+        netif_ip6_addr_set_state(&en0, i, IP6_ADDR_INVALID);
+    }
+    en0.ip6_autoconfig_enabled = 0;     // netif_set_down clears ND6's caches
+}
+#endif
+
 void netif_virtio_up(void) {
     if (!present || netif_is_up(&en0)) {
         return;
@@ -477,6 +571,9 @@ void netif_virtio_up(void) {
         dhcp_start(&en0);
         addressing = "dhcp";
     }
+    #if LWIP_IPV6
+    up6();
+    #endif
     // Pick up frames that waited in the ring while the interface was down.
     __atomic_or_fetch(&pending_events, NET_EVENT_RX, __ATOMIC_RELEASE);
     softirq_raise(SOFTIRQ_NET);
@@ -488,6 +585,9 @@ void netif_virtio_down(void) {
         return;
     }
     dhcp_release_and_stop(&en0);
+    #if LWIP_IPV6
+    down6();
+    #endif
     netif_set_down(&en0);
     netif_set_addr(&en0, IP4_ADDR_ANY4, IP4_ADDR_ANY4, IP4_ADDR_ANY4);
     addressing = "off";

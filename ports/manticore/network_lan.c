@@ -178,6 +178,21 @@ static mp_obj_t proto_stats(const struct stats_proto *proto) {
     store(dict, "cachehit", proto->cachehit);
     return dict;
 }
+
+#if LWIP_IPV6
+static mp_obj_t mld_stats(const struct stats_igmp *mld) {
+    mp_obj_t dict = mp_obj_new_dict(8);
+    store(dict, "xmit", mld->xmit);
+    store(dict, "recv", mld->recv);
+    store(dict, "drop", mld->drop);
+    store(dict, "chkerr", mld->chkerr);
+    store(dict, "lenerr", mld->lenerr);
+    store(dict, "memerr", mld->memerr);
+    store(dict, "proterr", mld->proterr);
+    store(dict, "tx_join", mld->tx_join);
+    return dict;
+}
+#endif
 #endif
 
 static mp_obj_t network_lan_stats(mp_obj_t self_in) {
@@ -209,7 +224,7 @@ static mp_obj_t network_lan_stats(mp_obj_t self_in) {
     store(dict, "tx_dropped_busy", glue.tx_dropped_busy);
     store(dict, "lwip_asserts", glue.lwip_asserts);
     #if LWIP_STATS
-    mp_obj_t lwip = mp_obj_new_dict(8);
+    mp_obj_t lwip = mp_obj_new_dict(12);
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(MP_QSTR_link), proto_stats(&lwip_stats.link));
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("etharp")), proto_stats(&lwip_stats.etharp));
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("ip_frag")), proto_stats(&lwip_stats.ip_frag));
@@ -217,6 +232,16 @@ static mp_obj_t network_lan_stats(mp_obj_t self_in) {
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("icmp")), proto_stats(&lwip_stats.icmp));
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("udp")), proto_stats(&lwip_stats.udp));
     mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("tcp")), proto_stats(&lwip_stats.tcp));
+    #if LWIP_IPV6
+    // IPv6: a malformed extension header is ip6.drop (+ lenerr/proterr, and an ICMPv6
+    // parameter problem where RFC 8200 section 4.2 asks for one); a neighbour discovery
+    // message that fails RFC 4861's checks (hop limit 255, lengths, options) is nd6.drop.
+    mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("ip6")), proto_stats(&lwip_stats.ip6));
+    mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("ip6_frag")), proto_stats(&lwip_stats.ip6_frag));
+    mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("icmp6")), proto_stats(&lwip_stats.icmp6));
+    mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("nd6")), proto_stats(&lwip_stats.nd6));
+    mp_obj_dict_store(lwip, MP_OBJ_NEW_QSTR(qstr_from_str("mld6")), mld_stats(&lwip_stats.mld6));
+    #endif
     mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(qstr_from_str("lwip")), lwip);
     #endif
     return dict;

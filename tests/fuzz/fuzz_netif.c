@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static bool ready;
     if (!ready) {
         ready = true;
-        sim_init("ip=10.0.2.15/24 gw=10.0.2.2");
+        sim_init(SIM_CMDLINE);
         netif_virtio_up();
         sim_listen();
         softirq_run();

@@ -20,7 +20,7 @@ HARNESSES = {
     "boot_info": ["arch/x86_64/boot_info.c"],
     "virtio_net": ["drivers/virtio/virtio_net.c", "drivers/virtio/virtqueue.c"],
     "pci": ["drivers/pci/pci.c"],
-    "lwip": ["lwIP core, IPv4, Ethernet (the port's lwipopts.h) through the port's netif",
+    "lwip": ["lwIP core, IPv4, IPv6, Ethernet (the port's lwipopts.h) through the port's netif",
              "ports/manticore/netif_virtio.c", "drivers/virtio/virtio_net.c",
              "drivers/virtio/virtqueue.c"],
     "netif": ["ports/manticore/netif_virtio.c", "drivers/virtio/virtio_net.c",
@@ -35,7 +35,9 @@ LWIP_SOURCES = [f"core/{n}.c" for n in (
     "def", "dns", "inet_chksum", "init", "ip", "mem", "memp", "netif", "pbuf", "raw", "stats",
     "sys", "tcp", "tcp_in", "tcp_out", "timeouts", "udp")] + [
     f"core/ipv4/{n}.c" for n in ("acd", "autoip", "dhcp", "etharp", "icmp", "igmp",
-                                 "ip4_addr", "ip4", "ip4_frag")] + ["netif/ethernet.c"]
+                                 "ip4_addr", "ip4", "ip4_frag")] + [
+    f"core/ipv6/{n}.c" for n in ("ethip6", "icmp6", "inet6", "ip6", "ip6_addr", "ip6_frag",
+                                 "mld6", "nd6")] + ["netif/ethernet.c"]
 
 
 def lwip_flags_and_sources() -> tuple[list[str], list[str]]:

@@ -171,6 +171,7 @@ def lwip_seeds() -> dict[str, bytes]:
         + rec(ethernet(guest, host, ETH_P_IP, ipv4_header("10.0.2.2", "10.0.2.15", 1, len(icmp))
                        + icmp)),
         "fragments": rec(frag1) + rec(frag2, 200),
+        "ipv6": ipv6_seed(guest, host, rec),
     }
 
 
@@ -203,6 +204,35 @@ def netif_seeds() -> dict[str, bytes]:
         "tx_stall": arp + run + stall + frame(echo, 32) * 5 + run + stall + run + wait(400) + run,
         "down_up": frame(sink, 4) + run + down_up + frame(echo, 2) + run + release + run,
     }
+
+
+def ipv6_seed(guest: bytes, host: bytes, rec) -> bytes:
+    """Neighbour solicitation for fd77::2, a UDP echo request to it, the same behind a
+    destination options header, a router advertisement and a two-fragment datagram."""
+    from frames import (ETH_P_IPV6, NEXT_DEST, NEXT_FRAGMENT, NEXT_ICMP6, NEXT_UDP, ethernet,
+                        ext, icmp6, ip6_packet, udp6)
+    import socket
+    h6, g6, ll = "fd77::1", "fd77::2", "fe80::1"
+
+    def v6(src, dst, nh, payload, **kw):
+        return ethernet(guest, host, ETH_P_IPV6, ip6_packet(src, dst, nh, payload, **kw))
+
+    target = socket.inet_pton(socket.AF_INET6, g6)
+    ns = icmp6(h6, "ff02::1:ff00:2", 135, b"\0" * 4 + target + b"\x01\x01" + host)
+    ra = icmp6(ll, "ff02::1", 134, struct.pack("!BBHII", 64, 0, 1800, 0, 0)
+               + b"\x01\x01" + host
+               + struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 3600, 1800, 0)
+               + socket.inet_pton(socket.AF_INET6, "fd78::"))
+    udp = udp6(h6, g6, 40000, 7777, b"hello echod over ipv6")
+    big = udp6(h6, g6, 40000, 7777, bytes(range(256)) * 2)
+    frag1 = bytes([NEXT_UDP, 0]) + struct.pack("!HI", 1, 99) + big[:256]
+    frag2 = bytes([NEXT_UDP, 0]) + struct.pack("!HI", 256, 99) + big[256:]
+    return (rec(v6(h6, "ff02::1:ff00:2", NEXT_ICMP6, ns, hop_limit=255))
+            + rec(v6(ll, "ff02::1", NEXT_ICMP6, ra, hop_limit=255))
+            + rec(v6(h6, g6, NEXT_UDP, udp))
+            + rec(v6(h6, g6, NEXT_DEST, ext(NEXT_UDP, b"\x01\x04\0\0\0\0") + udp))
+            + rec(v6(h6, g6, NEXT_FRAGMENT, frag1))
+            + rec(v6(h6, g6, NEXT_FRAGMENT, frag2), 200))
 
 
 def main() -> None:

@@ -243,6 +243,9 @@ static void sim_set_link(bool up) {
     the_device->config_callback(the_device, the_device->config_context);
 }
 
+// The port's static addressing, both families (netif_virtio.c reads it at netif_virtio_up).
+#define SIM_CMDLINE "ip=10.0.2.15/24 gw=10.0.2.2 ip6=fd77::2/64"
+
 // Probe the driver, set up the glue (lwip_init, en0 over queue pair 0): once per process.
 static struct virtio_net_queue *sim_queue;
 
@@ -372,14 +375,14 @@ static err_t tcp_echo_accept(void *arg, struct tcp_pcb *pcb, err_t err) {
 }
 
 static void sim_listen(void) {
-    struct udp_pcb *u = udp_new();
-    udp_bind(u, IP_ADDR_ANY, 7777);
+    struct udp_pcb *u = udp_new_ip_type(IPADDR_TYPE_ANY);
+    udp_bind(u, IP_ANY_TYPE, 7777);
     udp_recv(u, udp_echo, NULL);
-    struct udp_pcb *s = udp_new();
-    udp_bind(s, IP_ADDR_ANY, 7778);
+    struct udp_pcb *s = udp_new_ip_type(IPADDR_TYPE_ANY);
+    udp_bind(s, IP_ANY_TYPE, 7778);
     udp_recv(s, udp_sink, NULL);
-    struct tcp_pcb *t = tcp_new();
-    tcp_bind(t, IP_ADDR_ANY, 7777);
+    struct tcp_pcb *t = tcp_new_ip_type(IPADDR_TYPE_ANY);
+    tcp_bind(t, IP_ANY_TYPE, 7777);
     t = tcp_listen(t);
     tcp_accept(t, tcp_echo_accept);
 }

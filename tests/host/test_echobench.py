@@ -2,6 +2,8 @@
 127.0.0.1 (no QEMU)."""
 
 import socket
+import threading
+import time
 
 import pytest
 
@@ -102,3 +104,64 @@ def test_table_reports_paths_and_generator_headroom():
     assert "echod/user vs linux-echod/user: 64B x1 2.00x" in table
     assert "echod/user: at most 1.0% of the generator's host-local rate" in table
     assert "rawecho/user: at most 2.0% of the generator's host-local rate" in table
+    assert ("goals user 64B x1: rawecho >= 1.5x echod: 2.00x met; rawecho >= 3x linux: 4.00x "
+            "met; median round trip echod/rawecho 1.00x, linux/rawecho 1.00x; "
+            "p99 rawecho 200 <= echod 200 <= 0.5x linux 100 us: NOT met") in table
+    assert "goals tap" not in table             # no figures over tap: no verdict
+
+
+def test_table_says_where_the_time_goes():
+    row = {"rate": 2000.0, "wall_us": 500.0, "p50_us": 240.0, "p99_us": 900.0,
+           "qemu_cpu_us": 200.0, "client_cpu_us": 40.0, "guest_busy_us": 350.0,
+           "guest_busy_pct": 70.0, "irqs_per_echo": 1.0, "c_echo_us": 20.0}
+    spin = dict(row, rate=8000.0, wall_us=125.0, guest_busy_us=100.0, irqs_per_echo=0.02)
+    report = {"results": {}, "host_echo": "C", "accel": "tcg", "accel_reason": "r",
+              "seconds_per_case": 1.0, "ratios": {},
+              "breakdown": {"rawecho-irq": row, "rawecho": spin,
+                            "linux-echod": {"error": "peer image unavailable"}}}
+    table = echobench.format_table(report)
+    assert "where the time goes, tap, 64 B, 1 in flight" in table
+    assert "an interrupt-driven echo costs the guest 350 us, of which the C echo itself 20.0 us" \
+        in table
+    assert "500 -> 125 us per echo, irqs/echo 1.00 -> 0.02" in table
+    assert "rawecho-irq: generator busy 8% of each echo (not the bottleneck); guest busy 350 us " \
+        "> QEMU's CPU 200 us: the vCPU waited for a host core" in table
+    assert "rawecho: generator busy 32% of each echo (not the bottleneck); QEMU outside guest " \
+        "time 100 us" in table
+    assert "linux-echod     error: peer image unavailable" in table
+
+
+def test_generator_counts_late_replies_apart_from_lost():
+    """A reply that comes after the loss timeout is late, not lost: the request was given up
+    (and replaced) but the server did answer."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.1)
+        n = 0
+        while not stop.is_set():
+            try:
+                data, addr = srv.recvfrom(65536)
+            except socket.timeout:
+                continue
+            n += 1
+            if n % 10 == 0:
+                time.sleep(0.15)                # past the 0.1 s loss timeout: late
+            elif n % 10 == 5:
+                continue                        # never answered: lost
+            srv.sendto(data, addr)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with udp_client(srv.getsockname()) as s:
+            r = echo_load(s, 64, 1, count=50, loss_timeout=0.1)
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+    assert r.lost == 5, f"expected the 5 unanswered requests lost, got {r.summary()}"
+    assert r.late == 5, f"expected the 5 slow replies counted late, got {r.summary()}"
+    assert r.received == 40, r.summary()

@@ -57,6 +57,14 @@ int main(void) {
     struct virtqueue *vq = virtqueue_create(0, 8);
     assert(vq && vq->size == 8 && virtqueue_free_count(vq) == 8);
     assert(virtqueue_create(0, 6) == NULL);
+    // The legacy layout (2.7.2): one block, avail right after the descriptors, used aligned.
+    struct virtqueue *lq = virtqueue_create_legacy(1, 256, 4096);
+    assert(lq && (uintptr_t)lq->desc % 4096 == 0);
+    assert((uintptr_t)lq->avail == (uintptr_t)lq->desc + 16 * 256);
+    assert((uintptr_t)lq->used == (uintptr_t)lq->desc + 8192);
+    lq = virtqueue_create_legacy(1, 8, 4096);
+    assert(lq && (uintptr_t)lq->used == (uintptr_t)lq->desc + 4096);
+    assert(virtqueue_create_legacy(1, 8, 3000) == NULL);
     vq->notify = notify;
 
     // A 3-descriptor chain: 1 readable + 2 writable.

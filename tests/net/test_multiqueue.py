@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 
 import pytest
 
-from manticore_host.echobench import free_port
-from nettools import ECHO_PORT, GUEST_IP, LISTENING_TCP, guest_eval, udp_echo
+from frames import ETH_P_IP, ethernet, ipv4_header, udp_segment
+from manticore_host.echobench import echo_load, free_port
+from nettools import ECHO_PORT, GUEST_IP, HOST_IP, LISTENING_TCP, flat, guest_eval, udp_echo
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -109,4 +111,116 @@ def test_multiqueue_tap_flows_on_both_queues_all_answered_and_link_recovers(mq_g
                 f"{q2[0]['rx_frames']}/{q2[1]['rx_frames']}, all answered, link off/on recovered")
     finally:
         for s in socks:
+            s.close()
+
+
+# --------------------------------------------------------------------------- a burst at one pair
+
+RAW_PORT = 7            # rawecho on eth0.q1 answers this port only; echod (lwIP, pair 0) 7777
+LWIP_DROPS = ("lwip.link.drop", "lwip.ip.drop", "lwip.ip.chkerr", "lwip.udp.drop",
+              "lwip.udp.chkerr", "lwip.etharp.drop")
+PER_QUEUE = ("[dict((k, _nic.queue(0, p).stats()[k]) for k in ('rx_frames', "
+             "'rx_dropped_malformed')) for p in (0, 1)]")
+
+
+def flows_answered(ns, port: int, count: int, tries: int = 3) -> tuple[list, list]:
+    """`count` UDP sockets (distinct source ports) connected to GUEST_IP:port, each asked
+    once per try: (answered, silent). With rawecho on pair 1 answering RAW_PORT and lwIP on
+    pair 0 answering ECHO_PORT, which flows are answered says which pair the tap hashed them
+    to (the tap picks a queue per flow hash, and keeps it: tun's flow table)."""
+    socks = []
+    for _ in range(count):
+        s = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect((GUEST_IP, port))
+        socks.append(s)
+    answered = set()
+    for t in range(tries):
+        for n, s in enumerate(socks):
+            if n not in answered and udp_echo(s, b"which-queue-%d-%d" % (n, t), timeout=0.3):
+                answered.add(n)
+    return [s for n, s in enumerate(socks) if n in answered], \
+        [s for n, s in enumerate(socks) if n not in answered]
+
+
+def malformed_for(guest_mac: bytes, host_mac: bytes, sport: int) -> list[bytes]:
+    """Three IPv4/UDP frames of the flow HOST_IP:sport -> GUEST_IP:RAW_PORT, each wrong in a
+    way that leaves the flow's addresses and ports (what the tap hashes) intact: a bad IPv4
+    header checksum, a UDP length below 8, a UDP length beyond the datagram."""
+    data = b"burst-at-q1-0123456789"
+
+    def frame(seg, **ip_kw):
+        return ethernet(guest_mac, host_mac, ETH_P_IP,
+                        ipv4_header(HOST_IP, GUEST_IP, 17, len(seg), **ip_kw) + seg)
+    return [frame(udp_segment(HOST_IP, GUEST_IP, sport, RAW_PORT, data), bad_checksum=True),
+            frame(udp_segment(HOST_IP, GUEST_IP, sport, RAW_PORT, data, length=4)),
+            frame(udp_segment(HOST_IP, GUEST_IP, sport, RAW_PORT, data, length=500))]
+
+
+def test_malformed_burst_at_one_pair_leaves_the_other_pairs_app_answering(namespaces_ok, boot,
+                                                                          summary):
+    vm = boot(net="tap", queues=2, app="echod,rawecho",
+              append=f"repl=1 queue=1 port={RAW_PORT}", wait_prompt=False)
+    wait_log(vm, re.escape(LISTENING_TCP))
+    wait_log(vm, rb"rawecho: 192\.168\.77\.2 udp port 7 on eth0\.q1")
+    info = guest_eval(vm, "':'.join('%02x' % b for b in nic.config('mac'))",
+                      "import network\nnic = network.LAN()\nnic.active(True)")
+    guest_mac = bytes.fromhex(info.replace(":", ""))
+    ns = vm.vm.netns
+    q1_flows, q0_flows = flows_answered(ns, RAW_PORT, 24)
+    echod_flows, _ = flows_answered(ns, ECHO_PORT, 8)
+    try:
+        assert q1_flows, "expected some of 24 flows to port 7 hashed to pair 1 (rawecho)"
+        assert echod_flows, "expected some of 8 flows to port 7777 hashed to pair 0 (echod)"
+        sports = [s.getsockname()[1] for s in q1_flows]
+        frames = [f for sport in sports for f in malformed_for(guest_mac, ns.tap_mac(), sport)]
+        burst = frames * max(1, 300 // len(frames))          # about 300 frames, all at pair 1
+
+        setup = "import _nic, network, apps.rawecho"
+        counters = ("[%s, network.LAN().stats(), apps.rawecho.queue_stats['eth0.q1']]"
+                    % PER_QUEUE)
+        q_before, lan_before, raw_before = guest_eval(vm, counters, setup)
+
+        # echod on pair 0 answers all along: one request in flight on one of its flows.
+        load: list = []
+        loader = threading.Thread(target=lambda: load.append(echo_load(
+            echod_flows[0], 64, 1, seconds=4.0, loss_timeout=2.0,
+            deadline=time.monotonic() + 30)))
+        loader.start()
+        time.sleep(0.5)
+        psock = ns.packet_socket()
+        try:
+            for f in burst:
+                psock.send(f)
+        finally:
+            psock.close()
+        loader.join(40)
+        assert load, "expected the load on echod's flow to finish"
+        r = load[0]
+        # rawecho still answers its flows after the burst
+        lost = [n for n, s in enumerate(q1_flows)
+                if udp_echo(s, b"after-%d" % n) != b"after-%d" % n]
+        q_after, lan_after, raw_after = guest_eval(vm, counters, setup)
+
+        rx = [q_after[p]["rx_frames"] - q_before[p]["rx_frames"] for p in (0, 1)]
+        malformed = raw_after["malformed"] - raw_before["malformed"]
+        f0, f1 = flat(lan_before), flat(lan_after)
+        lwip = {k: f1.get(k, 0) - f0.get(k, 0) for k in LWIP_DROPS if f1.get(k, 0) != f0.get(k, 0)}
+        summary(f"net: {len(burst)} malformed frames aimed at eth0.q1 ({len(sports)} flows): "
+                f"rawecho counted {malformed} malformed on q1; rx frames q0 +{rx[0]}, q1 +{rx[1]}; "
+                f"echod on q0 meanwhile {r.received}/{r.sent} answered "
+                f"(p99 {r.p99_us or 0:.0f} us); "
+                f"lwIP drops {lwip or 'none'}")
+        assert r.sent > 0 and r.lost == 0 and r.corrupt == 0, (
+            f"expected echod on pair 0 to answer every request during the burst, got {r.summary()}")
+        assert not lost, f"expected rawecho to answer its flows after the burst; lost {lost}"
+        assert malformed == len(burst), (
+            f"expected rawecho's counters for eth0.q1 to account for all {len(burst)} malformed "
+            f"frames, got {malformed} (q1 counters before {raw_before}, after {raw_after})")
+        assert rx[1] >= len(burst), f"expected >= {len(burst)} frames on pair 1, got {rx}"
+        assert rx[0] <= r.sent + 20, (
+            f"expected pair 0 to see only echod's {r.sent} requests (and a little ARP), not the "
+            f"burst: rx frames per pair {rx}")
+        assert not lwip, f"expected no drop in lwIP (the burst never reached pair 0), got {lwip}"
+    finally:
+        for s in q1_flows + q0_flows + echod_flows:
             s.close()

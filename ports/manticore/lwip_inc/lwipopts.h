@@ -34,7 +34,7 @@
 #define TCP_LISTEN_BACKLOG              1
 
 #define LWIP_IPV4                       1
-#define LWIP_IPV6                       0
+#define LWIP_IPV6                       1
 #define LWIP_STATS_DISPLAY              0
 #define MIB2_STATS                      0
 #define LWIP_NETIF_EXT_STATUS_CALLBACK  1
@@ -70,6 +70,37 @@
 #define TCP_QUEUE_OOSEQ                 1
 #define TCP_OOSEQ_MAX_PBUFS             (16)            // bounds what out-of-order data can pin
 #define LWIP_TCP_SACK_OUT               0
+
+// IPv6 (dual stack beside IPv4): ND6 (RFC 4861), MLD (RFC 3810, the solicited-node groups ND
+// needs), SLAAC (RFC 4862) from router advertisements, fragmentation and reassembly (RFC 8200
+// section 4.5). One interface, so no address zones (scopes only matter with several netifs
+// sharing a link-local prefix). Link-local, one SLAAC address and one static (ip6= on the
+// command line): 3 slots. RDNSS (RFC 8106) is off so a router advertisement does not replace
+// the DNS server DHCP gave (lwIP writes RDNSS servers from index 0); dns6= sets one instead.
+#define LWIP_IPV6_SCOPES                0
+#define LWIP_IPV6_NUM_ADDRESSES         3
+#define LWIP_IPV6_AUTOCONFIG            1
+#define LWIP_IPV6_SEND_ROUTER_SOLICIT   1
+#define LWIP_IPV6_MLD                   1
+#define LWIP_IPV6_FRAG                  1
+#define LWIP_IPV6_REASS                 1
+#define IPV6_FRAG_COPYHEADER            1               // 64-bit: the reassembly helper holds pointers
+#define LWIP_IPV6_DHCP6                 0
+#define LWIP_ND6_RDNSS_MAX_DNS_SERVERS  0
+#define LWIP_ND6_ALLOW_RA_UPDATES       1
+// The neighbour cache is a fixed table: a flood of solicitations from made-up sources recycles
+// its stale entries (nd6.c, nd6_new_neighbor_cache_entry) and can grow nothing.
+#define LWIP_ND6_NUM_NEIGHBORS          (16)
+#define LWIP_ND6_NUM_DESTINATIONS       (16)
+#define MEMP_NUM_ND6_QUEUE              (16)
+#define MEMP_NUM_MLD6_GROUP             (8)
+// gw6= on the command line: the next hop for off-link destinations (netif_virtio.c).
+struct netif;
+struct ip6_addr;
+const struct ip6_addr *netif_virtio_ip6_gateway(struct netif *netif, const struct ip6_addr *dest);
+#define LWIP_HOOK_ND6_GET_GW(netif, dest) netif_virtio_ip6_gateway(netif, dest)
+#undef DNS_MAX_SERVERS
+#define DNS_MAX_SERVERS                 (2)             // [0] DHCP's or dns=, [1] dns6= (netif_virtio.c)
 
 // Randomness for DHCP transaction ids, ephemeral ports and TCP initial sequence numbers.
 #define LWIP_RAND()                     ((uint32_t)manticore_random_seed())
