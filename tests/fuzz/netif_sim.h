@@ -284,8 +284,9 @@ static void sim_init(const char *cmdline) {
 
 // End of an input: the link comes back, no app holds the NIC, the device transmits everything,
 // every TCP connection is aborted (so nothing a connection queued outlives the input), time
-// runs on until lwIP's reassembly and ARP queues expire. Then every receive buffer must be back
-// in the ring and no pbuf lent to lwIP outstanding, as the fault campaign checks on the image.
+// runs on until lwIP's reassembly (IPv4 and IPv6) and ARP/ND queues expire. Then every
+// receive buffer must be back in the ring and no pbuf lent to lwIP outstanding, as the fault
+// campaign checks on the image.
 static void sim_settle(void) {
     raw_acquired = false;
     softirq_raise(SOFTIRQ_NET);     // the glue pops what waited while an app held the NIC
@@ -297,7 +298,8 @@ static void sim_settle(void) {
     while (tcp_active_pcbs != NULL) {
         tcp_abort(tcp_active_pcbs);
     }
-    for (int i = 0; i < 40; i++) {
+    // 70 s: past IPV6_REASS_MAXAGE (60 s, lwIP's opt.h), the longest any queue keeps a frame.
+    for (int i = 0; i < 70; i++) {
         sim_transmit();
         sim_advance_ms(1000);
     }
