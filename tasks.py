@@ -139,6 +139,19 @@ UBSAN_DIR = ROOT / "build" / "ubsan"
 NOWX_DIR = ROOT / "build" / "nowx"
 
 
+def _forget_other_tree(port_build: Path, top: Path) -> None:
+    """Objects built from another MicroPython tree are thrown away. Each patch series has
+    its own patched copy (fetch.py), whose files keep the pinned tree's old mtimes where no
+    patch touched them and the patch time where one did: make compares mtimes, not paths'
+    contents, so after a switch of series (a patch added, removed or edited, a branch
+    checked out) objects compiled from the other copy would look up to date."""
+    stamp = port_build / "micropython-top"
+    if port_build.is_dir() and (not stamp.is_file() or stamp.read_text() != str(top)):
+        shutil.rmtree(port_build)
+    port_build.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(str(top))
+
+
 def _build_kernel(c, quiet: bool = False, sanitize: bool = False, no_wx: bool = False) -> None:
     makefile = ROOT / "ports" / "manticore" / "Makefile"
     if not makefile.is_file():
@@ -149,6 +162,8 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False, no_wx: bool = 
         mbedtls = mbedtls_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
+    _forget_other_tree(UBSAN_DIR / "port" if sanitize else NOWX_DIR / "port" if no_wx
+                       else ROOT / "build" / "port", top)
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
            f"MICROPY_TOP={shlex.quote(str(top))} "
            f"LWIP_DIR={shlex.quote(str(lwip))} "
@@ -486,7 +501,8 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
     echo (UDP echo rate and latency: echod, rawecho, and echod on the Linux guest),
     size (image sizes and the smallest -m), irq (interrupt round trip, timer precision),
     smp (isolation between cores, channel round trips, boot with -smp 1/2/4),
-    tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP);
+    storage (littlefs2/FAT/raw virtio-blk MiB/s and ops/s; Linux's raw, ext4 and vfat),
+    tls (the guest as a TLS server: handshakes/s, bulk MiB/s against plain TCP and Linux);
     faults (the fault campaign's long form: 100,000 malformed frames, 1 MiB at the REPL);
     all runs every one and writes build/bench/summary.md."""
     if name not in BENCHMARKS:
@@ -528,10 +544,11 @@ def _run_bench(name, runs, quick, seconds, net, accel, app, linux, out_dir, case
         run_all(quick=quick, accel=accel, linux=linux, out_dir=out_dir)
     elif name == "storage":
         from manticore_host.storagebench import run_storage_bench
-        run_storage_bench(quick=quick, accel=accel, runs=int(runs) if runs else None, out=out)
+        run_storage_bench(quick=quick, accel=accel, runs=int(runs) if runs else None, out=out,
+                          linux=linux)
     elif name == "tls":
         from manticore_host.tlsbench import run_tls_bench
-        run_tls_bench(quick=quick, accel=accel, out=out)
+        run_tls_bench(quick=quick, accel=accel, out=out, linux=linux)
     elif name == "faults":
         from manticore_host.faultbench import run_fault_bench
         run_fault_bench(quick=quick, out=out or image.BUILD / "bench" / "faults.json")

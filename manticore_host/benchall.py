@@ -19,7 +19,7 @@ from manticore_host import image
 from manticore_host.bench import _first_line, qemu_version
 from manticore_host.qemu import resolve_accel
 
-ORDER = ("boot", "size", "vm", "echo", "irq", "smp", "tls", "faults")
+ORDER = ("boot", "size", "vm", "echo", "irq", "smp", "storage", "tls", "faults")
 
 
 def machine_info() -> dict:
@@ -70,13 +70,14 @@ def prerequisites(accel: str, linux: bool = True) -> dict[str, str]:
 
 def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = None,
             linux: bool = True, log=print) -> dict:
-    """Run boot, size, vm, echo, irq, smp and tls; write out_dir/summary.md (build/bench/).
+    """Run every benchmark of ORDER; write out_dir/summary.md (build/bench/).
     linux=False leaves the Linux + MicroPython peer out (and says so)."""
     from manticore_host.bench import run_boot_bench, run_irq_bench
     from manticore_host.echobench import run_echo_bench
     from manticore_host.faultbench import run_fault_bench
     from manticore_host.sizebench import run_size_bench
     from manticore_host.smpbench import run_smp_bench
+    from manticore_host.storagebench import run_storage_bench
     from manticore_host.tlsbench import run_tls_bench
     from manticore_host.vmbench import TARGETS, run_vm_bench
 
@@ -97,7 +98,9 @@ def run_all(quick: bool = False, accel: str = "auto", out_dir: Path | None = Non
                                      out=out_dir / "irq.json", log=log),
         "smp": lambda: run_smp_bench(quick=quick, accel=accel_name,
                                      out=out_dir / "smp.json", log=log),
-        "tls": lambda: run_tls_bench(quick=quick, accel=accel_name,
+        "storage": lambda: run_storage_bench(quick=quick, accel=accel_name, linux=linux,
+                                             out=out_dir / "storage.json", log=log),
+        "tls": lambda: run_tls_bench(quick=quick, accel=accel_name, linux=linux,
                                      out=out_dir / "tls.json", log=log),
         "faults": lambda: run_fault_bench(quick=quick, out=out_dir / "faults.json", log=log),
     }
@@ -180,6 +183,21 @@ def ratio_rows(reports: dict) -> list[tuple[str, str, str]]:
     if smp:
         for what, v in smp.get("ratios", {}).items():
             rows.append(("smp", what, _x(v)))
+    storage = reports.get("storage")
+    if storage:
+        names = {"lfs": "littlefs2", "fat": "FAT"}
+        for key, v in storage.get("ratios", {}).items():
+            kind, metric = key.split("_")[:2]
+            rows.append(("storage", f"{metric} MiB/s, {names.get(kind, kind)} / raw block "
+                         "device", _x(v)))
+        for pair, metrics in storage.get("linux_ratios", {}).items():
+            what = "raw block device" if pair == "raw" else pair
+            for metric, v in metrics.items():
+                unit = "MiB/s" if metric in ("write", "read") else "ops/s"
+                rows.append(("storage", f"{metric.replace('_', ' ')} {unit}, {what}, "
+                             "this project / Linux+MicroPython", _x(v)))
+        if not storage.get("linux_ratios") and storage.get("linux"):
+            rows.append(("storage", "Linux+MicroPython peer", storage["linux"]))
     tls = reports.get("tls")
     if tls:
         for what, v in tls.get("ratios", {}).items():
@@ -244,6 +262,7 @@ def render_summary(summary: dict, reports: dict) -> str:
     from manticore_host.faultbench import format_table as fault_table
     from manticore_host.sizebench import format_table as size_table
     from manticore_host.smpbench import format_table as smp_table
+    from manticore_host.storagebench import format_storage_table
     from manticore_host.tlsbench import format_table as tls_table
     from manticore_host.vmbench import format_table as vm_table
     for name, title, fmt in (("size", "Size", size_table),
@@ -253,6 +272,8 @@ def render_summary(summary: dict, reports: dict) -> str:
                               format_irq_table),
                              ("smp", "Cores: isolation, channels, AP bring-up",
                               smp_table),
+                             ("storage", "Storage: virtio-blk, littlefs2 and FAT",
+                              format_storage_table),
                              ("tls", "TLS: the guest as a server", tls_table),
                              ("faults", "Reliability: the fault campaign and the fuzzers",
                               fault_table)):

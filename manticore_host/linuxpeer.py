@@ -5,10 +5,13 @@ options as manticore (VMConfig/build_command; only -kernel, -initrd and -append 
 
   kernel     Debian's linux-image (pinned; debbin.py), booted directly with -kernel
   initramfs  busybox-static (pinned), the virtio-net modules in the order their .modinfo
-             gives (kmod.py), tools/linuxpeer/init and its udhcpc script, and
+             gives (kmod.py), the storage modules (virtio-blk, ext4, vfat; /init loads
+             them only when a virtio-blk disk is there), tools/linuxpeer/init and its
+             udhcpc script, and
   micropython  the unix port from the same MicroPython tree as manticore, standard variant
-             (its optimisation and features), linked statically, with asyncio, the
-             unchanged apps/echod.py and the shims of tools/linuxpeer/ frozen in
+             (its optimisation and features), linked statically, with ssl over the same
+             mbedTLS tree and settings as manticore, asyncio, the unchanged apps/echod.py,
+             frozen/ssl.py and the shims of tools/linuxpeer/ frozen in
 
 `ensure_image()` builds it into build/peer/ once and returns the cached PeerImage while
 no input changed (the pins, tools/linuxpeer/*, apps/echod.py, the micropython binary);
@@ -65,20 +68,41 @@ PINS = {"kernel": KERNEL_PIN, "busybox": BUSYBOX_PIN}
 # The drivers the image needs beyond the kernel's built-ins: virtio-net (virtio and
 # virtio_pci are built into Debian's kernel, so they resolve to nothing).
 MODULES = ("virtio_pci", "virtio_net")
+# Storage, loaded by /init only when a virtio-blk PCI function is present (as udev would
+# load them on a modalias): virtio-blk, and the filesystems `invoke bench storage` puts on
+# its disks (ext4, Linux's own; vfat, the same on-disk format as manticore's FAT), with
+# the code pages vfat asks for at mount time (CONFIG_FAT_DEFAULT_CODEPAGE=437,
+# _IOCHARSET="ascii" in Debian's config), and the crc32c that ext4 asks the crypto API for
+# at mount time (generic, and the SSE4.2 one the kernel prefers when the CPU has it), which
+# no .modinfo names as a dependency either.
+BLOCK_MODULES = ("virtio_blk", "crc32c_generic", "crc32c_intel", "ext4", "vfat", "nls_cp437",
+                 "nls_ascii")
 
 # The frozen inputs of the MicroPython build (besides the MicroPython tree itself).
 FROZEN = ("manifest.py", "kernel/__init__.py", "kernel/syscalls.py", "peersocket.py",
-          "peer_run.py", "rawrepl.py")
-FROZEN_APPS = ("apps/__init__.py", "apps/echod.py")
-# Options beside the unix port's standard variant: no libffi, Berkeley DB or TLS (the
-# Debian source tree carries none of them), so the binary links statically; and the
-# optimisation level of ports/manticore (-O2; vm.c and gc.c get -O3 in both through
-# py/mkrules.mk) instead of the unix port's default -Os, so that the benchmarks compare the
-# two environments, not two compiler settings (-Os costs the unix port about 14% on the
-# host in perf_bench).
+          "peer_run.py", "rawrepl.py", "mbedtls_config_peer.h")
+FROZEN_APPS = ("apps/__init__.py", "apps/echod.py", "frozen/ssl.py")
+# Options beside the unix port's standard variant: no libffi or Berkeley DB (the Debian
+# source tree carries neither), so the binary links statically; and the optimisation level
+# of ports/manticore (-O2; vm.c and gc.c get -O3 in both through py/mkrules.mk) instead of
+# the unix port's default -Os, so that the benchmarks compare the two environments, not two
+# compiler settings (-Os costs the unix port about 14% on the host in perf_bench).
 MAKE_OPTIONS = ("VARIANT=standard", "PROG=micropython", "MICROPY_PY_FFI=0",
-                "MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=0", "MICROPY_SSL_AXTLS=0",
+                "MICROPY_PY_BTREE=0", "MICROPY_SSL_AXTLS=0",
                 "COPT=-O2 -DNDEBUG -fdata-sections -ffunction-sections")
+# ssl: the same mbedTLS tree as manticore (Debian's, fetch.mbedtls_dir()) with the peer's
+# config (tools/linuxpeer/mbedtls_config_peer.h: manticore's settings on a hosted libc;
+# MICROPY_TRACKED_ALLOC for its GC-heap allocator).  extmod.mk names the library's sources
+# $(MBEDTLS_DIR)/library/*.c: an absolute MBEDTLS_DIR puts their objects under
+# BUILD/<that path>/, never into the shared tree, and its include directory is given here
+# because extmod.mk's own -I is relative to the MicroPython tree.
+MBEDTLS_CONFIG = PEER_SRC / "mbedtls_config_peer.h"
+
+
+def ssl_options(mbedtls: Path) -> list[str]:
+    return ["MICROPY_PY_SSL=1", "MICROPY_SSL_MBEDTLS=1", f"MBEDTLS_DIR={mbedtls}",
+            f'MBEDTLS_CONFIG_FILE=\\"{MBEDTLS_CONFIG}\\"',
+            f"CFLAGS_EXTRA=-I{mbedtls}/include -DMICROPY_TRACKED_ALLOC=1"]
 
 CMDLINE = "console=ttyS0,115200 quiet panic=-1"
 MODES = ("repl", "raw", "app")
@@ -104,6 +128,7 @@ class PeerImage:
     initrd_bytes: int
     micropython_bytes: int
     key: str = ""                       # digest of every input
+    block_modules: list[str] = dataclasses.field(default_factory=list)  # with a disk
     built_seconds: float | None = None  # None: taken from the cache
 
     def pinned(self) -> bool:
@@ -143,10 +168,15 @@ def frozen_inputs() -> list[Path]:
     return [PEER_SRC / f for f in FROZEN] + [ROOT / f for f in FROZEN_APPS]
 
 
-def make_command(tree: Path, build: Path, static: bool = True) -> list[str]:
-    """The make command line for the peer's unix port (static: LDFLAGS_EXTRA=-static)."""
+def make_command(tree: Path, build: Path, static: bool = True,
+                 mbedtls: Path | None = None) -> list[str]:
+    """The make command line for the peer's unix port (static: LDFLAGS_EXTRA=-static), with
+    ssl over the mbedTLS tree `mbedtls` (default: the fetched one)."""
+    if mbedtls is None:
+        from manticore_host.fetch import mbedtls_dir
+        mbedtls = mbedtls_dir(quiet=True)
     return ["make", "-C", str(tree / "ports" / "unix"), "-j2", f"BUILD={build}",
-            *MAKE_OPTIONS, f"FROZEN_MANIFEST={MANIFEST}",
+            *MAKE_OPTIONS, *ssl_options(mbedtls), f"FROZEN_MANIFEST={MANIFEST}",
             f"MPY_LIB_DIR={build / 'no-micropython-lib'}",
             *(["LDFLAGS_EXTRA=-static"] if static else [])]
 
@@ -158,8 +188,10 @@ def build_micropython(static: bool = True, log: Callable[[str], None] = print) -
     tree = micropython_dir(quiet=True)
     build = UNIX_STATIC if static else UNIX_DYNAMIC
     exe = build / "micropython"
-    cmd = make_command(tree, build, static)
-    key = _digest(_tree_identity(tree), *cmd,
+    from manticore_host.fetch import mbedtls_dir
+    mbedtls = mbedtls_dir(quiet=True)
+    cmd = make_command(tree, build, static, mbedtls)
+    key = _digest(_tree_identity(tree), _tree_identity(mbedtls), *cmd,
                   *(p.read_bytes() for p in frozen_inputs()))
     stamp = build / ".manticore-inputs"
     if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
@@ -226,8 +258,9 @@ def busybox_applets(busybox: Path) -> list[str]:
 # -- the initramfs -----------------------------------------------------------------------------
 
 def initramfs_entries(busybox: bytes, applets: list[str], micropython: bytes,
-                      modules: list[tuple[str, bytes]], release: str) -> list[initramfs.Entry]:
-    """Every member of the peer's initramfs."""
+                      modules: list[tuple[str, bytes]], release: str,
+                      block_modules: list[tuple[str, bytes]] = ()) -> list[initramfs.Entry]:
+    """Every member of the peer's initramfs (block_modules: loaded only with a disk)."""
     e = initramfs
     entries = [
         e.file("init", (PEER_SRC / "init").read_bytes(), 0o755),
@@ -251,6 +284,16 @@ def initramfs_entries(busybox: bytes, applets: list[str], micropython: bytes,
         entries.append(e.file(f"lib/modules/{rel}", elf))
         order.append(rel)
     entries.append(e.file("lib/modules/load-order", "".join(f"{r}\n" for r in order).encode()))
+    loaded = {name for name, _ in modules}
+    order = []
+    for name, elf in block_modules:
+        if name in loaded:
+            continue
+        rel = f"{release}/{name}.ko"
+        entries.append(e.file(f"lib/modules/{rel}", elf))
+        order.append(rel)
+    entries.append(e.file("lib/modules/load-order-blk",
+                          "".join(f"{r}\n" for r in order).encode()))
     return entries
 
 
@@ -278,6 +321,7 @@ def ensure_image(log: Callable[[str], None] = print) -> PeerImage:
         vmlinuz_src, module_root = kernel_files(got["kernel"][1])
         tree = kmod.ModuleTree.scan(module_root)
         modules = kmod.resolve(tree, list(MODULES))
+        block_modules = kmod.resolve(tree, list(BLOCK_MODULES))
     except kmod.ModuleError as e:
         raise PeerBuildError(f"kernel modules: {e}") from e
     busybox = got["busybox"][1] / "usr" / "bin" / "busybox"
@@ -285,19 +329,20 @@ def ensure_image(log: Callable[[str], None] = print) -> PeerImage:
         raise PeerBuildError(f"{busybox} missing from the busybox-static package")
     provenance = [got[w][0].to_json() for w in PINS]
     mpy_bytes = micropython.read_bytes()
-    key = _digest(json.dumps(provenance, sort_keys=True), json.dumps(MODULES), CMDLINE,
+    key = _digest(json.dumps(provenance, sort_keys=True), json.dumps(MODULES),
+                  json.dumps(BLOCK_MODULES), CMDLINE,
                   *(Path(f).read_bytes() for f in (__file__, initramfs.__file__,
                                                     kmod.__file__)),
                   (PEER_SRC / "init").read_bytes(), (PEER_SRC / "udhcpc.script").read_bytes(),
                   hashlib.sha256(mpy_bytes).hexdigest(),
-                  *(f"{n}:{hashlib.sha256(b).hexdigest()}" for n, b in modules))
+                  *(f"{n}:{hashlib.sha256(b).hexdigest()}" for n, b in modules + block_modules))
     cached = _load_cached(key)
     if cached is not None:
         return cached
 
     log("linuxpeer: assembling the initramfs")
     entries = initramfs_entries(busybox.read_bytes(), busybox_applets(busybox), mpy_bytes,
-                                modules, tree.release)
+                                modules, tree.release, block_modules)
     BUILD.mkdir(parents=True, exist_ok=True)
     initrd = BUILD / "initrd.gz"
     vmlinuz = BUILD / "vmlinuz"
@@ -306,6 +351,7 @@ def ensure_image(log: Callable[[str], None] = print) -> PeerImage:
     image = PeerImage(
         vmlinuz=vmlinuz, initrd=initrd, micropython=micropython,
         kernel_version=tree.release, modules=[n for n, _ in modules],
+        block_modules=[n for n, _ in block_modules if n not in {m for m, _ in modules}],
         provenance=provenance, vmlinuz_bytes=vmlinuz.stat().st_size,
         initrd_bytes=initrd.stat().st_size, micropython_bytes=len(mpy_bytes), key=key)
     _write_atomic(IMAGE_JSON, (json.dumps(image.to_json(), indent=1) + "\n").encode())

@@ -18,7 +18,7 @@ from vmtools import REPO
 # The first run on a fresh machine also builds the Linux peer (a 100 MB download and a
 # static MicroPython build); after that the quick run takes about two minutes.
 pytestmark = pytest.mark.timeout(1500)
-BENCHES = ("boot", "size", "vm", "echo", "irq", "tls")
+BENCHES = ("boot", "size", "vm", "echo", "irq", "storage", "tls")
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,30 @@ def test_tls_reports_handshakes_and_bulk_against_plain_tcp(quick_run, summary):
     assert tls["handshakes_per_s"] > 0 and tls["tls_mib_s"] > 0 and tls["tcp_mib_s"] > 0, tls
     ratio = tls["ratios"]["TLS bulk / plain TCP bulk"]
     assert 0 < ratio < 3, f"TLS cannot be much faster than the plain TCP it runs on: {tls}"
+    lx = tls["linux_peer"]
+    assert "error" not in lx, f"tls on the Linux peer: {lx['error']}"
+    assert lx["handshakes_per_s"] > 0 and lx["tls_mib_s"] > 0 and lx["tcp_mib_s"] > 0, lx
+    for what in ("handshakes/s", "TLS bulk MiB/s", "plain TCP bulk MiB/s"):
+        v = tls["ratios"][f"{what}, this project / Linux+MicroPython"]
+        assert math.isfinite(v) and v > 0, tls["ratios"]
     summary(f"bench all --quick: tls {tls['handshakes_per_s']:.1f} handshakes/s, "
-            f"{tls['tls_mib_s']:.1f} MiB/s vs TCP {tls['tcp_mib_s']:.1f} MiB/s")
+            f"{tls['tls_mib_s']:.1f} MiB/s vs TCP {tls['tcp_mib_s']:.1f} MiB/s; Linux peer "
+            f"{lx['handshakes_per_s']:.1f}/s, {lx['tls_mib_s']:.1f} MiB/s")
+
+
+def test_storage_compares_the_linux_peer(quick_run, summary):
+    st = quick_run[0]["storage"]
+    res = st["results"]
+    for kind in ("raw", "lfs", "fat", "linux_raw", "ext4", "vfat"):
+        for key in ("write", "read") + (() if "raw" in kind else
+                                        ("create", "small_read", "delete")):
+            v = res.get(kind, {}).get(key)
+            assert v is not None and v > 0, f"storage {kind} {key}: {v} ({st.get('linux')})"
+    assert set(st["linux_ratios"]) == {"raw", "littlefs2/ext4", "FAT/vfat"}, st["linux_ratios"]
+    summary(f"bench all --quick: storage write MiB/s raw {res['raw']['write']:.1f} / Linux "
+            f"{res['linux_raw']['write']:.1f}, FAT {res['fat']['write']:.1f} / vfat "
+            f"{res['vfat']['write']:.1f}, littlefs2 {res['lfs']['write']:.1f} / ext4 "
+            f"{res['ext4']['write']:.1f}")
 
 
 def test_size_reports_both_images(quick_run):
@@ -144,6 +166,8 @@ def test_summary_names_machine_and_every_ratio(quick_run):
                  "this project / Linux guest (geometric mean of",
                  "replies/s, echod/user vs linux-echod/user, 64B x1",
                  "smallest -m, this project / Linux+MicroPython", "## Size",
+                 "write MiB/s, FAT/vfat, this project / Linux+MicroPython",
+                 "handshakes/s, this project / Linux+MicroPython", "## Storage",
                  "## VM: MicroPython's perf_bench", "## UDP echo"):
         assert word in md, f"expected {word!r} in summary.md:\n{md}"
     if not _tap_ok():

@@ -64,6 +64,34 @@ def test_initramfs_contents(peer_build):
         assert files[f"lib/modules/{rel}"].data.startswith(b"\x7fELF"), "insmod needs plain .ko"
     for applet in ("bin/sh", "sbin/insmod", "bin/stty", "sbin/udhcpc", "bin/cttyhack"):
         assert files[applet].data == b"/bin/busybox", applet
+    # Storage modules: a list of their own, loaded by /init only with a virtio-blk disk.
+    blk = files["lib/modules/load-order-blk"].data.decode().split()
+    assert blk == [f"{image.kernel_version}/{m}.ko" for m in image.block_modules]
+    assert {"virtio_blk", "ext4", "jbd2", "vfat", "fat", "nls_cp437", "nls_ascii",
+            "crc32c_generic"} <= set(image.block_modules), image.block_modules
+    assert blk.index(f"{image.kernel_version}/jbd2.ko") < \
+        blk.index(f"{image.kernel_version}/ext4.ko")
+    for rel in blk:
+        assert files[f"lib/modules/{rel}"].data.startswith(b"\x7fELF"), rel
+
+
+@pytest.mark.timeout(HOST_TIMEOUT)
+def test_ssl_over_the_same_mbedtls_as_manticore(peer_build):
+    """The peer's ssl is manticore's frozen/ssl.py over mbedTLS from the fetched tree."""
+    image = peer_build.image()
+    r = run_host(image, """
+        import hashlib, ssl, tls
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        print(ssl.__file__, type(ctx).__name__, hashlib.sha1(b"abc").digest().hex())
+        """)
+    assert r.returncode == 0, r.stderr
+    frozen, kind, sha1 = r.stdout.split()
+    assert frozen.endswith("ssl.py") and kind == "SSLContext"
+    assert sha1 == "a9993e364706816aba3e25717850c26c9cd0d89d"
+    from manticore_host.fetch import mbedtls_dir
+    make_log = (linuxpeer.UNIX_STATIC / "make.log").read_text(errors="replace")
+    assert f"{mbedtls_dir(quiet=True)}/library/ssl_tls.c" in make_log, \
+        "the peer's mbedTLS is not the fetched tree"
 
 
 # --------------------------------------------------------------------------- shims on the host

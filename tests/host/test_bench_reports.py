@@ -144,3 +144,48 @@ def test_summary_lists_machine_missing_prerequisites_and_every_ratio():
                  "0.05×", "0.90×", "geometric mean of 24", "Quick run",
                  "| direct q35 | 150 ms (±10) |"):
         assert word in text, f"expected {word!r} in the summary:\n{text}"
+
+
+def _storage_samples(scale):
+    files = {"write": 4.0 * scale, "read": 8.0 * scale, "create": 100.0 * scale,
+             "small_read": 1000.0 * scale, "delete": 200.0 * scale}
+    return files, {"write": 40.0 * scale, "read": 80.0 * scale}
+
+
+def test_storage_report_compares_each_filesystem_with_its_linux_peer():
+    from manticore_host import storagebench
+    ours, raw = _storage_samples(1.0)
+    theirs, lraw = _storage_samples(2.0)
+    report = storagebench.storage_report({
+        "raw": [raw], "lfs": [ours], "fat": [ours],
+        "linux_raw": [lraw], "ext4": [theirs], "vfat": [theirs]})
+    assert report["ratios"]["lfs_write_vs_raw"] == pytest.approx(0.1)
+    lx = report["linux_ratios"]
+    assert set(lx) == {"raw", "littlefs2/ext4", "FAT/vfat"}
+    assert lx["raw"] == {"write": pytest.approx(0.5), "read": pytest.approx(0.5)}
+    assert lx["FAT/vfat"]["create"] == pytest.approx(0.5) and len(lx["FAT/vfat"]) == 5
+    table = storagebench.format_storage_table(report)
+    assert "Linux + MicroPython peer" in table and "lfs/ext4" in table
+    rows = benchall.ratio_rows({"storage": report})
+    assert ("storage", "create ops/s, FAT/vfat, this project / Linux+MicroPython",
+            "0.50×") in rows
+    # Without the peer: its reason in the table and in the summary's ratios.
+    alone = storagebench.storage_report({"raw": [raw], "lfs": [ours], "fat": [ours]})
+    alone["linux"] = "left out (--no-linux)"
+    assert alone["linux_ratios"] == {}
+    assert "left out (--no-linux)" in storagebench.format_storage_table(alone)
+    assert ("storage", "Linux+MicroPython peer", "left out (--no-linux)") in \
+        benchall.ratio_rows({"storage": alone})
+
+
+def test_tls_table_with_and_without_the_linux_peer():
+    from manticore_host import tlsbench
+    report = {"accel": "tcg", "cipher": "ECDHE-ECDSA-AES256-GCM-SHA384",
+              "handshakes_per_s": 2.0, "tls_mib_s": 3.0, "tcp_mib_s": 12.0,
+              "ratios": {"TLS bulk / plain TCP bulk": 0.25},
+              "linux_peer": {"cipher": "ECDHE-ECDSA-AES256-GCM-SHA384",
+                             "handshakes_per_s": 4.0, "tls_mib_s": 1.5, "tcp_mib_s": 6.0}}
+    table = tlsbench.format_table(report)
+    assert "Linux+MPy" in table and "0.50x" in table and "2.00x" in table
+    report["linux_peer"] = {"error": "the Linux peer's TLS server did not start"}
+    assert "did not start" in tlsbench.format_table(report)

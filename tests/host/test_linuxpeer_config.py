@@ -97,15 +97,23 @@ def test_shell_scripts_parse(script):
 
 
 def test_make_command_keeps_the_standard_variant():
-    cmd = linuxpeer.make_command(Path("/mpy"), Path("/b"))
+    cmd = linuxpeer.make_command(Path("/mpy"), Path("/b"), mbedtls=Path("/tls"))
     assert cmd[:3] == ["make", "-C", "/mpy/ports/unix"] and "-j2" in cmd
     assert "VARIANT=standard" in cmd and "LDFLAGS_EXTRA=-static" in cmd
     # The optimisation level of ports/manticore, not the unix port's -Os: the benchmarks
     # compare environments, not compiler settings.
-    assert [a for a in cmd if a.startswith(("COPT", "CFLAGS"))] == \
+    assert [a for a in cmd if a.startswith("COPT")] == \
         ["COPT=-O2 -DNDEBUG -fdata-sections -ffunction-sections"]
+    # ssl over the given mbedTLS tree with the peer's config; CFLAGS_EXTRA only adds its
+    # headers and the tracked allocator, never an optimisation flag.
+    assert "MICROPY_PY_SSL=1" in cmd and "MICROPY_SSL_MBEDTLS=1" in cmd
+    assert "MBEDTLS_DIR=/tls" in cmd
+    assert f'MBEDTLS_CONFIG_FILE=\\"{linuxpeer.MBEDTLS_CONFIG}\\"' in cmd
+    assert [a for a in cmd if a.startswith("CFLAGS")] == \
+        ["CFLAGS_EXTRA=-I/tls/include -DMICROPY_TRACKED_ALLOC=1"]
     makefile = (Path(__file__).resolve().parents[2] / "ports" / "manticore" / "Makefile")
     assert "-O2 -DNDEBUG" in makefile.read_text(), "ports/manticore changed its -O level"
     assert f"FROZEN_MANIFEST={linuxpeer.MANIFEST}" in cmd
     assert "LDFLAGS_EXTRA=-static" not in linuxpeer.make_command(Path("/m"), Path("/b"),
-                                                                static=False)
+                                                                static=False,
+                                                                mbedtls=Path("/tls"))

@@ -145,3 +145,50 @@ def test_tcp_server_in_guest_accepts_from_host(boot):
     assert got == want, (f"expected 'LEN {len(payload)} ' and the payload reversed "
                          f"({len(want)} bytes), got {len(got)} bytes starting {got[:24]!r}")
     assert "peer 10.0.2.2" in out, f"expected the guest to see the host as 10.0.2.2, got {out!r}"
+
+
+EARLY = """
+import socket, select, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(('0.0.0.0', 8080))
+srv.listen(2)
+print('serving 8080')
+ready = []
+for _ in range({rounds}):
+    # The host connects and sends at once; accept() only after its data is surely in.
+    p = select.poll()
+    p.register(srv, select.POLLIN)
+    p.poll(20000)
+    time.sleep_ms(400)
+    conn, _ = srv.accept()
+    q = select.poll()
+    q.register(conn, select.POLLIN)
+    ready.append(bool(q.poll(0)))
+    conn.read(5)
+    conn.write(b'ok')
+    conn.close()
+srv.close()
+print('ready', ready)
+"""
+
+
+def test_data_sent_before_accept_is_readable_at_accept(boot):
+    """A client that speaks first (a TLS ClientHello) usually sends before the server's
+    accept() returns; lwIP holds such data as the PCB's refused data and, unpatched, offers it
+    again only from its 250 ms TCP timer (patch 0007). Readable at once after accept()."""
+    port = free_port(socket.SOCK_STREAM)
+    vm = boot(net="user", publish=[f"{port}:8080/tcp"])
+    assert net_up(vm)["connected"]
+    rounds = 3
+    vm.console.raw_start(EARLY.format(rounds=rounds))
+    vm.console.read_until(b"serving 8080", timeout=20)
+    for i in range(rounds):
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(b"hello")
+            s.settimeout(20)
+            assert s.recv(2) == b"ok", f"round {i}: expected the guest's 'ok'"
+    out, err = vm.console.raw_finish(timeout=30)
+    assert err == "", f"expected the guest server to end cleanly, got:\n{err}"
+    assert f"ready {[True] * rounds}" in out, (
+        f"expected the client's data readable right after accept() in every round, got {out!r}")

@@ -9,6 +9,10 @@ include("$(MPY_DIR)/extmod/asyncio")
 module("apps/__init__.py", base_path="../..")
 module("apps/echod.py", base_path="../..")
 
+# ssl over the built-in tls module (mbedTLS), manticore's own frozen/ssl.py: the TLS
+# benchmark's server code runs unchanged on both.
+module("ssl.py", base_path="../../frozen")
+
 # The shims that let it and the benchmarks run on Linux: kernel.syscalls (readable,
 # writable), the lwIP-style socket, the app runner and the raw REPL.
 package("kernel")
