@@ -137,6 +137,9 @@ def deps(c):
 UBSAN_DIR = ROOT / "build" / "ubsan"
 
 
+NOWX_DIR = ROOT / "build" / "nowx"
+
+
 def _forget_other_tree(port_build: Path, top: Path) -> None:
     """Objects built from another MicroPython tree are thrown away. Each patch series has
     its own patched copy (fetch.py), whose files keep the pinned tree's old mtimes where no
@@ -150,7 +153,7 @@ def _forget_other_tree(port_build: Path, top: Path) -> None:
     stamp.write_text(str(top))
 
 
-def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
+def _build_kernel(c, quiet: bool = False, sanitize: bool = False, no_wx: bool = False) -> None:
     makefile = ROOT / "ports" / "manticore" / "Makefile"
     if not makefile.is_file():
         raise Exit(f"build: {_rel(makefile)} does not exist yet", code=1)
@@ -160,7 +163,8 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
         mbedtls = mbedtls_dir()
     except FetchError as e:
         raise Exit(f"build: {e}\n  (or run `invoke deps`)", code=1)
-    _forget_other_tree(UBSAN_DIR / "port" if sanitize else ROOT / "build" / "port", top)
+    _forget_other_tree(UBSAN_DIR / "port" if sanitize else NOWX_DIR / "port" if no_wx
+                       else ROOT / "build" / "port", top)
     cmd = (f"make -C {shlex.quote(str(ROOT / 'ports' / 'manticore'))} "
            f"MICROPY_TOP={shlex.quote(str(top))} "
            f"LWIP_DIR={shlex.quote(str(lwip))} "
@@ -169,6 +173,10 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
         # Its own objects and ELF (build/ubsan/): switching never rebuilds the other one.
         cmd += (f" SANITIZE=1 BUILD={shlex.quote(str(UBSAN_DIR / 'port'))} "
                 f"KERNEL_ELF={shlex.quote(str(UBSAN_DIR / 'kernel.elf'))}")
+    if no_wx:
+        # bench vm --compare-wx: the kernel without W^X in build/nowx/, never the shipped one.
+        cmd += (f" WX=0 BUILD={shlex.quote(str(NOWX_DIR / 'port'))} "
+                f"KERNEL_ELF={shlex.quote(str(NOWX_DIR / 'kernel.elf'))}")
     if quiet:
         cmd = "make -s --no-print-directory" + cmd[len("make"):]
     result = c.run(cmd, warn=True, in_stream=False, hide=quiet)
@@ -177,7 +185,8 @@ def _build_kernel(c, quiet: bool = False, sanitize: bool = False) -> None:
             print(result.stdout + result.stderr, file=sys.stderr)
         raise Exit(f"build: make failed (status {result.exited})",
                    code=result.exited or 1)
-    elf = UBSAN_DIR / "kernel.elf" if sanitize else image.KERNEL
+    elf = UBSAN_DIR / "kernel.elf" if sanitize else NOWX_DIR / "kernel.elf" if no_wx \
+        else image.KERNEL
     if not elf.is_file():
         raise Exit(f"build: make succeeded but {_rel(elf)} is "
                    "missing", code=1)
@@ -482,9 +491,11 @@ BENCHMARKS = ("boot", "vm", "echo", "size", "irq", "smp", "storage", "tls", "fau
     "accel": "auto (default), kvm or tcg",
     "out": "directory for the JSON and summary.md (default build/bench)",
     "no-build": "measure the images as they are (no build first)",
-    "case": "boot: only these boot paths, comma-separated (e.g. 'direct microvm')"})
+    "case": "boot: only these boot paths, comma-separated (e.g. 'direct microvm')",
+    "compare-wx": "vm: this image with and without its W^X page protections (make WX=0, "
+                  "build/nowx/) side by side -> build/bench/vm-wx.json"})
 def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto",
-          no_build=False, app="both", linux=True, out=None, case=None):
+          no_build=False, app="both", linux=True, out=None, case=None, compare_wx=False):
     """Benchmarks against the peers, each printing a table and writing build/bench/NAME.json:
     boot (QEMU launch -> `>>> `, this project vs the floor image and Linux + MicroPython),
     vm (MicroPython's perf_bench: this guest, the Linux guest, the unix port on the host),
@@ -502,10 +513,23 @@ def bench(c, name, runs=None, quick=False, seconds=None, net="both", accel="auto
         raise Exit(f"bench: --net {net!r}: expected user, tap or both", code=2)
     if app not in ("echod", "rawecho", "both"):
         raise Exit(f"bench: --app {app!r}: expected echod, rawecho or both", code=2)
+    if compare_wx and name != "vm":
+        raise Exit("bench: --compare-wx goes with `bench vm`", code=2)
     if not no_build:
         _build_kernel(c, quiet=True)
+        if compare_wx:
+            _build_kernel(c, quiet=True, no_wx=True)
         if name in ("boot", "echo", "size", "all"):
             _build_iso(quiet=True)
+    if compare_wx:
+        from manticore_host.vmbench import run_wx_compare
+        out_dir = Path(out).resolve() if out else None
+        try:
+            run_wx_compare(image.KERNEL, NOWX_DIR / "kernel.elf", quick=quick, accel=accel,
+                           out=out_dir / "vm-wx.json" if out_dir else None)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise Exit(f"bench vm --compare-wx: {e}", code=1)
+        return
     try:
         _run_bench(name, runs=runs, quick=quick, seconds=seconds, net=net, accel=accel,
                    app=app, linux=linux, out_dir=Path(out).resolve() if out else None,

@@ -78,8 +78,7 @@ def format_table(report: dict) -> str:
     ok = report["tests_passed"]
     for what, outcome in () if report.get("quick") else (
             ("link cut for 2 s mid 256 KiB TCP echo (QMP set_link)",
-             "echod serves new TCP/UDP after; the cut connection is usually reset or "
-             "truncated (open finding, xfail)"),
+             "the transfer comes through exact; echod serves new TCP/UDP after"),
             ("machine reset requested through QMP", "QEMU exits with status 0 (-no-reboot)"),
             ("app exhausting the heap / recursing without bound",
              "MemoryError / RuntimeError, app fails on its CPU, others serve"),
@@ -89,8 +88,11 @@ def format_table(report: dict) -> str:
              "panic naming the function, QEMU status 3")):
         rows.append((what, "1", outcome if ok else "see the test log"))
     for h in report.get("fuzz") or []:
+        lines_cov = ", ".join(f"{Path(k).name} {v[0]}/{v[1]}"
+                              for k, v in sorted((h.get("lines") or {}).items()))
         rows.append((f"fuzz {h['harness']} ({', '.join(h['sources'])})",
-                     f"{h['executions']:,} executions, {h['edges']}/{h['edges_total']} edges",
+                     f"{h['executions']:,} executions, {h['edges']}/{h['edges_total']} edges"
+                     + (f", lines {lines_cov}" if lines_cov else ""),
                      f"findings: {', '.join(h['findings']) or 'none'}"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]

@@ -42,6 +42,51 @@ def parse_log(text: str) -> dict:
     return result
 
 
+GCOV_FILE = re.compile(r"File '([^']+)'\nLines executed:([\d.]+)% of (\d+)")
+
+
+def line_coverage(name: str, work: Path, inputs: list[Path]) -> dict:
+    """Kernel source lines the inputs reach: the harness rebuilt with gcc's gcov
+    instrumentation (fuzzbuild's `coverage` flavour), every input replayed once, gcov's count
+    per file. Returns {file: [lines executed, lines]} for the harness's kernel sources (path
+    relative to the repository) and lwIP as one total ("lwIP"); {} if that cannot be done."""
+    cov = work / "coverage"
+    if cov.is_dir():
+        for old in cov.glob("*.gcda"):
+            old.unlink()
+    try:
+        exe = fuzzbuild.build(name, cov, "coverage")
+        for i in range(0, len(inputs), 200):
+            subprocess.run([str(exe), *map(str, inputs[i:i + 200])], capture_output=True,
+                           timeout=600, cwd=cov)
+        gcdas = sorted(str(p.name) for p in cov.glob("*.gcda"))
+        out = subprocess.run(["gcov", "-n", *gcdas], capture_output=True, text=True,
+                             timeout=300, cwd=cov).stdout
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+        return {}
+    lines: dict[str, list[int]] = {}
+    kernel = {str(fuzzbuild.REPO / s) for s in fuzzbuild.HARNESSES[name] if s.endswith(".c")}
+    for path, percent, total in GCOV_FILE.findall(out):
+        total = int(total)
+        done = round(float(percent) * total / 100)
+        if path in kernel:
+            key = str(Path(path).relative_to(fuzzbuild.REPO))
+        elif "/lwip-" in path and path.endswith(".c"):
+            key = "lwIP"
+        else:
+            continue
+        got = lines.setdefault(key, [0, 0])
+        got[0] += done
+        got[1] += total
+    return lines
+
+
+def format_lines(lines: dict) -> str:
+    # The harness's own kernel sources first, lwIP (a library it also exercises) last.
+    order = sorted(lines.items(), key=lambda kv: (kv[0] == "lwIP", kv[0]))
+    return ", ".join(f"{Path(k).name} {v[0]}/{v[1]}" for k, v in order) or "-"
+
+
 def run_one(name: str, seconds: int, out_dir: Path) -> dict:
     work = out_dir / name
     corpus = work / "corpus"
@@ -62,7 +107,10 @@ def run_one(name: str, seconds: int, out_dir: Path) -> dict:
                       and p.name not in before
                       and p.name.startswith(("crash-", "leak-", "timeout-", "oom-")))
     result = parse_log(proc.stderr)
+    inputs = [p for p in corpus.iterdir() if p.is_file()]
+    inputs += [p for p in fuzzbuild.corpus_inputs(name)]
     result.update(harness=name, seconds=round(elapsed, 1), findings=findings,
+                  lines=line_coverage(name, work, inputs),
                   sources=fuzzbuild.HARNESSES[name], status=proc.returncode,
                   execs_per_second=round(result["executions"] / elapsed) if elapsed else 0)
     return result
@@ -81,7 +129,8 @@ def run_fuzz(seconds: int = 60, names: list[str] | None = None, out_dir: Path = 
         r = run_one(name, seconds, out_dir)
         results.append(r)
         print(f"fuzz: {name}: {r['executions']} executions, {r['edges']}/{r['edges_total']} "
-              f"edges, {len(r['findings'])} findings", flush=True)
+              f"edges, lines {format_lines(r['lines'])}, {len(r['findings'])} findings",
+              flush=True)
     # The table keeps the last figures of harnesses not run this time (--harness NAME).
     summary_path = out_dir / "summary.json"
     kept = []
@@ -94,13 +143,15 @@ def run_fuzz(seconds: int = 60, names: list[str] | None = None, out_dir: Path = 
     ran = results
     results = sorted(kept + ran, key=lambda r: r["harness"])
     summary_path.write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| harness | sources | seconds | executions | exec/s | edges covered | findings |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| harness | sources | seconds | executions | exec/s | edges covered "
+             "| lines covered (gcov) | findings |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for r in results:
         share = f" ({100 * r['edges'] / r['edges_total']:.0f}%)" if r["edges_total"] else ""
         lines.append(f"| {r['harness']} | {', '.join(r['sources'])} | {r['seconds']} | "
                      f"{r['executions']} | {r['execs_per_second']} | "
                      f"{r['edges']}/{r['edges_total']}{share} | "
+                     f"{format_lines(r.get('lines', {}))} | "
                      f"{', '.join(r['findings']) or 'none'} |")
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -303,3 +303,88 @@ def format_table(report: dict) -> str:
     lines.append(f"accel {report['accel']} ({report['accel_reason']}); {report['machine']} "
                  f"-m {report['memory']}; one warm-up run per benchmark discarded")
     return "\n".join(lines)
+
+
+# -- `invoke bench vm --compare-wx`: what the W^X page protections cost -------------------
+
+WX_TARGETS = ("wx-on", "wx-off")
+
+
+def run_wx_compare(kernel_on: Path, kernel_off: Path, quick: bool = False, accel: str = "auto",
+                   machine: str = "q35", memory: str = GUEST_MEMORY,
+                   tests: list[str] | None = None, out: Path | None = None,
+                   log=print) -> dict:
+    """perf_bench on this project's image with its W^X protections (kernel_on, the normal
+    build) and without them (kernel_off, `make WX=0`), in one run: both VMs booted side by
+    side, every benchmark run on both in turn, the order alternating from one benchmark to
+    the next (ABBA) so that a drift of the host's load falls on both. The figure is the time
+    ratio on/off per benchmark and its geometric mean (above 1: W^X costs that much)."""
+    accel_name, reason = resolve_accel(accel)
+    n, m, average = PARAMS["quick" if quick else "full"]
+    log(f"bench vm --compare-wx: perf_bench N={n} M={m}, {average} timed run(s) after a "
+        f"warm-up, {machine} -m {memory}, accel {accel_name} ({reason})")
+    tree = fetch.micropython_dir(quiet=True)
+    pyboard = _pyboard_module(tree)
+    if tests is None:
+        tests = sorted(f"perf_bench/{f}" for f in os.listdir(tree / "tests" / "perf_bench")
+                       if f.endswith(".py") and f != "benchrun.py")
+    results: dict[str, dict] = {t: {} for t in WX_TARGETS}
+    truth: dict[str, str] = {}
+    t0 = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        boards = {}
+        for label, kernel in zip(WX_TARGETS, (kernel_on, kernel_off)):
+            vm = stack.enter_context(VM(VMConfig(boot="kernel", machine=machine, memory=memory,
+                                                 accel=accel_name, kernel=Path(kernel))))
+            vm.start(timeout=60)
+            vm.console.read_until(PROMPT, 120)
+            boards[label] = guest_board(pyboard, vm.console)
+            boards[label].enter_raw_repl()
+        for i, test in enumerate(tests):
+            order = WX_TARGETS if i % 2 == 0 else WX_TARGETS[::-1]
+            for label in order:
+                got, _ = run_suite(tree, boards[label], n, m, average, label, log, [test], truth)
+                results[label].update(got)
+    rows, ratios = wx_rows(results)
+    report = {"accel": accel_name, "accel_reason": reason, "quick": quick, "machine": machine,
+              "memory": memory, "N": n, "M": m, "average": average, "warmup_runs": 1,
+              "qemu": qemu_version(), "host": platform.node(),
+              "load_average": os.getloadavg(), "micropython": str(tree.name),
+              "kernels": {"wx-on": str(kernel_on), "wx-off": str(kernel_off)},
+              "seconds": time.monotonic() - t0, "results": results, "rows": rows,
+              "geomean": {k: geomean(v) for k, v in ratios.items()},
+              "compared": len(ratios["on/off"])}
+    return write_report("vm-wx", report, format_wx_table(report), out, log)
+
+
+def wx_rows(results: dict) -> tuple[list[dict], dict[str, list[float]]]:
+    """Per benchmark the medians and the ratios on/off of the medians and of the fastest
+    runs (on a loaded host the fastest run is the one least disturbed)."""
+    rows, ratios = [], {"on/off": [], "on/off min": []}
+    for name in sorted(results["wx-on"]):
+        on, off = results["wx-on"][name], results["wx-off"].get(name, {})
+        row = {"bench": name, "wx-on": on.get("median_us"), "wx-off": off.get("median_us")}
+        for key, field in (("on/off", "median_us"), ("on/off min", "min_us")):
+            if on.get(field) and off.get(field):
+                row[key] = on[field] / off[field]
+                ratios[key].append(row[key])
+        rows.append(row)
+    return rows, ratios
+
+
+def format_wx_table(report: dict) -> str:
+    lines = [f"perf_bench N={report['N']} M={report['M']}: median of {report['average']} timed "
+             "run(s) in ms, W^X protections on and off (make WX=0), and the ratio on/off",
+             f"{'benchmark':24} {'W^X on':>10} {'W^X off':>10} {'on/off':>8} {'(fastest)':>10}"]
+    for row in report["rows"]:
+        lines.append(f"{row['bench']:24} {_t(row['wx-on']):>10} {_t(row['wx-off']):>10} "
+                     f"{_r(row.get('on/off')):>8} {_r(row.get('on/off min')):>10}")
+    g = report["geomean"]
+    lines.append(f"{'geometric mean':24} {'':>10} {'':>10} {_r(g['on/off']):>8} "
+                 f"{_r(g.get('on/off min')):>10}  ({report['compared']} benchmarks)")
+    lines.append(f"accel {report['accel']} ({report['accel_reason']}); {report['machine']} "
+                 f"-m {report['memory']}; both VMs up at once, benchmarks alternated ABBA; "
+                 "one warm-up run per benchmark discarded"
+                 + (f"; host load average {report['load_average'][0]:.1f}"
+                    if report.get("load_average") else ""))
+    return "\n".join(lines)

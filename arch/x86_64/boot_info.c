@@ -253,8 +253,12 @@ static void copy_rsdp(const void *source, size_t length) {
 // Returns the number of regions added.
 static int parse_mb2_mmap(const struct multiboot2_tag_mmap *mmap) {
     int before = boot_info.mem_count;
-    if (mmap->tag.size < sizeof(*mmap) ||
-        mmap->entry_size < sizeof(struct multiboot2_mmap_entry) || mmap->entry_size % 8) {
+    if (mmap->tag.size < sizeof(*mmap)) {
+        // Too short to hold entry_size: nothing past tag.size may be read, not even to report.
+        kprintf("boot: multiboot2 memory map tag of %u bytes: ignored\n", mmap->tag.size);
+        return 0;
+    }
+    if (mmap->entry_size < sizeof(struct multiboot2_mmap_entry) || mmap->entry_size % 8) {
         kprintf("boot: multiboot2 memory map with entry size %u: ignored\n", mmap->entry_size);
         return 0;
     }
@@ -269,8 +273,12 @@ static int parse_mb2_mmap(const struct multiboot2_tag_mmap *mmap) {
 
 static int parse_efi_mmap(const struct multiboot2_tag_efi_mmap *map) {
     int before = boot_info.mem_count;
-    if (map->tag.size < sizeof(*map) ||
-        map->descriptor_size < sizeof(struct efi_memory_descriptor) || map->descriptor_size % 8 ||
+    if (map->tag.size < sizeof(*map)) {
+        // Too short to hold descriptor_size (fuzzing found the report reading past the tag).
+        kprintf("boot: EFI memory map tag of %u bytes: ignored\n", map->tag.size);
+        return 0;
+    }
+    if (map->descriptor_size < sizeof(struct efi_memory_descriptor) || map->descriptor_size % 8 ||
         map->descriptor_version != 1) {
         kprintf("boot: EFI memory map with descriptor size %u, version %u: ignored\n",
             map->descriptor_size, map->descriptor_version);

@@ -20,6 +20,7 @@
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/gdt.h"
+#include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/percpu.h"
 #include "arch/x86_64/start.h"
@@ -193,6 +194,9 @@ void paging_init(void) {
 
     // Every byte of RAM no-execute, then the kernel image's code and read-only data get
     // their own permissions (4 KiB pages there; everything else stays in 2 MiB pages).
+    // `make WX=0` (MANTICORE_NO_WX, a benchmark build only: `invoke bench vm --compare-wx`)
+    // leaves RAM as before W^X, writable and executable in 2 MiB pages, to measure the cost.
+#ifndef MANTICORE_NO_WX
     for (uint64_t chunk = 0; chunk < IDENTITY_MAPPED_AT_BOOT; chunk += PAGING_LARGE_PAGE_SIZE) {
         if (chunk < DEVICE_WINDOW_START && overlaps_ram(chunk, chunk + PAGING_LARGE_PAGE_SIZE)) {
             map_range(chunk, chunk + PAGING_LARGE_PAGE_SIZE, PAGE_FLAGS_RAM | no_execute_bit);
@@ -202,6 +206,9 @@ void paging_init(void) {
     map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
               PAGE_FLAGS_RODATA | no_execute_bit);
     map_range(AP_TRAMPOLINE_PAGE, AP_TRAMPOLINE_PAGE + PAGING_PAGE_SIZE, PAGE_FLAGS_RAM);
+#else
+    kprintf("paging: W^X off (a benchmark build, make WX=0)\n");
+#endif
 
     // Legacy VGA memory in the first megabyte is a device window too.
     map_range(0xa0000, 0xc0000, PAGE_FLAGS_DEVICE | no_execute_bit);

@@ -20,8 +20,15 @@ HARNESSES = {
     "boot_info": ["arch/x86_64/boot_info.c"],
     "virtio_net": ["drivers/virtio/virtio_net.c", "drivers/virtio/virtqueue.c"],
     "pci": ["drivers/pci/pci.c"],
-    "lwip": ["lwIP core, IPv4, IPv6, Ethernet (the port's lwipopts.h)"],
+    "lwip": ["lwIP core, IPv4, IPv6, Ethernet (the port's lwipopts.h) through the port's netif",
+             "ports/manticore/netif_virtio.c", "drivers/virtio/virtio_net.c",
+             "drivers/virtio/virtqueue.c"],
+    "netif": ["ports/manticore/netif_virtio.c", "drivers/virtio/virtio_net.c",
+              "drivers/virtio/virtqueue.c", "lwIP (the port's lwipopts.h)"],
 }
+
+# Harnesses built with lwIP (the port's options) besides their kernel sources.
+WITH_LWIP = ("lwip", "netif")
 
 # As ports/manticore/Makefile's LWIP_SRC_C.
 LWIP_SOURCES = [f"core/{n}.c" for n in (
@@ -68,16 +75,22 @@ def build(name: str, out_dir: Path, flavour: str = "replay") -> Path:
     message when it fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = []
-    if name == "lwip":
+    sources = [str(FUZZ / f"fuzz_{name}.c")] + [str(REPO / s) for s in HARNESSES[name]
+                                                 if s.endswith(".c")]
+    if name in WITH_LWIP:
         extra, lwip_sources = lwip_flags_and_sources()
-        sources = [str(FUZZ / f"fuzz_{name}.c")] + lwip_sources
-    else:
-        sources = [str(FUZZ / f"fuzz_{name}.c")] + [str(REPO / s) for s in HARNESSES[name]]
+        sources += lwip_sources
     if flavour == "libfuzzer":
         cc = clang()
         if cc is None:
             raise RuntimeError("clang not found (run `invoke deps`)")
         flags = ["-fsanitize=fuzzer,address,undefined"]
+    elif flavour == "coverage":
+        # gcc's gcov instrumentation, no sanitizers: `invoke fuzz` replays the grown corpus
+        # through it to count the kernel source lines the fuzzing reached.
+        cc = "gcc"
+        flags = ["--coverage", "-fprofile-update=single"]
+        sources.append(str(FUZZ / "replay_main.c"))
     else:
         cc = "gcc" if shutil.which("gcc") else clang()
         flags = ["-fsanitize=address,undefined"]

@@ -175,6 +175,37 @@ def lwip_seeds() -> dict[str, bytes]:
     }
 
 
+def netif_seeds() -> dict[str, bytes]:
+    """Op records of fuzz_netif.c: bursts past the zero-copy limit, held and late-released
+    pbufs, link flaps, the NIC taken by an app, a stalled transmit ring, down and up."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from frames import arp_request, udp_frame
+
+    guest, host = bytes.fromhex("525400123456"), bytes.fromhex("525400abcdef")
+
+    def frame(data: bytes, times: int = 1) -> bytes:
+        return bytes([(times - 1) << 3]) + struct.pack("<H", len(data)) + data
+
+    run, link, release, raw, stall, down_up = b"\x01", b"\x03", b"\x04", b"\x05", b"\x06", b"\x07"
+
+    def wait(ms: int) -> bytes:
+        return bytes([2, ms // 4])
+
+    arp = frame(arp_request(host, "10.0.2.2", "10.0.2.15"))
+    sink = udp_frame(guest, host, "10.0.2.2", "10.0.2.15", 40000, 7778, b"held" * 64)
+    echo = udp_frame(guest, host, "10.0.2.2", "10.0.2.15", 40000, 7777, b"echo" * 16)
+    return {
+        # 192 frames a socket keeps: half the ring zero copy, the rest copied, then let go.
+        "burst_hold": arp + run + frame(sink, 32) * 6 + run + release + run + frame(echo) + run,
+        "link_flap": arp + run + frame(echo) + link + frame(echo, 4) + run + wait(800) + link
+        + run + frame(echo) + run,
+        "raw_acquire": arp + run + raw + frame(echo, 8) + run + raw + run,
+        "tx_stall": arp + run + stall + frame(echo, 32) * 5 + run + stall + run + wait(400) + run,
+        "down_up": frame(sink, 4) + run + down_up + frame(echo, 2) + run + release + run,
+    }
+
+
 def ipv6_seed(guest: bytes, host: bytes, rec) -> bytes:
     """Neighbour solicitation for fd77::2, a UDP echo request to it, the same behind a
     destination options header, a router advertisement and a two-fragment datagram."""
@@ -207,7 +238,7 @@ def ipv6_seed(guest: bytes, host: bytes, rec) -> bytes:
 def main() -> None:
     for name, seeds in (("acpi", acpi_seeds()), ("boot_info", boot_info_seeds()),
                         ("virtio_net", virtio_net_seeds()), ("pci", pci_seeds()),
-                        ("lwip", lwip_seeds())):
+                        ("lwip", lwip_seeds()), ("netif", netif_seeds())):
         d = CORPUS / name
         d.mkdir(parents=True, exist_ok=True)
         for seed, data in seeds.items():

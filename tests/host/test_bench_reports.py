@@ -42,6 +42,29 @@ def test_vm_compare_with_a_target_that_failed():
     assert math.isclose(cmp["geomean"]["manticore/host"], 10.0)
 
 
+def test_wx_comparison_table():
+    report = {"N": 1000, "M": 1000, "average": 5, "accel": "tcg", "accel_reason": "no kvm",
+              "machine": "q35", "memory": "128M", "compared": 2,
+              "rows": [{"bench": "bm_a", "wx-on": 2200.0, "wx-off": 2000.0, "on/off": 1.1},
+                       {"bench": "bm_b", "wx-on": 1000.0, "wx-off": 1000.0, "on/off": 1.0},
+                       {"bench": "bm_c", "wx-on": None, "wx-off": 900.0}],
+              "geomean": {"on/off": vmbench.geomean([1.1, 1.0]), "on/off min": 1.0}}
+    table = vmbench.format_wx_table(report)
+    assert "bm_a" in table and "1.10" in table and "bm_c" in table
+    assert f"{math.sqrt(1.1):.2f}" in table.splitlines()[-2] and "(2 benchmarks)" in table
+    rows, ratios = vmbench.wx_rows({"wx-on": {"a": _timed(30), "b": {"error": "x"}},
+                                    "wx-off": {"a": _timed(20)}})
+    assert [r["bench"] for r in rows] == ["a", "b"] and ratios["on/off"] == [1.5]
+
+
+def test_fuzz_lines_put_lwip_last():
+    from manticore_host.fuzz import format_lines
+    assert format_lines({"lwIP": [5, 10], "ports/manticore/netif_virtio.c": [1, 2],
+                         "drivers/virtio/virtqueue.c": [3, 4]}) == \
+        "virtqueue.c 3/4, netif_virtio.c 1/2, lwIP 5/10"
+    assert format_lines({}) == "-"
+
+
 def test_console_serial_speaks_pyboard():
     class FakeConsole:
         def __init__(self):

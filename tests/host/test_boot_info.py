@@ -6,11 +6,11 @@ map with a bad descriptor size) is reported and skipped; good input is taken as 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+
+import hostcc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -193,19 +193,10 @@ int main(void) {
 
 
 def build_and_run(tmp_path: Path) -> str:
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the host harness")
     src = tmp_path / "harness.c"
     src.write_text(HARNESS)
-    exe = tmp_path / "harness"
-    cc = subprocess.run(["gcc", "-std=gnu11", "-O1", "-g", "-Wall", "-Werror",
-                         "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                         "-I", str(REPO), "-o", str(exe), str(src),
-                         str(REPO / "arch" / "x86_64" / "boot_info.c")],
-                        capture_output=True, text=True)
-    assert cc.returncode == 0, cc.stderr
-    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stdout + out.stderr
+    out = hostcc.run(hostcc.build(tmp_path / "harness",
+                                  [src, REPO / "arch" / "x86_64" / "boot_info.c"]), timeout=30)
     return out.stdout
 
 
