@@ -35,6 +35,17 @@ static void sim_fail(const char *why) {
 }
 
 // --- kernel services ---
+// The kernel's panic: an lwIP assertion (netif_virtio.c) lands here, a finding.
+void panic(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "netif_sim: panic: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
 static uint8_t *pool;
 static size_t pool_used;
 enum { POOL_SIZE = 4u << 20 };
@@ -317,9 +328,6 @@ static void sim_settle(void) {
     }
     if (s.rx_buffers_held != 0 || s.rx_buffers_free_in_ring != s.rx_buffers_total) {
         sim_fail("receive buffers not all back in the ring");
-    }
-    if (glue.lwip_asserts != 0) {
-        sim_fail("lwIP assertion");
     }
 }
 

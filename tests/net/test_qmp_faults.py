@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(150)
 
 # A 2 s cut used to reset or truncate the connection: during the cut lwIP has no route
 # (ip4_route wants the link up), so echod's send() failed with EHOSTUNREACH although the data
-# was queued, and echod closed the client. ports/manticore/patches/0008 makes such a send
+# was queued, and echod closed the client. ports/manticore/patches/0007 makes such a send
 # succeed (lwIP retransmits once the link is back), as on Linux. Afterwards echod must serve
 # new TCP and UDP clients too.
 @pytest.fixture

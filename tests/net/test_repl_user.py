@@ -176,7 +176,7 @@ print('ready', ready)
 def test_data_sent_before_accept_is_readable_at_accept(boot):
     """A client that speaks first (a TLS ClientHello) usually sends before the server's
     accept() returns; lwIP holds such data as the PCB's refused data and, unpatched, offers it
-    again only from its 250 ms TCP timer (patch 0007). Readable at once after accept()."""
+    again only from its 250 ms TCP timer (patch 0006). Readable at once after accept()."""
     port = free_port(socket.SOCK_STREAM)
     vm = boot(net="user", publish=[f"{port}:8080/tcp"])
     assert net_up(vm)["connected"]
