@@ -40,53 +40,10 @@ void *dma_alloc(size_t size, size_t align) {
 size_t dma_free_bytes(void) { return POOL_SIZE - pool_used; }
 uint64_t tsc_read(void) { return 0; }
 void kprintf(const char *fmt, ...) { (void)fmt; }
-struct pci_device pci_devices[PCI_MAX_DEVICES];
-int pci_device_count = 1;
-const char *pci_irq_mode_name(const struct pci_device *dev) { (void)dev; return "msix"; }
 
-// --- stand-in transport: one virtio-net, 256-entry queues, no EVENT_IDX ---
-static uint8_t config[12] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 1, 0 };
-static struct virtio_device *the_device;
-static void notify_queue(struct virtqueue *vq) { (void)vq; }
-uint16_t virtio_pci_device_type(const struct pci_device *pci) { (void)pci; return VIRTIO_TYPE_NET; }
-int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
-    vdev->pci = pci; vdev->config_vector = -1; vdev->num_queues = 3; the_device = vdev; return 0;
-}
-// virtio.h's transport-neutral discovery and names, over the one stand-in device.
-int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth) {
-    return type == VIRTIO_TYPE_NET && nth == 0 ? virtio_pci_init(vdev, &pci_devices[0]) : -1;
-}
-const char *virtio_device_name(const struct virtio_device *vdev) { (void)vdev; return "00:00.0"; }
-const char *virtio_irq_mode_name(const struct virtio_device *vdev) { (void)vdev; return "msix"; }
-int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id) {
-    (void)vdev; (void)vq; (void)apic_id; return 0;
-}
-unsigned smp_cpu_id(void) { return 0; }
-bool smp_cpu_online(unsigned cpu) { return cpu == 0; }
-uint32_t smp_apic_id(unsigned cpu) { (void)cpu; return 0; }
+// --- stand-in transport (shared with netif_sim.h) ---
+#include "virtio_net_stub.h"
 uint64_t tsc_to_us(uint64_t ticks) { return ticks; }
-int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {
-    vdev->features = (wanted | VIRTIO_FEATURE(VIRTIO_F_VERSION_1))
-                     & ~VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX);
-    return 0;
-}
-struct virtqueue *virtio_setup_queue(struct virtio_device *vdev, uint16_t index,
-    uint16_t max_size, virtqueue_callback_t callback, void *context) {
-    struct virtqueue *vq = virtqueue_create(index, max_size ? max_size : 256);
-    vq->notify = notify_queue; vq->callback = callback; vq->callback_context = context;
-    vq->vector = 0x40 + index; vdev->queues[index] = vq;
-    return vq;
-}
-int virtio_set_config_callback(struct virtio_device *vdev,
-    void (*callback)(struct virtio_device *, void *), void *context) {
-    vdev->config_callback = callback; vdev->config_context = context; vdev->config_vector = 0x3f;
-    return 0;
-}
-int virtio_read_config(struct virtio_device *vdev, uint32_t offset, void *out, uint32_t len) {
-    (void)vdev; memcpy(out, config + offset, len); return 0;
-}
-void virtio_driver_ok(struct virtio_device *vdev) { (void)vdev; }
-void virtio_fail(struct virtio_device *vdev) { (void)vdev; }
 
 // --- the device side ---
 static uint16_t device_avail[2];
