@@ -21,28 +21,10 @@
 #include "mm/mm.h"
 
 // --- stand-ins for the kernel ---
-static uint8_t *pool;
-static size_t pool_used;
-enum { POOL_SIZE = 4u << 20 };
-void *dma_alloc(size_t size, size_t align) {
-    if (!pool) {
-        pool = aligned_alloc(4096, POOL_SIZE);
-        memset(pool, 0, POOL_SIZE);
-    }
-    pool_used = (pool_used + align - 1) & ~(align - 1);
-    if (pool_used + size > POOL_SIZE) {
-        return NULL;
-    }
-    void *p = pool + pool_used;
-    pool_used += size;
-    return p;
-}
-size_t dma_free_bytes(void) { return POOL_SIZE - pool_used; }
+#include "virtio_net_stub.h"     // the DMA pool and the stand-in transport
 uint64_t tsc_read(void) { return 0; }
 void kprintf(const char *fmt, ...) { (void)fmt; }
 
-// --- stand-in transport (shared with netif_sim.h) ---
-#include "virtio_net_stub.h"
 uint64_t tsc_to_us(uint64_t ticks) { return ticks; }
 
 // --- the device side ---

@@ -46,23 +46,7 @@ void panic(const char *fmt, ...) {
     abort();
 }
 
-static uint8_t *pool;
-static size_t pool_used;
-enum { POOL_SIZE = 4u << 20 };
-void *dma_alloc(size_t size, size_t align) {
-    if (!pool) {
-        pool = aligned_alloc(4096, POOL_SIZE);
-        memset(pool, 0, POOL_SIZE);
-    }
-    pool_used = (pool_used + align - 1) & ~(align - 1);
-    if (pool_used + size > POOL_SIZE) {
-        return NULL;
-    }
-    void *p = pool + pool_used;
-    pool_used += size;
-    return p;
-}
-size_t dma_free_bytes(void) { return POOL_SIZE - pool_used; }
+#include "virtio_net_stub.h"     // the DMA pool and the stand-in transport
 
 // The TSC counts microseconds and moves by one at every read, so that a wait loop (the glue's
 // linkoutput waiting for a TX buffer) ends; the harness moves it further between frames.
@@ -146,8 +130,6 @@ static void sim_advance_ms(uint32_t ms) {
 static bool raw_acquired;
 bool nic_raw_acquired(const struct virtio_net_queue *q) { (void)q; return raw_acquired; }
 
-// --- stand-in transport (shared with fuzz_virtio_net.c) ---
-#include "virtio_net_stub.h"
 
 // --- the device side ---
 static uint16_t device_avail[3];

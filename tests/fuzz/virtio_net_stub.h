@@ -1,12 +1,34 @@
-// The stand-in virtio transport the virtio-net harnesses share (fuzz_virtio_net.c,
-// netif_sim.h for fuzz_lwip.c and fuzz_netif.c): one virtio-net on a fake PCI function,
-// 256-entry queues, no EVENT_IDX, and a single CPU. Include it after virtio_net.h,
-// virtio_pci.h, pci.h and smp.h; the device side (what the harness plays) stays in each.
+// The stand-ins the virtio-net harnesses share (fuzz_virtio_net.c, netif_sim.h for
+// fuzz_lwip.c and fuzz_netif.c): the DMA pool (mm/mm.h) and the virtio transport, one
+// virtio-net on a fake PCI function, 256-entry queues, no EVENT_IDX, and a single CPU.
+// Include it after virtio_net.h, virtio_pci.h, pci.h, smp.h and mm.h; the device side
+// (what the harness plays) stays in each.
 #ifndef MANTICORE_FUZZ_VIRTIO_NET_STUB_H
 #define MANTICORE_FUZZ_VIRTIO_NET_STUB_H
 
+#include <stdlib.h>
 #include <string.h>
 
+// --- the DMA pool: 4 MiB, never freed (as mm/mm.h's) ---
+static uint8_t *pool;
+static size_t pool_used;
+enum { POOL_SIZE = 4u << 20 };
+void *dma_alloc(size_t size, size_t align) {
+    if (!pool) {
+        pool = aligned_alloc(4096, POOL_SIZE);
+        memset(pool, 0, POOL_SIZE);
+    }
+    pool_used = (pool_used + align - 1) & ~(align - 1);
+    if (pool_used + size > POOL_SIZE) {
+        return NULL;
+    }
+    void *p = pool + pool_used;
+    pool_used += size;
+    return p;
+}
+size_t dma_free_bytes(void) { return POOL_SIZE - pool_used; }
+
+// --- the transport ---
 static uint8_t config[12] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 1, 0 };
 static struct virtio_device *the_device;
 struct pci_device pci_devices[PCI_MAX_DEVICES];
