@@ -70,15 +70,15 @@ int virtio_mmio_slot_count;
 static bool scanned;
 
 extern const struct virtio_ops virtio_mmio_ops;
-extern const struct virtio_ops virtio_mmio_legacy_ops;
-
-// A version 1 device (4.2.4): its own ops table, the same functions, which branch on this.
-static bool is_legacy(const struct virtio_device *vdev) {
-    return vdev->ops == &virtio_mmio_legacy_ops;
-}
 
 static uint32_t reg_read(const struct virtio_device *vdev, uint32_t offset) {
     return *(volatile uint32_t *)(vdev->mmio + offset);
+}
+
+// A version 1 device (4.2.4), told by its read-only Version register (4.2.2): the same
+// functions serve both versions and branch on this.
+static bool is_legacy(const struct virtio_device *vdev) {
+    return reg_read(vdev, MMIO_VERSION) == 1;
 }
 
 static void reg_write(struct virtio_device *vdev, uint32_t offset, uint32_t value) {
@@ -318,19 +318,6 @@ static void mmio_write_config8(struct virtio_device *vdev, uint32_t offset, uint
 }
 
 const struct virtio_ops virtio_mmio_ops = {
-    .transport = "mmio",
-    .negotiate = mmio_negotiate,
-    .setup_queue = mmio_setup_queue,
-    .set_config_callback = mmio_set_config_callback,
-    .driver_ok = mmio_driver_ok,
-    .fail = mmio_fail,
-    .reset = mmio_reset,
-    .status = mmio_status,
-    .read_config = mmio_read_config,
-    .write_config8 = mmio_write_config8,
-};
-
-const struct virtio_ops virtio_mmio_legacy_ops = {
     .transport = "mmio",
     .negotiate = mmio_negotiate,
     .setup_queue = mmio_setup_queue,
@@ -601,7 +588,7 @@ int virtio_mmio_find(struct virtio_device *vdev, uint16_t type, int nth) {
             continue;
         }
         *vdev = (struct virtio_device){
-            .ops = s->version == 1 ? &virtio_mmio_legacy_ops : &virtio_mmio_ops, .mmio = (volatile uint8_t *)(uintptr_t)s->phys,
+            .ops = &virtio_mmio_ops, .mmio = (volatile uint8_t *)(uintptr_t)s->phys,
             .mmio_phys = s->phys, .mmio_gsi = s->gsi, .type = type, .config_vector = -1,
             .intx_vector = -1, .device_cfg_length = s->size - MMIO_CONFIG,
         };

@@ -18,7 +18,7 @@ struct virtio_mmio_slot {
     uint32_t size;
     uint32_t gsi;
     uint16_t type;          // DeviceID, 0 when no device is behind the slot (5)
-    uint8_t version;        // 2 (virtio 1.x) or 1 (legacy, 4.2.4: virtio_mmio_legacy_ops)
+    uint8_t version;        // 2 (virtio 1.x) or 1 (legacy, 4.2.4)
     uint8_t claimed;        // a driver has initialised it
     const char *source;     // "acpi" or "cmdline"
 };
