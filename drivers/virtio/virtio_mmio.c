@@ -226,15 +226,7 @@ static struct virtqueue *mmio_setup_queue(struct virtio_device *vdev, uint16_t i
         mmio_fail(vdev);
         return NULL;
     }
-    if (size > 32768) {
-        size = 32768;       // the split ring's limit (2.7)
-    }
-    if (max_size != 0 && max_size < size) {
-        size = max_size;
-    }
-    while (size & (size - 1)) {
-        size &= size - 1;   // round down to a power of two
-    }
+    size = virtqueue_choose_size(size, max_size);
     struct virtqueue *vq = vdev->queues[index];
     if (vq == NULL || vq->size != size) {
         vq = legacy ? virtqueue_create_legacy(index, (uint16_t)size, LEGACY_QUEUE_ALIGN)

@@ -252,12 +252,7 @@ static struct virtqueue *pci_setup_queue(struct virtio_device *vdev, uint16_t in
         pci_fail(vdev);
         return NULL;
     }
-    if (max_size != 0 && max_size < size) {
-        size = max_size;
-    }
-    while (size & (size - 1)) {
-        size &= size - 1;   // round down to a power of two
-    }
+    size = virtqueue_choose_size(size, max_size);
     struct virtqueue *vq = vdev->queues[index];
     if (vq == NULL || vq->size != size) {
         vq = virtqueue_create(index, size);

@@ -60,6 +60,17 @@ static struct virtqueue *assemble(uint16_t index, uint16_t size, void *desc, voi
     return vq;
 }
 
+uint16_t virtqueue_choose_size(uint32_t device_max, uint16_t driver_max) {
+    uint32_t size = device_max > 32768 ? 32768 : device_max;
+    if (driver_max != 0 && driver_max < size) {
+        size = driver_max;
+    }
+    while (size & (size - 1)) {
+        size &= size - 1;   // round down to a power of two
+    }
+    return (uint16_t)size;
+}
+
 static bool valid_size(uint16_t size) {
     return size != 0 && (size & (size - 1)) == 0 && size <= 32768;
 }

@@ -90,6 +90,11 @@ struct virtqueue {
     uint64_t interrupts;
 };
 
+// The ring size a driver uses for a queue the device offers `device_max` entries of (its
+// QueueNumMax / queue_size, not 0): no more than `driver_max` when that is not 0, a power of
+// two (2.7: split rings), at most 32768.
+uint16_t virtqueue_choose_size(uint32_t device_max, uint16_t driver_max);
+
 // Allocate the rings for `size` entries (a power of two <= 32768) from the DMA pool (they are
 // never freed: create queues once) and chain all descriptors as free. NULL when out of memory.
 struct virtqueue *virtqueue_create(uint16_t index, uint16_t size);
