@@ -1,6 +1,7 @@
 """The echo benchmark's load generator and bookkeeping, against the host-local echo server on
 127.0.0.1 (no QEMU)."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -11,6 +12,37 @@ from manticore_host import echobench
 from manticore_host.echobench import HostEcho, echo_load, percentile, udp_client
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@contextlib.contextmanager
+def misbehaving_server(reply):
+    """A UDP echo server on 127.0.0.1 in a thread: for the n-th request (from 1), reply(n, data)
+    returns the bytes to send back, or None to send nothing. Yields its address."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        n = 0
+        while not stop.is_set():
+            try:
+                data, addr = srv.recvfrom(65536)
+            except socket.timeout:
+                continue
+            n += 1
+            answer = reply(n, data)
+            if answer is not None:
+                srv.sendto(answer, addr)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
 
 
 def test_percentile_nearest_rank():
@@ -33,35 +65,15 @@ def test_generator_against_host_echo(size, inflight):
 
 def test_generator_counts_losses_and_corruption():
     # A server that drops every third request and corrupts every fifth reply.
-    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    srv.bind(("127.0.0.1", 0))
-    import threading
-    stop = threading.Event()
+    def reply(n, data):
+        if n % 3 == 0:
+            return None
+        if n % 5 == 0:
+            return data[:-1] + bytes([data[-1] ^ 1])
+        return data
 
-    def serve():
-        srv.settimeout(0.1)
-        n = 0
-        while not stop.is_set():
-            try:
-                data, addr = srv.recvfrom(65536)
-            except socket.timeout:
-                continue
-            n += 1
-            if n % 3 == 0:
-                continue
-            if n % 5 == 0:
-                data = data[:-1] + bytes([data[-1] ^ 1])
-            srv.sendto(data, addr)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        with udp_client(srv.getsockname()) as s:
-            r = echo_load(s, 64, 4, count=300, loss_timeout=0.1)
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
+    with misbehaving_server(reply) as addr, udp_client(addr) as s:
+        r = echo_load(s, 64, 4, count=300, loss_timeout=0.1)
     assert r.sent == 300
     assert r.lost == 100, f"expected every third request lost (100), got {r.lost}"
     assert 30 <= r.corrupt <= 50, f"expected about a fifth of the answers corrupt, got {r.corrupt}"
@@ -134,34 +146,15 @@ def test_table_says_where_the_time_goes():
 def test_generator_counts_late_replies_apart_from_lost():
     """A reply that comes after the loss timeout is late, not lost: the request was given up
     (and replaced) but the server did answer."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    srv.bind(("127.0.0.1", 0))
-    stop = threading.Event()
+    def reply(n, data):
+        if n % 10 == 0:
+            time.sleep(0.15)                # past the 0.1 s loss timeout: late
+        elif n % 10 == 5:
+            return None                     # never answered: lost
+        return data
 
-    def serve():
-        srv.settimeout(0.1)
-        n = 0
-        while not stop.is_set():
-            try:
-                data, addr = srv.recvfrom(65536)
-            except socket.timeout:
-                continue
-            n += 1
-            if n % 10 == 0:
-                time.sleep(0.15)                # past the 0.1 s loss timeout: late
-            elif n % 10 == 5:
-                continue                        # never answered: lost
-            srv.sendto(data, addr)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        with udp_client(srv.getsockname()) as s:
-            r = echo_load(s, 64, 1, count=50, loss_timeout=0.1)
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
+    with misbehaving_server(reply) as addr, udp_client(addr) as s:
+        r = echo_load(s, 64, 1, count=50, loss_timeout=0.1)
     assert r.lost == 5, f"expected the 5 unanswered requests lost, got {r.summary()}"
     assert r.late == 5, f"expected the 5 slow replies counted late, got {r.summary()}"
     assert r.received == 40, r.summary()
