@@ -19,12 +19,16 @@ static struct {
 static int mark_count;
 static bool reported;
 
-void boottrace_mark(const char *phase) {
+void boottrace_mark_at(const char *phase, uint64_t tsc) {
     if (mark_count < BOOTTRACE_MAX) {
         marks[mark_count].phase = phase;
-        marks[mark_count].tsc = tsc_read();
+        marks[mark_count].tsc = tsc;
         mark_count++;
     }
+}
+
+void boottrace_mark(const char *phase) {
+    boottrace_mark_at(phase, tsc_read());
 }
 
 static bool wanted(void) {

@@ -55,8 +55,9 @@ enum {
 
 extern uint64_t boot_pml4[ENTRIES_PER_TABLE];  // boot.S
 
+// Not zeroed by boot.S (kernel.ld's .bss.noinit): allocate_table zeroes each page it hands out.
 static uint64_t page_table_pool[PAGE_TABLE_POOL_PAGES][ENTRIES_PER_TABLE]
-    __attribute__((aligned(PAGING_PAGE_SIZE)));
+    __attribute__((aligned(PAGING_PAGE_SIZE), section(".bss.noinit.page_table_pool")));
 static int page_table_pool_used;
 static uint64_t no_execute_bit;  // PTE_NO_EXECUTE when EFER.NXE is on, else 0
 
@@ -145,17 +146,34 @@ static void flush_tlb(void) {
     write_cr3(read_cr3());
 }
 
-// True when some RAM the firmware reported overlaps [start, end).
-static bool overlaps_ram(uint64_t start, uint64_t end) {
+enum {
+    BOOT_CHUNKS = IDENTITY_MAPPED_AT_BOOT / PAGING_LARGE_PAGE_SIZE,   // boot.S's 2048 PDEs
+    DEVICE_WINDOW_CHUNK = DEVICE_WINDOW_START / PAGING_LARGE_PAGE_SIZE,
+};
+
+// boot.S's four page directories, one after the other: PDE i maps [i * 2 MiB, +2 MiB).
+extern uint64_t boot_page_directories[BOOT_CHUNKS];
+
+// Marks in `ram` (one bit per 2 MiB chunk below the device window) every chunk that some
+// RAM the firmware reported overlaps (usable, ACPI or NVS); without a memory map, all of it.
+static void find_ram_chunks(uint64_t ram[DEVICE_WINDOW_CHUNK / 64]) {
+    for (unsigned i = 0; i < DEVICE_WINDOW_CHUNK / 64; i++) {
+        ram[i] = boot_info.mem_count == 0 ? ~0ull : 0;
+    }
     for (int i = 0; i < boot_info.mem_count; i++) {
         const struct boot_mem_region *r = &boot_info.mem[i];
-        bool ram = r->type == BOOT_MEM_USABLE || r->type == BOOT_MEM_ACPI
-                   || r->type == BOOT_MEM_NVS;
-        if (ram && r->base < end && r->base + r->length > start) {
-            return true;
+        bool is_ram = r->type == BOOT_MEM_USABLE || r->type == BOOT_MEM_ACPI
+                      || r->type == BOOT_MEM_NVS;
+        if (!is_ram || r->length == 0 || r->base >= DEVICE_WINDOW_START) {
+            continue;
+        }
+        uint64_t end = r->length > DEVICE_WINDOW_START - r->base ? DEVICE_WINDOW_START
+                                                                 : r->base + r->length;
+        for (uint64_t c = r->base / PAGING_LARGE_PAGE_SIZE;
+             c <= (end - 1) / PAGING_LARGE_PAGE_SIZE; c++) {
+            ram[c / 64] |= 1ull << (c % 64);
         }
     }
-    return boot_info.mem_count == 0 && start < DEVICE_WINDOW_START;
 }
 
 void paging_init(void) {
@@ -165,10 +183,22 @@ void paging_init(void) {
 
     // Below 4 GiB: whatever is not RAM is device memory (PCI hole, ECAM, IOAPIC, LAPIC, HPET,
     // flash), and the window from 3 GiB up is device memory on every PC chipset QEMU models.
-    for (uint64_t chunk = 0; chunk < IDENTITY_MAPPED_AT_BOOT; chunk += PAGING_LARGE_PAGE_SIZE) {
-        uint64_t chunk_end = chunk + PAGING_LARGE_PAGE_SIZE;
-        if (chunk >= DEVICE_WINDOW_START || !overlaps_ram(chunk, chunk_end)) {
-            map_range(chunk, chunk_end, PAGE_FLAGS_DEVICE | no_execute_bit);
+    // Every byte of RAM is no-execute; the kernel image's code and read-only data get their
+    // own permissions below (4 KiB pages there; everything else stays in 2 MiB pages).
+    // `make WX=0` (MANTICORE_NO_WX, a benchmark build only: `invoke bench vm --compare-wx`)
+    // leaves RAM as boot.S mapped it, writable and executable, to measure the cost.
+    // One pass over boot.S's PDEs: nothing is split yet, so each is a 2 MiB page (a
+    // map_range per chunk was ~2 ms of every TCG boot).
+    uint64_t ram[DEVICE_WINDOW_CHUNK / 64];
+    find_ram_chunks(ram);
+    for (uint64_t c = 0; c < BOOT_CHUNKS; c++) {
+        uint64_t chunk = c * PAGING_LARGE_PAGE_SIZE;
+        if (c >= DEVICE_WINDOW_CHUNK || !(ram[c / 64] & (1ull << (c % 64)))) {
+            boot_page_directories[c] = chunk | PAGE_FLAGS_DEVICE | no_execute_bit | PTE_LARGE;
+        } else {
+#ifndef MANTICORE_NO_WX
+            boot_page_directories[c] = chunk | PAGE_FLAGS_RAM | no_execute_bit | PTE_LARGE;
+#endif
         }
     }
 
@@ -192,16 +222,7 @@ void paging_init(void) {
         }
     }
 
-    // Every byte of RAM no-execute, then the kernel image's code and read-only data get
-    // their own permissions (4 KiB pages there; everything else stays in 2 MiB pages).
-    // `make WX=0` (MANTICORE_NO_WX, a benchmark build only: `invoke bench vm --compare-wx`)
-    // leaves RAM as before W^X, writable and executable in 2 MiB pages, to measure the cost.
 #ifndef MANTICORE_NO_WX
-    for (uint64_t chunk = 0; chunk < IDENTITY_MAPPED_AT_BOOT; chunk += PAGING_LARGE_PAGE_SIZE) {
-        if (chunk < DEVICE_WINDOW_START && overlaps_ram(chunk, chunk + PAGING_LARGE_PAGE_SIZE)) {
-            map_range(chunk, chunk + PAGING_LARGE_PAGE_SIZE, PAGE_FLAGS_RAM | no_execute_bit);
-        }
-    }
     map_range((uintptr_t)__kernel_start, (uintptr_t)__text_pages_end, PAGE_FLAGS_TEXT);
     map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
               PAGE_FLAGS_RODATA | no_execute_bit);

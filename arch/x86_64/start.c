@@ -44,7 +44,10 @@ static void print_platform_line(void) {
 //  - COM1 programmed for 115200 8N1 (polled; uart_enable_rx_interrupt for interrupts);
 //  - GDT, TSS (IST stacks for #DF, NMI, #MC) and IDT loaded: exceptions panic with a report;
 //  - boot_info filled in; page tables as described in paging.c;
-//  - tsc_hz calibrated;
+//  - tsc_hz provisional (within ~1%): the TSC and the LAPIC timer are being measured against
+//    a reference clock while the boot goes on, and kernel_main must call
+//    arch_calibration_finish before anything needs exact time (other CPUs, interrupts,
+//    Python; it prints the platform line);
 //  - ACPI tables parsed (acpi_info); the boot CPU's local APIC enabled (x2APIC if offered);
 //    every I/O APIC pin masked; the 8259 PICs remapped to 0x20-0x2f and fully masked (they
 //    deliver legacy IRQs only on a machine without an I/O APIC); the irq vector allocator
@@ -54,14 +57,22 @@ static void print_platform_line(void) {
 //  - interrupts still disabled (the port decides when to `sti`).
 //
 // Platform order: the PIC is remapped first (so a stray 8259 interrupt cannot land on an
-// exception vector), ACPI next (it says where the HPET and the APICs are), the TSC is
-// calibrated (against the HPET when there is one) before the LAPIC timer is measured
-// against it, the local APIC before the I/O APIC (redirection entries name its id),
+// exception vector), ACPI next (it says where the HPET and the APICs are), the TSC's
+// calibration begins (against the HPET when there is one) before the LAPIC timer's, which
+// is measured against the TSC, the local APIC before the I/O APIC (redirection entries name its id),
 // irq_init masks the 8259 once the APIC path exists, and the timer allocates its vector
 // from irq.
+void arch_calibration_finish(void) {
+    tsc_calibrate_finish();
+    timer_calibrate_finish();   // the LAPIC timer's rate is measured in TSC ticks
+    boottrace_mark("calibration");
+    print_platform_line();
+}
+
 void arch_start64(uint32_t magic, uint64_t info) {
     stack_protector_init();       // before any protected function that returns
-    boottrace_mark("entry");      // firmware, loader and QEMU's own setup end here
+    boottrace_mark_at("loader", boot_entry_tsc);  // QEMU's setup, firmware, boot loader
+    boottrace_mark("entry");      // boot.S: .bss zeroed, boot page tables, long mode
     smp_save_percpu_template();   // before anything changes the boot CPU's copy
     uart_init(UART_COM1_BASE, 115200);
     stack_protector_report();
@@ -73,7 +84,7 @@ void arch_start64(uint32_t magic, uint64_t info) {
     pic_init();
     acpi_init();
     boottrace_mark("acpi");
-    tsc_calibrate();
+    tsc_calibrate_begin();
     boottrace_mark("tsc");
     lapic_init();
     ioapic_init();
@@ -81,7 +92,6 @@ void arch_start64(uint32_t magic, uint64_t info) {
     timer_init();
     boottrace_mark("apic+timer");
     smp_init();
-    print_platform_line();
     kernel_main();
     panic("kernel_main returned");
 }

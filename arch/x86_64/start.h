@@ -10,6 +10,12 @@
 // start.c for what is already set up. Must not return (a return panics).
 void kernel_main(void);
 
+// Ends the clock calibration that arch_start64 began (tsc.h, timer.h): tsc_hz and the LAPIC
+// timer's rate become exact, and the platform line is printed. The port calls it once, in
+// kernel_main, after its own device setup (which the measurement window spans) and before
+// starting other CPUs, enabling interrupts or running Python.
+void arch_calibration_finish(void);
+
 // Called by boot.S only: `magic` is the Multiboot2 loader magic (EAX) or, for PVH, the first
 // word of hvm_start_info; `info` the physical address of the loader's boot information.
 void arch_start64(uint32_t magic, uint64_t info) __attribute__((noreturn));

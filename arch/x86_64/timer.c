@@ -26,8 +26,8 @@ enum {
     CPUID_HYPERVISOR_BASE = 0x40000000,
     CPUID_HYPERVISOR_TIMING = 0x40000010,
     ONE_SHOT_DIVIDE = 16,
-    CALIBRATION_MS = 2,           // of every boot without a TSC deadline timer (boottrace);
-                                  // tight end points keep it to ~0.05% under TCG
+    MIN_CALIBRATION_MS = 2,       // the shortest window: tight end points keep it to
+                                  // ~0.05% under TCG (the boot usually gives more)
     SAMPLE_PAIRS = 4,
     MAX_ONE_SHOT_SECONDS = 30,   // longer sleeps are a chain of one-shots (the caller loops)
 };
@@ -96,22 +96,46 @@ static void lapic_timer_sample(uint64_t *tsc, uint32_t *count) {
     }
 }
 
-// Let the LAPIC timer count down from its maximum and sample it twice, CALIBRATION_MS of TSC
-// time apart. The count cannot reach zero meanwhile (2^32 at 1 GHz / 16 is > 60 s), so no
-// interrupt fires.
-static uint64_t measure_lapic_timer_hz(void) {
-    uint64_t window = tsc_hz * CALIBRATION_MS / 1000;
+// Calibration of the one-shot countdown against the TSC, beside the boot like the TSC's own
+// (tsc.h): timer_init lets the LAPIC timer count down from its maximum and samples it, and
+// timer_calibrate_finish samples it again at the end of the boot. The count cannot reach
+// zero meanwhile (2^32 at 1 GHz / 16 is > 60 s), so no interrupt fires; until then nothing
+// may reprogram the timer (program_hardware waits, and reprograms at the finish).
+static struct {
+    bool pending;
+    uint64_t tsc;
+    uint32_t count;
+} calibration;
+
+static void lapic_timer_calibrate_begin(void) {
     lapic_timer_set_initial_count(0xffffffffu);
-    uint64_t start = 0, end = 0;
-    uint32_t first = 0, second = 0;
-    lapic_timer_sample(&start, &first);
-    while (rdtsc() - start < window) {
+    lapic_timer_sample(&calibration.tsc, &calibration.count);
+    calibration.pending = true;
+}
+
+void timer_calibrate_finish(void) {
+    if (!calibration.pending) {
+        return;
+    }
+    uint64_t min_window = tsc_hz / 1000 * MIN_CALIBRATION_MS;
+    while (rdtsc() - calibration.tsc < min_window) {
         cpu_relax();
     }
-    lapic_timer_sample(&end, &second);
+    uint64_t end = 0;
+    uint32_t count = 0;
+    lapic_timer_sample(&end, &count);
     lapic_timer_set_initial_count(0);
-    uint64_t counted = first - second;
-    return end > start ? (uint64_t)((unsigned __int128)counted * tsc_hz / (end - start)) : 0;
+    calibration.pending = false;
+    uint64_t counted = calibration.count - count;
+    // tsc_hz is final here (tsc_calibrate_finish ran first), so the TSC ticks of the window
+    // convert exactly.
+    lapic_timer_hz = end > calibration.tsc
+        ? (uint64_t)((unsigned __int128)counted * tsc_hz / (end - calibration.tsc)) : 0;
+    if (lapic_timer_hz == 0) {
+        mode = TIMER_NONE;
+        return;
+    }
+    reprogram();   // whatever was armed during the window
 }
 
 void timer_init(void) {
@@ -131,9 +155,13 @@ void timer_init(void) {
         return;
     }
     lapic_timer_setup(vector, LAPIC_TIMER_ONE_SHOT, ONE_SHOT_DIVIDE);
+    mode = TIMER_ONE_SHOT;
     uint64_t bus_hz = hypervisor_apic_bus_hz();
-    lapic_timer_hz = bus_hz ? bus_hz / ONE_SHOT_DIVIDE : measure_lapic_timer_hz();
-    mode = lapic_timer_hz ? TIMER_ONE_SHOT : TIMER_NONE;
+    if (bus_hz) {
+        lapic_timer_hz = bus_hz / ONE_SHOT_DIVIDE;
+    } else {
+        lapic_timer_calibrate_begin();
+    }
 }
 
 // An application processor's LAPIC timer, in the mode timer_init chose (the same vector:
@@ -175,7 +203,7 @@ static void program_hardware(uint64_t tsc_deadline) {
         wrmsr(MSR_IA32_TSC_DEADLINE, tsc_deadline);
         return;
     }
-    if (mode != TIMER_ONE_SHOT) {
+    if (mode != TIMER_ONE_SHOT || calibration.pending) {
         return;
     }
     if (tsc_deadline == 0) {
@@ -255,7 +283,10 @@ void timer_event_cancel(struct timer_event *event) {
 
 void timer_sleep_until(uint64_t tsc_deadline) {
     cli();
-    if (mode == TIMER_NONE) {
+    // While the boot's calibration window is open the countdown is the measurement and no
+    // deadline can be armed (a device probe waiting for its first reply gets here): spin,
+    // as without a timer; the caller loops until its deadline.
+    if (mode == TIMER_NONE || calibration.pending) {
         sti();
         cpu_relax();
         return;

@@ -8,6 +8,10 @@
 
 // After irq_init: pick the mode, allocate the vector, measure the LAPIC timer if needed.
 void timer_init(void);
+// One-shot mode without the hypervisor's rate: timer_init starts measuring the countdown
+// against the TSC and this ends it (after tsc_calibrate_finish; arch_calibration_finish calls
+// both). Deadlines armed in between take effect here.
+void timer_calibrate_finish(void);
 void timer_init_ap(void);                         // on each application processor
 const char *timer_mode(void);                     // "tsc-deadline" | "one-shot"
                                                   // ("none" without a local APIC: sleeps spin)

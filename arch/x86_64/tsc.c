@@ -1,11 +1,10 @@
 // The time-stamp counter, the CPU's free-running cycle counter: the kernel's clock for short
 // intervals. Its rate is read from CPUID (leaves 0x15/0x16, or the hypervisor's timing leaf)
-// or else measured once at boot against the 8254 PIT.
+// or else measured at boot against the HPET or the 8254 PIT (see tsc_calibrate_begin).
 //
-// Calibration uses PIT channel 2, whose gate and output are wired to port 0x61 on every PC
-// (Intel 8254 datasheet, order no. 231164, "Mode 0: Interrupt on Terminal Count"; the port
-// 0x61 bits are the classic AT "NMI status and control" register). Channel 2 drives only the
-// PC speaker, so reprogramming it disturbs nothing.
+// The PIT is read through channel 0 (Intel 8254 datasheet, order no. 231164: "Mode 2: Rate
+// Generator" and the Counter Latch Command), which every PC-compatible machine has, QEMU's
+// microvm included (it lacks the port 0x61 speaker gate that channel 2 needs).
 #include "arch/x86_64/tsc.h"
 
 #include <stdbool.h>
@@ -16,32 +15,28 @@
 
 enum pit_port {
     PIT_CHANNEL0_DATA = 0x40,
-    PIT_CHANNEL2_DATA = 0x42,
     PIT_COMMAND = 0x43,
-    PIT_GATE_CONTROL = 0x61,  // bit 0: channel 2 gate, bit 1: speaker, bit 5: channel 2 output
 };
 
-enum pit_bits {
-    PIT_GATE2 = 1u << 0,
-    PIT_SPEAKER = 1u << 1,
-    PIT_OUTPUT2 = 1u << 5,
-    // Command: channel 2 (10b), access lobyte/hibyte (11b), mode 0 (000b), binary (0).
-    PIT_COMMAND_CHANNEL2_MODE0 = 0xb0,
-    // Command: channel 0, lobyte/hibyte, mode 2 (rate generator: counts down by one per tick).
+enum pit_command {
+    // Channel 0 (00b), access lobyte/hibyte (11b), mode 2 (rate generator: counts down by one
+    // per tick and reloads), binary.
     PIT_COMMAND_CHANNEL0_MODE2 = 0x34,
-    // Command: channel 0, counter latch (the next two data reads return a frozen count).
+    // Channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count: counts once).
+    PIT_COMMAND_CHANNEL0_MODE0 = 0x30,
+    // Channel 0, counter latch (the next two data reads return a frozen count).
     PIT_COMMAND_CHANNEL0_LATCH = 0x00,
 };
 
 enum {
     PIT_HZ = 1193182,                     // 14.31818 MHz / 12
-    CALIBRATION_MS = 3,                   // x2 (x3 when they differ): 6 ms of a PIT-calibrated boot
-    PIT_AGREE_PERMILLE = 2,               // 0.2%: the spread of 5 ms windows under TCG
-    PIT_CALIBRATION_COUNT = PIT_HZ * CALIBRATION_MS / 1000,
     SANE_TSC_HZ_MIN = 100000000ull,       // 100 MHz
     SANE_TSC_HZ_MAX = 20000000000ull,     // 20 GHz
     FALLBACK_TSC_HZ = 1000000000ull,      // a guess that at least keeps delays finite
-    PIT_MAX_POLLS = 10000000,             // each port read takes ~1 us on hardware
+    MAX_POLLS = 10000000,                 // each port read takes ~1 us on hardware
+    // A counter that reads the same this many times in a row does not run (no PIT behind
+    // the ports: microvm,pit=off reads all ones); a running one moves within a microsecond.
+    STUCK_POLLS = 10000,
 };
 
 uint64_t tsc_hz;
@@ -85,36 +80,9 @@ static uint64_t tsc_hz_from_hypervisor(void) {
     return (uint64_t)cpuid(0x40000010, 0).eax * 1000;
 }
 
-static uint64_t tsc_hz_from_pit(void) {
-    uint8_t saved = inb(PIT_GATE_CONTROL);
-    // Gate low (stops and reloads on the next rising edge), speaker off.
-    outb(PIT_GATE_CONTROL, saved & ~(PIT_GATE2 | PIT_SPEAKER));
-    outb(PIT_COMMAND, PIT_COMMAND_CHANNEL2_MODE0);
-    outb(PIT_CHANNEL2_DATA, PIT_CALIBRATION_COUNT & 0xff);
-    outb(PIT_CHANNEL2_DATA, PIT_CALIBRATION_COUNT >> 8);
-    // Gate high starts the count down; OUT2 rises when it reaches zero.
-    outb(PIT_GATE_CONTROL, (saved & ~PIT_SPEAKER) | PIT_GATE2);
-    uint64_t start = rdtsc();
-    bool expired = false;
-    for (uint64_t polls = 0; polls < PIT_MAX_POLLS; polls++) {
-        if (inb(PIT_GATE_CONTROL) & PIT_OUTPUT2) {
-            expired = true;
-            break;
-        }
-    }
-    uint64_t end = rdtsc();
-    outb(PIT_GATE_CONTROL, saved);
-    if (!expired) {
-        return 0;  // no PIT answering (e.g. -M microvm,pit=off)
-    }
-    return (end - start) * 1000 / CALIBRATION_MS;
-}
-
 // The HPET (IA-PC HPET Specification 1.0a): a free-running counter of at least 10 MHz whose
 // period (femtoseconds, GCAP_ID bits 63:32, section 2.3.4) is exact, found through the ACPI
-// HPET table (its Generic Address Structure at offset 40). Each sample pairs a counter read
-// with the TSC reads around it and keeps the tightest of several pairs, so a host that
-// deschedules the vCPU in the middle of one (common under TCG) does not skew the result.
+// HPET table (its Generic Address Structure at offset 40).
 enum hpet_register {
     HPET_GCAP_ID = 0x000 / 8,
     HPET_GEN_CONF = 0x010 / 8,
@@ -122,19 +90,53 @@ enum hpet_register {
     HPET_ENABLE_CNF = 1u << 0,
     HPET_TABLE_ADDRESS = 40 + 4,            // the GAS's 64-bit address field
     HPET_MAX_PERIOD_FS = 100000000,         // 100 ns (section 2.3.4)
-    HPET_CALIBRATION_MS = 10,               // 10 ms: 0.01% at 100 MHz; boot time counts
+};
+
+// Calibration runs beside the boot instead of busy-waiting in front of it (it was 6-10 ms
+// of every TCG boot, boottrace): tsc_calibrate_begin samples a reference clock and the TSC
+// together and takes a short provisional measurement; tsc_calibrate_finish samples both
+// again once the rest of the platform and the devices are set up, and the rate over that
+// whole window (several ms) replaces the provisional one before anything needs exact time.
+// Each sample pairs a reference read with the TSC reads around it and keeps the tightest
+// of several pairs, so a host that deschedules the vCPU in the middle of one (common under
+// TCG) does not skew it; a stall anywhere else in the window costs nothing, as both clocks
+// keep counting.
+enum {
+    PROVISIONAL_US = 250,                  // ~1% under TCG: enough for delays and timeouts
+    MIN_WINDOW_US = 3000,                  // the finished window: ~0.01% under TCG
+    SAMPLE_PAIRS = 4,
 };
 
 struct paired_sample {
     uint64_t tsc, counter;
 };
 
-static struct paired_sample hpet_sample(volatile uint64_t *hpet) {
+static struct {
+    enum { REFERENCE_NONE, REFERENCE_HPET, REFERENCE_PIT } reference;
+    volatile uint64_t *hpet;
+    uint64_t hpet_period_fs;
+    uint64_t hpet_saved_conf;
+    struct paired_sample start;
+} calibration;
+
+static uint16_t pit_channel0_count(void) {
+    outb(PIT_COMMAND, PIT_COMMAND_CHANNEL0_LATCH);
+    uint8_t low = inb(PIT_CHANNEL0_DATA);
+    uint8_t high = inb(PIT_CHANNEL0_DATA);
+    return low | (high << 8);
+}
+
+static uint64_t reference_read(void) {
+    return calibration.reference == REFERENCE_HPET ? calibration.hpet[HPET_MAIN_COUNTER]
+                                                   : pit_channel0_count();
+}
+
+static struct paired_sample reference_sample(void) {
     struct paired_sample best = { 0, 0 };
     uint64_t tightest = ~0ull;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < SAMPLE_PAIRS; i++) {
         uint64_t before = rdtsc();
-        uint64_t counter = hpet[HPET_MAIN_COUNTER];
+        uint64_t counter = reference_read();
         uint64_t after = rdtsc();
         if (after - before < tightest) {
             tightest = after - before;
@@ -144,13 +146,44 @@ static struct paired_sample hpet_sample(volatile uint64_t *hpet) {
     return best;
 }
 
-static uint64_t tsc_hz_from_hpet(void) {
+// Reference ticks from `from` to `to`. The HPET's 64-bit main counter counts up; PIT
+// channel 0 counts down from 65536 and wraps every 55 ms, so its distance is only known
+// modulo 65536: `expected` (from the TSC at a rough rate) supplies the whole wraps.
+static uint64_t reference_ticks(uint64_t from, uint64_t to, uint64_t expected) {
+    if (calibration.reference == REFERENCE_HPET) {
+        return to - from;
+    }
+    uint64_t modulo = (uint16_t)(from - to);
+    if (expected <= modulo) {
+        return modulo;
+    }
+    return modulo + (expected - modulo + 32768) / 65536 * 65536;
+}
+
+static uint64_t reference_hz_times(uint64_t tsc_ticks, uint64_t reference_ticks) {
+    // hz = tsc ticks / seconds of reference ticks, in 128 bits.
+    if (reference_ticks == 0) {
+        return 0;
+    }
+    if (calibration.reference == REFERENCE_HPET) {
+        return (uint64_t)((unsigned __int128)tsc_ticks * 1000000000000000ull
+                          / ((unsigned __int128)reference_ticks * calibration.hpet_period_fs));
+    }
+    return (uint64_t)((unsigned __int128)tsc_ticks * PIT_HZ / reference_ticks);
+}
+
+static uint64_t reference_ticks_per_second(void) {
+    return calibration.reference == REFERENCE_HPET
+        ? 1000000000000000ull / calibration.hpet_period_fs : PIT_HZ;
+}
+
+static bool hpet_open(void) {
     const uint8_t *table = acpi_find_table("HPET");
     // Byte by byte: firmware need not align tables (UBSan caught a misaligned u32 load).
     uint32_t length = table ? (table[4] | table[5] << 8 | table[6] << 16
                                | (uint32_t)table[7] << 24) : 0;
     if (!table || length < HPET_TABLE_ADDRESS + 8 || table[40] != 0) {
-        return 0;   // absent, too short, or not in memory space
+        return false;   // absent, too short, or not in memory space
     }
     uint64_t base = 0;
     for (int i = 7; i >= 0; i--) {
@@ -159,100 +192,125 @@ static uint64_t tsc_hz_from_hpet(void) {
     volatile uint64_t *hpet = paging_map_mmio(base, 1024);
     uint64_t period_fs = hpet[HPET_GCAP_ID] >> 32;
     if (period_fs == 0 || period_fs > HPET_MAX_PERIOD_FS) {
-        return 0;
+        return false;
     }
-    uint64_t conf = hpet[HPET_GEN_CONF];
-    hpet[HPET_GEN_CONF] = conf | HPET_ENABLE_CNF;
-    uint64_t window = (uint64_t)HPET_CALIBRATION_MS * 1000000000000ull / period_fs;
-    struct paired_sample start = hpet_sample(hpet);
-    uint64_t polls = 0;
-    while (hpet[HPET_MAIN_COUNTER] - start.counter < window && polls++ < PIT_MAX_POLLS) {
-        cpu_relax();
-    }
-    struct paired_sample end = hpet_sample(hpet);
-    hpet[HPET_GEN_CONF] = conf;
-    uint64_t ticks = end.counter - start.counter;
-    if (ticks < window) {
-        return 0;   // the counter does not run
-    }
-    // hz = tsc ticks / (ticks * period_fs / 1e15), kept in 128 bits.
-    return (uint64_t)((unsigned __int128)(end.tsc - start.tsc) * 1000000000000000ull
-                      / ((unsigned __int128)ticks * period_fs));
+    calibration.hpet = hpet;
+    calibration.hpet_period_fs = period_fs;
+    calibration.hpet_saved_conf = hpet[HPET_GEN_CONF];
+    hpet[HPET_GEN_CONF] = calibration.hpet_saved_conf | HPET_ENABLE_CNF;
+    return true;
 }
 
-static uint16_t pit_channel0_count(void) {
-    outb(PIT_COMMAND, PIT_COMMAND_CHANNEL0_LATCH);
-    uint8_t low = inb(PIT_CHANNEL0_DATA);
-    uint8_t high = inb(PIT_CHANNEL0_DATA);
-    return low | (high << 8);
-}
-
-// For machines without the port 0x61 gate register (QEMU microvm has a PIT but no speaker
-// port): let channel 0 count down freely from 65536 and add up the distance it travelled.
-// Its IRQ 0 is masked at the PIC and interrupts are off, so nothing else notices.
-static uint64_t tsc_hz_from_pit_channel0(void) {
+// For every machine with an 8254 (QEMU microvm has one, but no port 0x61 speaker gate): let
+// channel 0 count down freely from 65536 (mode 2). Its IRQ 0 is masked at the PIC and the
+// I/O APIC, so nothing else notices. Mode 0 with a count of 1 afterwards stops it: the
+// output goes high once and stays (datasheet, "Mode 0"), so the emulator has nothing left
+// to schedule.
+static void pit_channel0_run(void) {
     outb(PIT_COMMAND, PIT_COMMAND_CHANNEL0_MODE2);
     outb(PIT_CHANNEL0_DATA, 0);
     outb(PIT_CHANNEL0_DATA, 0);
-    uint16_t previous = pit_channel0_count();
-    uint64_t start = rdtsc();
+}
+
+static void pit_channel0_stop(void) {
+    outb(PIT_COMMAND, PIT_COMMAND_CHANNEL0_MODE0);
+    outb(PIT_CHANNEL0_DATA, 1);
+    outb(PIT_CHANNEL0_DATA, 0);
+}
+
+static void reference_close(void) {
+    if (calibration.reference == REFERENCE_HPET) {
+        calibration.hpet[HPET_GEN_CONF] = calibration.hpet_saved_conf;
+    } else if (calibration.reference == REFERENCE_PIT) {
+        pit_channel0_stop();
+    }
+    calibration.reference = REFERENCE_NONE;
+}
+
+// Busy-wait until the reference has counted `us` past calibration.start; the TSC rate over
+// that stretch, or 0 when the reference does not move (no PIT answering: microvm,pit=off).
+static uint64_t measure_for(uint64_t us) {
+    uint64_t target = reference_ticks_per_second() * us / 1000000;
+    uint64_t previous = calibration.start.counter;
     uint64_t elapsed = 0;
-    for (uint64_t polls = 0; elapsed < PIT_CALIBRATION_COUNT; polls++) {
-        if (polls >= PIT_MAX_POLLS) {
+    uint64_t unchanged = 0;
+    for (uint64_t polls = 0; elapsed < target; polls++) {
+        if (polls >= MAX_POLLS || unchanged >= STUCK_POLLS) {
             return 0;
         }
-        uint16_t now = pit_channel0_count();
-        elapsed += (uint16_t)(previous - now);  // modulo 65536: the counter wraps
+        uint64_t now = reference_read();
+        unchanged = now == previous ? unchanged + 1 : 0;
+        // Step by step, so that the PIT's wraps are counted while we watch it.
+        elapsed += calibration.reference == REFERENCE_HPET ? now - previous
+                                                           : (uint16_t)(previous - now);
         previous = now;
+        cpu_relax();
     }
-    uint64_t end = rdtsc();
-    return (end - start) * PIT_HZ / elapsed;
+    struct paired_sample end = reference_sample();
+    uint64_t ticks = reference_ticks(calibration.start.counter, end.counter, elapsed);
+    return reference_hz_times(end.tsc - calibration.start.tsc, ticks);
 }
 
 static bool is_sane(uint64_t hz) {
     return hz >= SANE_TSC_HZ_MIN && hz <= SANE_TSC_HZ_MAX;
 }
 
-static uint64_t median3(uint64_t a, uint64_t b, uint64_t c) {
-    if (a > b) { uint64_t t = a; a = b; b = t; }
-    if (b > c) { b = c; }
-    return a > b ? a : b;
-}
-
-void tsc_calibrate(void) {
+void tsc_calibrate_begin(void) {
     uint64_t hz = tsc_hz_from_cpuid();
     tsc_calibration_source = "cpuid";
     if (!is_sane(hz)) {
         hz = tsc_hz_from_hypervisor();
         tsc_calibration_source = "hypervisor";
     }
-    if (!is_sane(hz)) {
-        hz = tsc_hz_from_hpet();
-        tsc_calibration_source = "hpet";
+    if (is_sane(hz)) {
+        tsc_hz = hz;
+        return;
     }
-    if (!is_sane(hz)) {
-        // Measurements against the PIT: one can come out wrong when the host stalls the vCPU
-        // in the middle of it (or implausible when no PIT answers). Two that agree within
-        // PIT_AGREE_PERMILLE are taken (their mean); else a third decides (the median).
-        bool have_gate_port = inb(PIT_GATE_CONTROL) != 0xff;  // an absent port reads all ones
-        uint64_t m[3];
-        for (int i = 0; i < 2; i++) {
-            m[i] = have_gate_port ? tsc_hz_from_pit() : tsc_hz_from_pit_channel0();
-        }
-        uint64_t gap = m[0] > m[1] ? m[0] - m[1] : m[1] - m[0];
-        if (is_sane(m[0]) && is_sane(m[1]) && gap <= m[0] / 1000 * PIT_AGREE_PERMILLE) {
-            hz = (m[0] + m[1]) / 2;
-        } else {
-            m[2] = have_gate_port ? tsc_hz_from_pit() : tsc_hz_from_pit_channel0();
-            hz = median3(m[0], m[1], m[2]);
-        }
+    if (hpet_open()) {
+        calibration.reference = REFERENCE_HPET;
+        tsc_calibration_source = "hpet";
+    } else {
+        pit_channel0_run();
+        calibration.reference = REFERENCE_PIT;
         tsc_calibration_source = "pit";
     }
+    calibration.start = reference_sample();
+    hz = measure_for(PROVISIONAL_US);
     if (!is_sane(hz)) {
+        reference_close();   // nothing that counts: keep delays finite at least
         hz = FALLBACK_TSC_HZ;
         tsc_calibration_source = "guess";
     }
     tsc_hz = hz;
+}
+
+void tsc_calibrate_finish(void) {
+    if (calibration.reference == REFERENCE_NONE) {
+        return;
+    }
+    uint64_t min_window = tsc_hz / 1000000 * MIN_WINDOW_US;
+    while (rdtsc() - calibration.start.tsc < min_window) {
+        cpu_relax();    // a boot faster than the window (KVM without the CPUID leaves)
+    }
+    struct paired_sample end = reference_sample();
+    uint64_t tsc_ticks = end.tsc - calibration.start.tsc;
+    // The provisional rate is within a few percent, so the PIT's whole wraps are certain
+    // while the window is shorter than ~25 ms / that error: seconds. Past a second (a host
+    // that stopped this vCPU for that long), measure afresh instead.
+    uint64_t expected = (uint64_t)((unsigned __int128)tsc_ticks * reference_ticks_per_second()
+                                   / tsc_hz);
+    uint64_t hz;
+    if (calibration.reference == REFERENCE_PIT && expected > PIT_HZ) {
+        calibration.start = reference_sample();
+        hz = measure_for(MIN_WINDOW_US);
+    } else {
+        hz = reference_hz_times(tsc_ticks, reference_ticks(calibration.start.counter,
+                                                           end.counter, expected));
+    }
+    if (is_sane(hz)) {
+        tsc_hz = hz;
+    }
+    reference_close();
 }
 
 uint64_t tsc_to_us(uint64_t ticks) {

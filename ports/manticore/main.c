@@ -160,6 +160,7 @@ void kernel_main(void) {
     boottrace_mark("virtio");
     netif_virtio_init();   // lwIP (once per boot) and its netif over virtio-net
     boottrace_mark("lwip");
+    arch_calibration_finish();   // exact clocks from here on: the setup above was its window
 
     mp_hal_console_init();
     start_other_cpus();
@@ -188,10 +189,12 @@ static void run_interpreter(void) {
         if (boot_cpu) {
             boottrace_mark("mp_init");
             print_boot_line();
-            boottrace_report();   // boottrace=1: the timeline up to the boot script
         }
 
         pyexec_frozen_module(BOOT_SCRIPT, true);
+        if (boot_cpu) {
+            boottrace_report();   // boottrace=1, unless kernel/boot.py printed it already
+        }
         while (mp_hal_console_cpu != smp_cpu_id()) {
             mp_event_wait_indefinite();   // no REPL here: halt between wake-ups
         }

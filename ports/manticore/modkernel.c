@@ -14,7 +14,9 @@
 #include "py/stream.h"
 #include "shared/runtime/interrupt_char.h"
 
+#include "arch/x86_64/boottrace.h"
 #include "arch/x86_64/panic.h"
+#include "arch/x86_64/smp.h"
 #include "mm/mm.h"
 
 #include "ports/manticore/manticore.h"
@@ -205,6 +207,23 @@ static mp_obj_t kernel_debug_exit(mp_obj_t code) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(kernel_debug_exit_obj, kernel_debug_exit);
 
+// _kernel.boottrace(phase): mark the end of a phase of the Python boot on the boot timeline
+// (arch/x86_64/boottrace.h); _kernel.boottrace() prints the timeline (boottrace=1 only, once).
+// The phase name is interned, so it outlives the call (qstrs live until the soft reset). The
+// timeline is the boot CPU's: the other CPUs' calls (they run the same boot script) do nothing.
+static mp_obj_t kernel_boottrace(size_t n_args, const mp_obj_t *args) {
+    if (smp_cpu_id() != 0) {
+        return mp_const_none;
+    }
+    if (n_args == 0) {
+        boottrace_report();
+    } else {
+        boottrace_mark(qstr_str(mp_obj_str_get_qstr(args[0])));
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(kernel_boottrace_obj, 0, 1, kernel_boottrace);
+
 static const mp_rom_map_elem_t kernel_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__kernel) },
     { MP_ROM_QSTR(MP_QSTR_set_idle_hook), MP_ROM_PTR(&kernel_set_idle_hook_obj) },
@@ -217,6 +236,7 @@ static const mp_rom_map_elem_t kernel_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_meminfo), MP_ROM_PTR(&kernel_meminfo_obj) },
     { MP_ROM_QSTR(MP_QSTR_frozen_modules), MP_ROM_PTR(&kernel_frozen_modules_obj) },
     { MP_ROM_QSTR(MP_QSTR_debug_exit), MP_ROM_PTR(&kernel_debug_exit_obj) },
+    { MP_ROM_QSTR(MP_QSTR_boottrace), MP_ROM_PTR(&kernel_boottrace_obj) },
 };
 static MP_DEFINE_CONST_DICT(kernel_module_globals, kernel_module_globals_table);
 

@@ -69,13 +69,28 @@ static uint64_t cpu_random_word(bool seed) {
     return xorshift_word();
 }
 
-// The seed of the random module (MICROPY_PY_RANDOM_SEED_INIT_FUNC via mp_hal_random_seed).
+// The seed of the random module (MICROPY_PY_RANDOM_SEED_INIT_FUNC via mp_hal_random_seed)
+// and lwIP's LWIP_RAND (ports, DNS ids, TCP initial sequence numbers). Each word comes from
+// the device and is given out once; they are fetched eight at a time because every request
+// is a round trip through the emulator's main loop (lwIP's own init asked three times:
+// ~0.6 ms of a TCG boot, and then once more per TCP connection). Like virtio_rng_read, this
+// is the boot CPU's (lwIP's): it takes no lock.
+static struct {
+    uint64_t words[8];
+    unsigned left;
+} seed_pool;
+
 uint64_t manticore_random_seed(void) {
-    uint64_t seed;
-    if (virtio_rng_read(&seed, sizeof(seed)) == (long)sizeof(seed)) {
-        return seed;
+    if (seed_pool.left == 0
+        && virtio_rng_read(seed_pool.words, sizeof(seed_pool.words)) == (long)sizeof(seed_pool.words)) {
+        seed_pool.left = MP_ARRAY_SIZE(seed_pool.words);
     }
-    return cpu_random_word(true);
+    if (seed_pool.left == 0) {
+        return cpu_random_word(true);
+    }
+    uint64_t seed = seed_pool.words[--seed_pool.left];
+    seed_pool.words[seed_pool.left] = 0;
+    return seed;
 }
 
 // n bytes of the best entropy there is (os.urandom, mbedTLS's entropy collector).

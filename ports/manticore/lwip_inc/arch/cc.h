@@ -14,4 +14,9 @@ void manticore_lwip_assert(const char *message, const char *file, int line)
 // Debug output (LWIP_DEBUG) is off; LWIP_PLATFORM_DIAG((fmt, ...)) would print via kprintf.
 #define LWIP_PLATFORM_DIAG(x)           do { } while (0)
 
+// lwIP's heap and pools (1.3 MiB): in the kernel's .bss.noinit (kernel.ld), which boot.S does
+// not zero, as mem_init and memp_init write every header they later read.
+#define LWIP_DECLARE_MEMORY_ALIGNED(variable_name, size) \
+    u8_t variable_name[LWIP_MEM_ALIGN_BUFFER(size)] __attribute__((section(".bss.noinit." #variable_name)))
+
 #endif // MICROPY_INCLUDED_MANTICORE_LWIP_ARCH_CC_H
