@@ -5,7 +5,13 @@
 # apps as tasks and powers off when the last one ends; without one, or with repl=1, the REPL
 # follows, with the apps running whenever it waits for input. `kernel` stays in the REPL's
 # namespace: kernel.ps(), kernel.sys.get_config("app").
+import _kernel
+
+_kernel.boottrace("_boot.py")  # the boot line, loading this script
 import kernel
+
+_kernel.boottrace("import:kernel")  # with asyncio, sched, syscalls, smp
 import kernel.boot
 
+_kernel.boottrace("import:kernel.boot")  # and config, devices, fs, net
 kernel.boot.main()

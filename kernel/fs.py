@@ -262,8 +262,12 @@ def _mount(obj, root, kind, readonly):
     status.update(root=root, fs=kind, readonly=readonly)
 
 
+_ram_root = None  # the LazyRAMRoot at /, when / is in RAM
+
+
 def _mount_ram(size, why):
-    root = LazyRAMRoot(size)
+    global _ram_root
+    root = _ram_root = LazyRAMRoot(size)
     _mount(root, "ram", "lfs2", False)
     status["why"] = why
     status["size"] = root.size
@@ -320,12 +324,12 @@ def _try_disk(name, options):
 
 def mount_root(options):
     """Mount / as the command line and the disks say; print one boot line."""
+    global _ram_root
     status.clear()
     status["formatted"] = False
-    try:
-        vfs.umount("/")  # a soft reset keeps nothing mounted, but be sure
-    except OSError:
-        pass
+    _ram_root = None
+    # Nothing is mounted here: every (soft) reset starts MicroPython with an empty mount
+    # table (mp_init), and this runs once after it.
     ram = parse_size(options.get("ramfs"), RAMFS_DEFAULT)
     names = disks()
     root = options.get("root") or (names[0] if names else "ram")
@@ -384,6 +388,9 @@ def run_boot_scripts(options):
     if options.get("safemode", "0") not in ("0", ""):
         print("fs: safemode: boot.py and main.py not run")
         return
+    if _ram_root is not None and _ram_root.fs is None:
+        return  # a RAM root nothing has written to yet holds no scripts (and asking costs
+        # two OSErrors, ~1 ms of a cold TCG boot)
     run_script("/boot.py")
     run_script("/main.py")
 

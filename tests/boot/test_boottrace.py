@@ -1,5 +1,6 @@
-"""boottrace=1: the boot-phase timeline from the TSC, in order, every phase named once, the
-times increasing and the whole inside the time the host saw to the prompt."""
+"""boottrace=1: the boot-phase timeline from the TSC, C and Python phases, in order, every
+phase named once, the times increasing and the whole inside the time the host saw to the
+prompt; printed once, before the prompt."""
 
 import re
 
@@ -7,8 +8,12 @@ import pytest
 
 pytestmark = pytest.mark.timeout(90)
 
-PHASES = ["entry", "paging", "acpi", "tsc", "apic+timer", "memory", "pci", "virtio", "lwip",
-          "cpus+heap", "mp_init"]
+# The C boot (arch_start64, kernel_main), then the Python boot (frozen/_boot.py, kernel/boot.py)
+# of a boot to the REPL without apps.
+PHASES = ["loader", "entry", "paging", "acpi", "tsc", "apic+timer", "memory", "pci", "virtio",
+          "lwip", "calibration", "cpus+heap", "mp_init",
+          "_boot.py", "import:kernel", "import:kernel.boot", "config", "devices", "mount",
+          "boot.py", "apps"]
 
 
 @pytest.mark.parametrize("machine", ["microvm", "q35"])
@@ -21,6 +26,7 @@ def test_boottrace_timeline(boot, machine, summary):
     assert sum(int(r[1]) for r in rows) == pytest.approx(at[-1], abs=len(rows)), rows
     # Loose: the guest's clock and the host's wall clock agree within reason (TCG, loaded host).
     assert at[-1] / 1e6 < vm.boot_seconds + 1.0, (at[-1], vm.boot_seconds)
+    assert vm.banner.count("boottrace: loader ") == 1, vm.banner
     summary(f"boottrace {machine}: " + ", ".join(f"{p} {int(d) / 1000:.1f}" for p, d, _ in rows)
             + " ms")
 
@@ -28,3 +34,11 @@ def test_boottrace_timeline(boot, machine, summary):
 def test_no_boottrace_by_default(boot):
     vm = boot(machine="microvm")
     assert "boottrace:" not in vm.banner, vm.banner
+
+
+def test_boottrace_with_an_app(boot):
+    """With app= the timeline has a net phase (net.start) and still comes out once."""
+    vm = boot(machine="microvm", append="boottrace=1 app=ticker repl=1")
+    rows = re.findall(r"boottrace: (\S+) \+(\d+) @(\d+)", vm.banner)
+    names = [r[0] for r in rows]
+    assert names[:len(PHASES) - 1] == PHASES[:-1] and names[-2:] == ["net", "apps"], vm.banner
