@@ -10,7 +10,7 @@ import _kernel
 _kernel.boottrace("_boot.py")  # the boot line, loading this script
 import kernel
 
-_kernel.boottrace("import:kernel")  # with asyncio, sched, syscalls, smp
+_kernel.boottrace("import:kernel")  # with asyncio, sched and smp (syscalls loads on use)
 import kernel.boot
 
 _kernel.boottrace("import:kernel.boot")  # and config, devices, fs, net

@@ -1,5 +1,6 @@
 // The time-stamp counter, the CPU's free-running cycle counter: the kernel's clock for short
-// intervals. Its rate comes from CPUID when the CPU states it, else from the 8254 PIT.
+// intervals. Its rate comes from CPUID when the CPU states it, else from a measurement
+// against the HPET or the 8254 PIT.
 #ifndef ARCH_X86_64_TSC_H
 #define ARCH_X86_64_TSC_H
 

@@ -72,9 +72,9 @@ static uint64_t cpu_random_word(bool seed) {
 // The seed of the random module (MICROPY_PY_RANDOM_SEED_INIT_FUNC via mp_hal_random_seed)
 // and lwIP's LWIP_RAND (ports, DNS ids, TCP initial sequence numbers). Each word comes from
 // the device and is given out once; they are fetched eight at a time because every request
-// is a round trip through the emulator's main loop (lwIP's own init asked three times:
-// ~0.6 ms of a TCG boot, and then once more per TCP connection). Like virtio_rng_read, this
-// is the boot CPU's (lwIP's): it takes no lock.
+// is a round trip through the emulator's main loop (one word per request made two of them
+// per boot, and one more per TCP connection; now a boot makes one). Like virtio_rng_read,
+// this is the boot CPU's (lwIP's): it takes no lock.
 static struct {
     uint64_t words[8];
     unsigned left;
