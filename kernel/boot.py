@@ -153,6 +153,19 @@ def repl_cpu(options):
     return cpu
 
 
+def _console_taken_by(cpu, timeout_ms=10000):
+    """On CPU 0: wait until `cpu` has taken the console (main_other_cpu does that first).
+    Until then the console is CPU 0's, and CPU 0 returning from its boot script would start
+    a second REPL beside the other CPU's (main.c runs one wherever the console is)."""
+    import time
+    start = time.ticks_ms()
+    while _smp.console_cpu() != cpu:
+        if time.ticks_diff(time.ticks_ms(), start) >= timeout_ms:
+            return False
+        time.sleep_ms(1)
+    return True
+
+
 def _wait_cpu0_boot(timeout_ms=10000):
     """On the REPL's CPU: let CPU 0 print its boot lines (what is at /, boot.py, the apps)
     before the prompt, so that they never land in the middle of a REPL session."""
@@ -325,12 +338,16 @@ def main(cmdline=None):
                                          " (REPL beside them)" if want_repl else ""))
     if elsewhere:
         print("kernel: placed on other CPUs: %s" % ", ".join(elsewhere))
-    if want_repl and here != 0:
+    if want_repl and here != 0 and _console_taken_by(here):
         # The REPL is another CPU's: this one runs its apps (and lwIP) for good.
         print("kernel: the REPL runs on CPU %d" % here)
         _smp.set_ready()  # CPU 0's boot lines are out: the REPL's CPU may show its prompt
         core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
+        # Back here when nothing is left to wait for (asyncio returns when no task can be
+        # woken). The console is not this CPU's, so main.c halts it between wake-ups.
         return
+    if want_repl and here != 0:
+        print("kernel: CPU %d did not take the console; the REPL stays on CPU 0" % here)
     if want_repl:
         if options.get("netrepl"):
             _start_netrepl(options["netrepl"])

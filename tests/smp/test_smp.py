@@ -164,6 +164,18 @@ def test_a_fault_on_an_ap_stops_every_cpu_with_a_report(boot, fault):
     assert "ticker: tick" not in after, f"expected CPU 0 stopped after the panic:\n{after}"
 
 
+def test_replcpu_gives_exactly_one_repl_on_that_cpu(boot):
+    """replcpu=1: CPU 0 hands the console over and never starts a REPL of its own. (It once
+    could: when CPU 1 took the console late, CPU 0's boot script ended first, found the
+    console still its own and printed a second banner into CPU 1's session.)"""
+    vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="replcpu=1")
+    time.sleep(1.0)  # room for a second banner, if one were coming
+    assert vm.repl("import kernel; kernel.sys.cpu()") == "1"
+    log = log_text(vm)
+    assert log.count("MicroPython v") == 1, f"expected one REPL banner:\n{log}"
+    assert log.index("kernel: the REPL runs on CPU 1") < log.index("MicroPython v"), log
+
+
 def test_a_loop_typed_at_the_repl_on_its_own_cpu_does_not_stop_echod(boot):
     """replcpu=1: the REPL (and the console) is CPU 1's, so `while True: pass` typed there
     leaves echod on CPU 0 answering; Ctrl-C still interrupts it."""
