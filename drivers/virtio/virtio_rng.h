@@ -15,9 +15,11 @@ int virtio_rng_probe(void);
 int virtio_rng_present(void);
 
 // Fill buf with n random bytes from the device: posts a device-writable buffer, notifies,
-// and halts (sti; hlt) until the queue's MSI-X interrupt says it was used. Blocking, interrupt
-// driven. Returns n, or -1 without a working device (or when the device stops answering:
-// then it is not used again and the caller falls back to another source).
+// and halts (sti; hlt) until the queue's interrupt says it was used. Blocking, interrupt
+// driven, callable on any CPU: requests from several CPUs take turns (a spin lock), and a
+// reader on a CPU other than the interrupt's is woken by an IPI from it. Returns n, or -1
+// without a working device (or when the device stops answering: then it is not used again
+// and the caller falls back to another source).
 long virtio_rng_read(void *buf, size_t n);
 
 struct virtio_rng_stats {

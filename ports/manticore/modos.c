@@ -5,6 +5,7 @@
 #include "py/runtime.h"
 
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/percpu.h"
 #include "drivers/virtio/virtio_rng.h"
 #include "ports/manticore/manticore.h"
 
@@ -44,7 +45,7 @@ static bool rdseed64(uint64_t *out) {
 }
 
 static uint64_t xorshift_word(void) {
-    static uint64_t state;
+    static PER_CPU uint64_t state;
     if (state == 0) {
         state = rdtsc() | 1;
     }
@@ -73,9 +74,9 @@ static uint64_t cpu_random_word(bool seed) {
 // and lwIP's LWIP_RAND (ports, DNS ids, TCP initial sequence numbers). Each word comes from
 // the device and is given out once; they are fetched eight at a time because every request
 // is a round trip through the emulator's main loop (one word per request made two of them
-// per boot, and one more per TCP connection; now a boot makes one). Like virtio_rng_read,
-// this is the boot CPU's (lwIP's): it takes no lock.
-static struct {
+// per boot, and one more per TCP connection; now a boot makes one). Each CPU has a pool of
+// its own (PER_CPU: the random module's seed on any CPU), so it needs no lock.
+static PER_CPU struct {
     uint64_t words[8];
     unsigned left;
 } seed_pool;
