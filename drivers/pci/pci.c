@@ -8,6 +8,7 @@
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/paging.h"
+#include "arch/x86_64/smp.h"
 
 // Configuration Mechanism #1 (PCI 3.0, 3.2.2.3.2, Figure 3-2): the CONFIG_ADDRESS register
 // at 0xCF8 selects enable | bus | device | function | dword; CONFIG_DATA at 0xCFC moves it.
@@ -54,10 +55,15 @@ static volatile uint8_t *ecam_address(unsigned bus, unsigned dev, unsigned fn) {
     return ecam_base + (((uint64_t)(bus - ecam_region->bus_start) << 20) | (dev << 15) | (fn << 12));
 }
 
-// 0xCF8 then 0xCFC is two accesses: keep an interrupt handler from slipping in between.
+// 0xCF8 then 0xCFC is two accesses: keep an interrupt handler (cli) and the other CPUs (the
+// lock: the address register is the machine's one, and any CPU's `pci` module may ask) from
+// slipping in between.
+static smp_spinlock_t legacy_config_lock;
+
 static uint32_t legacy_read(unsigned bus, unsigned dev, unsigned fn, unsigned offset, int width) {
     uint64_t flags = read_rflags();
     cli();
+    smp_lock(&legacy_config_lock);
     outl(PCI_CONFIG_ADDRESS, PCI_CONFIG_ENABLE | (bus << 16) | (dev << 11) | (fn << 8) | (offset & 0xfc));
     uint32_t value;
     if (width == 1) {
@@ -67,6 +73,7 @@ static uint32_t legacy_read(unsigned bus, unsigned dev, unsigned fn, unsigned of
     } else {
         value = inl(PCI_CONFIG_DATA);
     }
+    smp_unlock(&legacy_config_lock);
     if (flags & RFLAGS_IF) {
         sti();
     }
@@ -76,6 +83,7 @@ static uint32_t legacy_read(unsigned bus, unsigned dev, unsigned fn, unsigned of
 static void legacy_write(unsigned bus, unsigned dev, unsigned fn, unsigned offset, uint32_t value, int width) {
     uint64_t flags = read_rflags();
     cli();
+    smp_lock(&legacy_config_lock);
     outl(PCI_CONFIG_ADDRESS, PCI_CONFIG_ENABLE | (bus << 16) | (dev << 11) | (fn << 8) | (offset & 0xfc));
     if (width == 1) {
         outb(PCI_CONFIG_DATA + (offset & 3), value);
@@ -84,6 +92,7 @@ static void legacy_write(unsigned bus, unsigned dev, unsigned fn, unsigned offse
     } else {
         outl(PCI_CONFIG_DATA, value);
     }
+    smp_unlock(&legacy_config_lock);
     if (flags & RFLAGS_IF) {
         sti();
     }

@@ -16,6 +16,7 @@
 
 #include "arch/x86_64/acpi.h"
 #include "arch/x86_64/paging.h"
+#include "arch/x86_64/smp.h"
 #include "drivers/pci/pci.h"
 
 enum {
@@ -27,6 +28,8 @@ enum {
 // --- stand-ins for the kernel ---
 struct acpi_info acpi_info;
 void kprintf(const char *fmt, ...) { (void)fmt; }
+void smp_lock(smp_spinlock_t *lock) { lock->locked = 1; }   // one thread: never contended
+void smp_unlock(smp_spinlock_t *lock) { lock->locked = 0; }
 bool paging_is_mapped(uint64_t virt) { return virt >= ECAM && virt < ECAM + ECAM_SIZE; }
 void *paging_map_mmio(uint64_t phys, uint64_t size) {
     if (!paging_is_mapped(phys) || !paging_is_mapped(phys + size - 1)) {
