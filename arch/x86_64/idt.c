@@ -105,7 +105,7 @@ void interrupt_unregister(uint8_t vector) {
 
 void interrupt_dispatch(struct interrupt_frame *frame) {
     unsigned vector = frame->vector & 0xff;
-    interrupt_count[vector]++;
+    __atomic_fetch_add(&interrupt_count[vector], 1, __ATOMIC_RELAXED);   // shared by all CPUs
     smp_count_interrupt();
     if (vector < FIRST_EXTERNAL_VECTOR) {
         panic_exception(frame);
@@ -115,7 +115,7 @@ void interrupt_dispatch(struct interrupt_frame *frame) {
         handler(frame, handlers[vector].context);
         return;
     }
-    interrupt_spurious_count++;
+    __atomic_fetch_add(&interrupt_spurious_count, 1, __ATOMIC_RELAXED);
     if (pic_active() && vector >= PIC_VECTOR_BASE && vector < PIC_VECTOR_BASE + PIC_IRQ_COUNT) {
         pic_acknowledge_unhandled(vector - PIC_VECTOR_BASE);
     } else if (lapic_enabled() && vector != LAPIC_SPURIOUS_VECTOR) {

@@ -86,7 +86,7 @@ static void lapic_write(enum lapic_register reg, uint32_t value) {
 static void spurious_interrupt(struct interrupt_frame *frame, void *context) {
     (void)frame;
     (void)context;
-    spurious_count++;
+    __atomic_fetch_add(&spurious_count, 1, __ATOMIC_RELAXED);   // any CPU
 }
 
 static void lapic_enable_local(void);
@@ -239,8 +239,17 @@ void lapic_send_ipi(uint32_t apic_id, uint32_t command) {
     if (mmio == NULL) {
         return;
     }
+    // Two writes make one IPI (SDM Vol. 3A 10.6.1): an interrupt handler that sends one of
+    // its own in between (virtio-rng waking a reader on another CPU) would overwrite the
+    // destination, and this IPI would go to that handler's CPU instead. Interrupts stay off
+    // until the low word is written.
+    uint64_t flags = read_rflags();
+    cli();
     lapic_write(LAPIC_ICR_HIGH, apic_id << ICR_DESTINATION_SHIFT_XAPIC);
     lapic_write(LAPIC_ICR_LOW, command);   // writing the low word sends the IPI
+    if (flags & RFLAGS_IF) {
+        sti();
+    }
     for (int spins = 0; spins < 1000000 && (lapic_read(LAPIC_ICR_LOW) & ICR_DELIVERY_PENDING); spins++) {
         cpu_relax();
     }
