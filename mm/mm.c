@@ -1,6 +1,7 @@
 // Boot memory map -> GC heap regions and DMA pool. See mm.h.
 #include "mm/mm.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #define PAGE_SIZE (4096ULL)
@@ -120,12 +121,18 @@ void *dma_alloc(size_t size, size_t align) {
     if (align < 16) {
         align = 16;
     }
-    uint64_t start = align_up(dma_next, align);
+    // Any CPU may carve (each CPU's first DMA pool, kernel/dma.py): claim [start, start+size)
+    // with a compare-and-swap on the bump pointer, so two CPUs never get overlapping memory.
     uint64_t end = mm_layout.dma.base + mm_layout.dma.size;
-    if (start > end || size > end - start) {
-        return NULL;
-    }
-    dma_next = start + size;
+    uint64_t seen = __atomic_load_n(&dma_next, __ATOMIC_RELAXED);
+    uint64_t start;
+    do {
+        start = align_up(seen, align);
+        if (start > end || size > end - start) {
+            return NULL;
+        }
+    } while (!__atomic_compare_exchange_n(&dma_next, &seen, start + size, false,
+        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
     memset((void *)(uintptr_t)start, 0, size);
     return (void *)(uintptr_t)start;
 }
