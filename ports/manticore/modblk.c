@@ -235,7 +235,7 @@ const mp_obj_module_t mp_module_blk = {
 MP_REGISTER_MODULE(MP_QSTR_blk, mp_module_blk);
 
 // os.sync() (through the os module's attribute delegation in modacpi.c): write FAT's caches
-// out, then ask every disk to make what it holds durable (VIRTIO_BLK_T_FLUSH). littlefs
+// out, then ask every disk of this CPU's to make what it holds durable (VIRTIO_BLK_T_FLUSH). littlefs
 // commits on every file close/flush and flushes the disk then itself.
 static mp_obj_t blk_os_sync(void) {
     #if MICROPY_VFS_FAT
@@ -247,6 +247,11 @@ static mp_obj_t blk_os_sync(void) {
     #endif
     int err = 0;
     for (int i = 0; i < virtio_blk_count; i++) {
+        // Only this CPU's disks: another CPU's has its one request slot and its interrupt
+        // there (and this CPU's mounts hold nothing of it).
+        if (virtio_blk_devices[i].owner_cpu != (int)smp_cpu_id()) {
+            continue;
+        }
         int e = virtio_blk_flush(&virtio_blk_devices[i]);
         err = err ? err : e;
     }
