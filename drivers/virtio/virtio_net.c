@@ -441,7 +441,11 @@ bool virtio_net_link_up(const struct virtio_net *nic) {
 }
 
 void virtio_net_get_stats(struct virtio_net_queue *q, struct virtio_net_stats *out) {
-    virtio_net_tx_reclaim(q);   // so that tx_buffers_free + tx_in_flight count what is true now
+    // Reclaimed first, so that tx_buffers_free + tx_in_flight count what is true now; but only
+    // on the CPU that uses the rings (q->cpu): from another CPU this is a snapshot.
+    if (q->cpu == smp_cpu_id()) {
+        virtio_net_tx_reclaim(q);
+    }
     *out = q->stats;
     out->link_changes = q->nic->link_changes;
     out->rx_buffers_total = q->rx_count;

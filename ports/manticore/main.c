@@ -223,9 +223,7 @@ static void run_interpreter(void) {
         }
 
         mp_printf(&mp_plat_print, "MPY: soft reboot\n");
-        if (boot_cpu) {
-            nic_raw_release();   // an app's raw NIC queue goes back to lwIP
-        }
+        nic_raw_release();   // this CPU's apps' raw NIC queues go back (to lwIP)
         gc_sweep_all();
         mp_deinit();
     }

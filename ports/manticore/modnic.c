@@ -16,8 +16,11 @@
 // The module-level functions (acquire, recv, send, ...) act on eth0.q0, as before.
 //
 // State that the interrupt path and a queue's holder share is in struct nic_raw, one per
-// queue pair, in C (not in Python objects), so that a pair can later be handed to an app on
-// another CPU by changing its holder and its `cpu`.
+// queue pair, in C (not in Python objects), shared by every CPU's interpreter. A pair's rings
+// are touched only on one CPU at a time: its holder's once acquired (the pair's interrupts
+// are steered there), else the CPU its interrupts go to (lwIP's, CPU 0). Every call that
+// touches them checks that; acquiring is one atomic claim (raw_lock); counters may be read
+// from anywhere.
 #include <string.h>
 
 #include "py/mperrno.h"
@@ -41,6 +44,7 @@ enum { RX_IDS = VIRTIO_NET_RX_BUFFERS_MAX, TX_SLOTS = VIRTIO_NET_TX_BUFFERS_MAX 
 struct nic_raw {
     struct virtio_net_queue *q;
     bool acquired;
+    bool claiming;                      // an acquire() in progress (under raw_lock)
     bool poll_mode;                     // no RX interrupts: the app busy-polls
     bool callback_queued;
     uint16_t hold_limit;                // RX buffers the app may hold (incl. in-place TX)
@@ -59,6 +63,7 @@ struct nic_raw {
 };
 
 static struct nic_raw raws[NIC_RAW_MAX];
+static smp_spinlock_t raw_lock;         // acquire()'s claim: acquired/claiming of every pair
 
 MP_REGISTER_ROOT_POINTER(mp_obj_t nic_callbacks[32]);
 
@@ -98,7 +103,7 @@ static void raw_notify(void *context, unsigned events) {
     if (events & NET_EVENT_RX) {
         r->rx_irq_us = mp_hal_ticks_us();
     }
-    r->events |= events;
+    __atomic_fetch_or(&r->events, events, __ATOMIC_RELEASE);   // link events come on CPU 0
     softirq_raise(SOFTIRQ_NIC_RAW);
 }
 
@@ -107,10 +112,7 @@ static void raw_notify(void *context, unsigned events) {
 static mp_obj_t raw_dispatch(mp_obj_t index_in) {
     struct nic_raw *r = &raws[MP_OBJ_SMALL_INT_VALUE(index_in)];
     r->callback_queued = false;
-    mp_uint_t state = MICROPY_BEGIN_ATOMIC_SECTION();
-    unsigned events = r->events;
-    r->events = 0;
-    MICROPY_END_ATOMIC_SECTION(state);
+    unsigned events = __atomic_exchange_n(&r->events, 0, __ATOMIC_ACQ_REL);
     mp_obj_t callback = MP_STATE_VM(nic_callbacks)[raw_index(r)];
     if (r->acquired && events != 0 && callback != MP_OBJ_NULL && callback != mp_const_none) {
         mp_call_function_1(callback, MP_OBJ_NEW_SMALL_INT(events));
@@ -176,16 +178,31 @@ static void raw_release(struct nic_raw *r) {
     }
 }
 
+// A soft reset on this CPU: the pairs its apps held go back; other CPUs' stay theirs.
 void nic_raw_release(void) {
     for (unsigned i = 0; i < NIC_RAW_MAX; i++) {
-        raw_release(&raws[i]);
+        if (raws[i].acquired && raws[i].holder_cpu == smp_cpu_id()) {
+            raw_release(&raws[i]);
+        }
         MP_STATE_VM(nic_callbacks)[i] = MP_OBJ_NULL;
     }
 }
 
+// Calls that touch the pair's rings: only its holder's (the one CPU its interrupts reach).
 static void require_acquired(struct nic_raw *r) {
     if (!r->acquired) {
         mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("queue not acquired: call acquire()"));
+    }
+    if (r->holder_cpu != smp_cpu_id()) {
+        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("queue held by CPU %u"), r->holder_cpu);
+    }
+}
+
+// For calls that are harmless on a free pair but, on an acquired one, touch what only its
+// holder may (its held buffers, its TX ring).
+static void require_not_elsewhere(struct nic_raw *r) {
+    if (r->acquired && r->holder_cpu != smp_cpu_id()) {
+        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("queue held by CPU %u"), r->holder_cpu);
     }
 }
 
@@ -297,9 +314,28 @@ static MP_DEFINE_CONST_FUN_OBJ_1(q_link_obj, q_link);
 // q.acquire(): take the pair's queues from lwIP (or from nobody). OSError(EBUSY) if held.
 static mp_obj_t q_acquire(mp_obj_t self_in) {
     struct nic_raw *r = self_raw(self_in);
-    if (r->acquired) {
+    // One claim at a time: two CPUs asking at once must not both get the pair.
+    smp_lock(&raw_lock);
+    bool free = !r->acquired && !r->claiming;
+    if (free) {
+        r->claiming = true;
+    }
+    smp_unlock(&raw_lock);
+    if (!free) {
         mp_raise_OSError(MP_EBUSY);
     }
+    // The pair's interrupts go to the CPU of the app that acquires it: its soft IRQ and
+    // callback run there. A transport that cannot steer them (INTx, or virtio-mmio's I/O APIC
+    // line) leaves them where they are, and then only that CPU can hold the pair.
+    unsigned here = smp_cpu_id();
+    unsigned before = r->q->cpu;
+    if (before != here && virtio_net_set_cpu(r->q, here) != 0) {
+        r->claiming = false;
+        mp_raise_msg_varg(&mp_type_OSError,
+            MP_ERROR_TEXT("the queue's interrupts cannot be steered to CPU %u: acquire it on CPU %u"),
+            here, before);
+    }
+    r->saved_cpu = before;
     virtio_net_get_notify(r->q, &r->saved_notify, &r->saved_context);
     r->events = 0;
     r->callback_queued = false;
@@ -307,15 +343,10 @@ static mp_obj_t q_acquire(mp_obj_t self_in) {
     r->hold_refused = 0;
     r->echo_cycles = r->echo_frames = 0;
     softirq_register(SOFTIRQ_NIC_RAW, raw_softirq, NULL, "nic-raw");
+    r->holder_cpu = here;
     r->acquired = true;
+    r->claiming = false;
     virtio_net_set_notify(r->q, raw_notify, r);
-    // The pair's interrupts go to the CPU of the app that acquired it (its soft IRQ runs
-    // there); a no-op while everything runs on one CPU.
-    r->saved_cpu = r->q->cpu;
-    r->holder_cpu = smp_cpu_id();
-    if (r->q->cpu != smp_cpu_id()) {
-        virtio_net_set_cpu(r->q, smp_cpu_id());
-    }
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(q_acquire_obj, q_acquire);
@@ -323,6 +354,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(q_acquire_obj, q_acquire);
 // q.release_queue(): give the pair back; returns (rx, tx): the buffers that went back with it.
 static mp_obj_t q_release_queue(mp_obj_t self_in) {
     struct nic_raw *r = self_raw(self_in);
+    require_not_elsewhere(r);
     bool was = r->acquired;
     raw_release(r);
     if (!was) {
@@ -346,9 +378,12 @@ static mp_obj_t q_on_rx(mp_obj_t self_in, mp_obj_t callback) {
     if (callback != mp_const_none && !mp_obj_is_callable(callback)) {
         mp_raise_TypeError(MP_ERROR_TEXT("callback must be callable or None"));
     }
+    if (r->acquired) {
+        require_acquired(r);   // the callback runs in the holder's interpreter
+    }
     MP_STATE_VM(nic_callbacks)[raw_index(r)] = callback;
     if (r->acquired && callback != mp_const_none) {
-        r->events |= NET_EVENT_RX;    // frames may be waiting already
+        __atomic_fetch_or(&r->events, NET_EVENT_RX, __ATOMIC_RELEASE);   // frames may be waiting
         softirq_raise(SOFTIRQ_NIC_RAW);
     }
     return mp_const_none;
@@ -364,7 +399,7 @@ static mp_obj_t q_poll(mp_obj_t self_in, mp_obj_t on_in) {
     if (r->poll_mode) {
         virtio_net_rx_interrupts_off(r->q);
     } else if (virtio_net_rx_interrupts_on(r->q)) {
-        r->events |= NET_EVENT_RX;
+        __atomic_fetch_or(&r->events, NET_EVENT_RX, __ATOMIC_RELEASE);
         softirq_raise(SOFTIRQ_NIC_RAW);
     }
     return mp_const_none;
@@ -439,6 +474,7 @@ static unsigned held_id(struct nic_raw *r, mp_obj_t id_in) {
 // q.release(id): the frame's buffer goes back to the RX ring.
 static mp_obj_t q_release(mp_obj_t self_in, mp_obj_t id_in) {
     struct nic_raw *r = self_raw(self_in);
+    require_not_elsewhere(r);
     unsigned id = held_id(r, id_in);
     set_held(r, id, false);
     virtio_net_rx_release(r->q, (uint16_t)id);
@@ -523,9 +559,18 @@ static void *tx_alloc_or_raise(struct nic_raw *r) {
 
 // q.send(frame): copy a complete Ethernet frame (14..MTU bytes, no FCS) into a TX buffer
 // and queue it. OSError(EAGAIN) when no TX buffer is free. Returns the length. Allowed
-// without acquire (lwIP keeps working).
+// without acquire (lwIP keeps working), on the CPU the pair's interrupts go to.
 static mp_obj_t q_send(mp_obj_t self_in, mp_obj_t frame_in) {
     struct nic_raw *r = self_raw(self_in);
+    if (r->acquired) {
+        require_acquired(r);
+    } else if (r->q->cpu != smp_cpu_id()) {
+        // The pair is lwIP's (or nobody's): its TX ring is used on the CPU its interrupts
+        // reach, lwIP's; a frame queued from here could race lwIP's own.
+        mp_raise_msg_varg(&mp_type_OSError,
+            MP_ERROR_TEXT("an unacquired queue sends only from CPU %u (its interrupts'); acquire it here"),
+            r->q->cpu);
+    }
     mp_buffer_info_t bufinfo;
     mp_get_buffer_raise(frame_in, &bufinfo, MP_BUFFER_READ);
     if (bufinfo.len < 14 || bufinfo.len > VIRTIO_NET_TX_MTU) {
@@ -576,6 +621,7 @@ static unsigned tx_slot(struct nic_raw *r, mp_obj_t id_in) {
 // tx_kick() after the batch sends one notification for all of it.
 static mp_obj_t q_tx_send(size_t n_args, const mp_obj_t *args) {
     struct nic_raw *r = self_raw(args[0]);
+    require_not_elsewhere(r);
     unsigned slot = tx_slot(r, args[1]);
     mp_int_t len = mp_obj_get_int(args[2]);
     bool kick = n_args < 4 || mp_obj_is_true(args[3]);
@@ -591,6 +637,7 @@ static mp_obj_t q_tx_send(size_t n_args, const mp_obj_t *args) {
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(q_tx_send_obj, 3, 4, q_tx_send);
 
 static mp_obj_t q_tx_kick(mp_obj_t self_in) {
+    require_not_elsewhere(self_raw(self_in));
     virtio_net_tx_kick(self_raw(self_in)->q);
     return mp_const_none;
 }
@@ -598,6 +645,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(q_tx_kick_obj, q_tx_kick);
 
 static mp_obj_t q_tx_free(mp_obj_t self_in, mp_obj_t id_in) {
     struct nic_raw *r = self_raw(self_in);
+    require_not_elsewhere(r);
     unsigned slot = tx_slot(r, id_in);
     virtio_net_tx_free(r->q, r->tx_held[slot]);
     r->tx_held[slot] = NULL;

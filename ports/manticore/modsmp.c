@@ -23,6 +23,7 @@
 
 #include "ports/manticore/manticore.h"
 #include "ports/manticore/mphalport.h"
+#include "ports/manticore/netif_virtio.h"
 
 enum {
     CHANNEL_MAX = 32,
@@ -67,6 +68,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(smp_wake_trampoline_obj, smp_wake_trampoline);
 
 static void wake_handler(void) {
     wake_irq_tsc = tsc_read();
+    netif_virtio_wake();   // NIC events another CPU recorded for lwIP (CPU 0)
     if (MP_STATE_VM(smp_wake_cb) != MP_OBJ_NULL && !wake_pending) {
         if (mp_sched_schedule(MP_OBJ_FROM_PTR(&smp_wake_trampoline_obj), MP_OBJ_NEW_SMALL_INT(0))) {
             wake_pending = true;

@@ -35,6 +35,7 @@
 #include "arch/x86_64/boot_info.h"
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/panic.h"
+#include "arch/x86_64/smp.h"
 #include "arch/x86_64/timer.h"
 #include "arch/x86_64/tsc.h"
 #include "drivers/virtio/virtio_net.h"
@@ -259,11 +260,22 @@ static void net_softirq(void *context) {
     lwip_timer_rearm();
 }
 
-// Hard IRQ context: record and hand over.
+// Hard IRQ context: record and hand over. lwIP is CPU 0's; the one call that can come from
+// another CPU is a raw pair given back there (modnic.c: "let lwIP look"), which wakes CPU 0.
 static void net_notify(void *context, unsigned events) {
     (void)context;
     __atomic_or_fetch(&pending_events, events, __ATOMIC_RELEASE);
-    softirq_raise(SOFTIRQ_NET);
+    if (smp_cpu_id() == LWIP_CPU) {
+        softirq_raise(SOFTIRQ_NET);
+    } else {
+        smp_wake(LWIP_CPU);   // its wake handler calls netif_virtio_wake()
+    }
+}
+
+void netif_virtio_wake(void) {
+    if (smp_cpu_id() == LWIP_CPU && __atomic_load_n(&pending_events, __ATOMIC_ACQUIRE) != 0) {
+        softirq_raise(SOFTIRQ_NET);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

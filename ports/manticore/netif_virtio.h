@@ -26,6 +26,12 @@ void netif_virtio_down(void);
 // "static", "dhcp" or "off": how the interface got (or gets) its address.
 const char *netif_virtio_addressing(void);
 
+// lwIP runs on this CPU (sockets, the netif, its timers).
+#define LWIP_CPU (0)
+
+// From the wake-up IPI's handler: on lwIP's CPU, look at NIC events another CPU recorded.
+void netif_virtio_wake(void);
+
 // After any section of lwIP calls made from Python: re-arm the kernel timer for lwIP's next
 // timeout (MICROPY_PY_LWIP_EXIT). Cheap when nothing moved.
 void netif_virtio_lwip_exit(void);

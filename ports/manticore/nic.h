@@ -13,8 +13,8 @@ struct virtio_net_queue;
 // callback with its own, and puts the previous one back on release.
 bool nic_raw_acquired(const struct virtio_net_queue *q);
 
-// Give every acquired queue pair back (on soft reset): returns every RX and TX buffer its app
-// still holds and restores the notify callbacks.
+// Give back the queue pairs this CPU's apps hold (on this CPU's soft reset): returns every RX
+// and TX buffer the app still holds and restores the notify callbacks. Other CPUs' pairs stay.
 void nic_raw_release(void);
 
 #endif // MICROPY_INCLUDED_MANTICORE_NIC_H

@@ -96,6 +96,7 @@ void softirq_register(int id, softirq_handler_t handler, void *context, const ch
     softirq_contexts[id] = context;
 }
 void softirq_raise(int id) { softirq_mask |= 1u << id; }
+void smp_wake(unsigned cpu) { (void)cpu; sim_fail("smp_wake: the simulation has one CPU"); }
 uint32_t softirq_pending(void) { return softirq_mask; }
 void softirq_run(void) {
     // Bounded: the glue re-raises itself while frames remain, RX_BUDGET at a time.

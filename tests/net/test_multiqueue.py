@@ -74,6 +74,64 @@ QUEUE_STATS = ("[dict((k, _nic.queue(0, p).stats()[k]) for k in ('rx_frames', 't
                "'rx_dropped_malformed', 'owner', 'vector_rx', 'vector_tx', 'cpu')) for p in (0, 1)]")
 
 
+HELD_ELSEWHERE = """
+import _nic
+q = _nic.queue(1, 0)
+got = []
+for name, call in (("recv", q.recv), ("release_queue", q.release_queue),
+                   ("send", lambda: q.send(bytes(60))), ("tx_kick", q.tx_kick),
+                   ("on_rx", lambda: q.on_rx(print)), ("acquire", q.acquire)):
+    try:
+        call()
+        got.append((name, "allowed"))
+    except OSError as e:
+        got.append((name, str(e)))
+s = [q.stats() for i in range(50)][-1]
+print("@@", got, s["owner"], s["cpu"])
+"""
+
+
+def test_a_queue_held_on_cpu_1_is_that_cpus_alone(boot, summary):
+    """rawecho on CPU 1 holds eth1's pair, its interrupts steered there. From CPU 0's REPL
+    the pair's counters can be read (often: no effect on its rings), but nothing that
+    touches its rings is allowed, a second acquire is EBUSY, and CPU 0's soft reset (Ctrl-D,
+    which mpremote sends before each command) leaves it with CPU 1's app."""
+    p0, p1 = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    vm = boot(net="user", publish=[f"{p0}:{ECHO_PORT}/udp", f"{p0}:{ECHO_PORT}/tcp"],
+              nics=[f"user:{p1}:7/udp"], cpus=2, memory="256M",
+              append="app=echod@0,rawecho@1 repl=1 nic=eth1", wait_prompt=False)
+    wait_log(vm, rb"rawecho: 10\.0\.2\.15 udp port 7 on eth1")
+    vm.console.read_until(b">>> ", timeout=60)
+    vm.sync(timeout=30)
+
+    def rawecho_answers(tag: bytes) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", p1))
+            deadline = time.monotonic() + 30
+            while udp_echo(s, tag, timeout=1.0) != tag:
+                assert time.monotonic() < deadline, f"expected rawecho on CPU 1 to answer ({tag!r})"
+            lost = [i for i in range(100) if udp_echo(s, b"%s%d" % (tag, i), timeout=2.0) != b"%s%d" % (tag, i)]
+            assert not lost, f"rawecho on CPU 1 lost {lost[:10]} ({tag!r})"
+
+    rawecho_answers(b"before")
+    out, err = vm.console.raw_exec(HELD_ELSEWHERE, timeout=30)
+    assert not err, err
+    line = [x for x in out.splitlines() if x.startswith("@@")][0]
+    for name in ("recv", "release_queue", "send", "tx_kick", "on_rx"):
+        assert f"('{name}', 'queue held by CPU 1')" in line, line
+    assert "('acquire', '16')" in line and line.endswith("raw 1"), line  # 16: EBUSY
+    rawecho_answers(b"stats")
+
+    vm.console.write(b"\x04")  # CPU 0's soft reset
+    vm.console.read_until(b"soft reboot", timeout=20)
+    vm.sync(timeout=30)
+    rawecho_answers(b"reset")
+    owner = guest_eval(vm, "[_nic.queue(1, 0).stats()[k] for k in ('owner', 'cpu')]", "import _nic")
+    assert owner == ["raw", 1], owner
+    summary("net: eth1's pair held by rawecho on CPU 1: CPU 0 may read its counters only; "
+            "rawecho answered through CPU 0's stats calls and its soft reset")
+
+
 def test_multiqueue_tap_flows_on_both_queues_all_answered_and_link_recovers(mq_guest, summary):
     vm = mq_guest
     ns = vm.vm.netns
