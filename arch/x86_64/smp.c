@@ -294,13 +294,13 @@ bool smp_stopping(void) {
 }
 
 void smp_lock(smp_spinlock_t *lock) {
-    while (__atomic_exchange_n(&lock->locked, 1, __ATOMIC_ACQUIRE) != 0) {
-        while (lock->locked) {
-            cpu_relax();
-        }
+    uint32_t ticket = __atomic_fetch_add(&lock->next, 1, __ATOMIC_RELAXED);
+    while (__atomic_load_n(&lock->serving, __ATOMIC_ACQUIRE) != ticket) {
+        cpu_relax();
     }
 }
 
 void smp_unlock(smp_spinlock_t *lock) {
-    __atomic_store_n(&lock->locked, 0, __ATOMIC_RELEASE);
+    // Only the holder writes `serving`: a plain read of it is its own last value.
+    __atomic_store_n(&lock->serving, lock->serving + 1, __ATOMIC_RELEASE);
 }

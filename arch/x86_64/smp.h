@@ -85,9 +85,15 @@ bool smp_stop_others(void);
 // True on a CPU that was told to stop by smp_stop_others (the NMI handler then halts).
 bool smp_stopping(void);
 
-// Spin locks for the few structures CPUs share (the console, channels).
+// Spin locks for the few structures CPUs share (the console, channels, virtio-rng, ...).
+// Ticket locks: CPUs get the lock in the order they asked, so one CPU taking it in a tight
+// loop cannot starve another (with a plain test-and-set the CPU that just released it, cache
+// line in hand, nearly always won again). Zero-initialized is unlocked. A lock that an
+// interrupt handler takes must be taken with interrupts off everywhere: a handler that
+// interrupts a CPU waiting for its turn would otherwise wait behind it forever.
 typedef struct {
-    volatile uint32_t locked;
+    volatile uint32_t next;         // the ticket the next smp_lock takes
+    volatile uint32_t serving;      // the ticket that holds the lock
 } smp_spinlock_t;
 void smp_lock(smp_spinlock_t *lock);
 void smp_unlock(smp_spinlock_t *lock);
