@@ -16,6 +16,7 @@
 
 #include "arch/x86_64/boottrace.h"
 #include "arch/x86_64/panic.h"
+#include "arch/x86_64/percpu.h"
 #include "arch/x86_64/smp.h"
 #include "mm/mm.h"
 
@@ -39,7 +40,7 @@ void manticore_kernel_reset(void) {
 // for the REPL's own reads: pyexec switches the interrupt character off while it reads a
 // line and on while code runs, so input() inside running code waits the plain way.
 
-static bool idle_hook_running;
+static PER_CPU bool idle_hook_running;   // each CPU's REPL (a CPU's interpreter is its own)
 
 bool manticore_run_idle_hook(void) {
     mp_obj_t hook = MP_STATE_VM(kernel_idle_hook);
@@ -80,7 +81,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(kernel_set_idle_hook_obj, kernel_set_idle_hook)
 // it (the soft-IRQ path: cb(1) at the next bytecode boundary) instead of leaving the bytes
 // to the REPL; console_read() takes what arrived.
 
-static volatile bool console_cb_pending;
+static PER_CPU volatile bool console_cb_pending;
 
 static mp_obj_t kernel_console_trampoline(mp_obj_t events) {
     console_cb_pending = false;
@@ -102,8 +103,19 @@ void manticore_console_input_irq(void) {
     }
 }
 
+// Console input is the console CPU's (its receive interrupt and ring).
+static void require_console_cpu(void) {
+    if (smp_cpu_id() != mp_hal_console_cpu) {
+        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("console input is CPU %u's"),
+            mp_hal_console_cpu);
+    }
+}
+
 // _kernel.console_on_input(cb or None)
 static mp_obj_t kernel_console_on_input(mp_obj_t cb) {
+    if (cb != mp_const_none) {
+        require_console_cpu();   // (letting go is always allowed)
+    }
     MP_STATE_VM(kernel_console_cb) = cb == mp_const_none ? MP_OBJ_NULL : cb;
     console_cb_pending = false;
     return mp_const_none;
@@ -112,6 +124,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(kernel_console_on_input_obj, kernel_console_on_
 
 // _kernel.console_read(n=256): the bytes waiting in the receive ring (at most n), b"" if none.
 static mp_obj_t kernel_console_read(size_t n_args, const mp_obj_t *args) {
+    require_console_cpu();
     mp_int_t max = n_args > 0 ? mp_obj_get_int(args[0]) : 256;
     vstr_t vstr;
     vstr_init_len(&vstr, max > 0 ? max : 0);

@@ -61,12 +61,18 @@ static void console_rx_byte(uint8_t byte) {
 volatile unsigned mp_hal_console_cpu;
 
 int mp_hal_console_move(unsigned cpu) {
+    // The route and mp_hal_console_cpu change together: two moves at once must not leave the
+    // interrupt on one CPU and the REPL on another.
+    static smp_spinlock_t move_lock;
+    smp_lock(&move_lock);
     // Without an I/O APIC (8259 only) the interrupt reaches CPU 0 whatever is asked.
-    if (uart_route_rx_to(smp_apic_id(cpu)) != 0 && cpu != 0) {
-        return -1;
+    int result = -1;
+    if (uart_route_rx_to(smp_apic_id(cpu)) == 0 || cpu == 0) {
+        mp_hal_console_cpu = cpu;
+        result = 0;
     }
-    mp_hal_console_cpu = cpu;
-    return 0;
+    smp_unlock(&move_lock);
+    return result;
 }
 
 void mp_hal_console_init(void) {
@@ -75,6 +81,11 @@ void mp_hal_console_init(void) {
 }
 
 int mp_hal_console_pop(void) {
+    // The ring is the console CPU's: its receive interrupt fills it, its reads empty it. A
+    // second reader elsewhere would race it (and the throttle below drains the UART).
+    if (smp_cpu_id() != mp_hal_console_cpu) {
+        return -1;
+    }
     uint64_t state = mp_hal_disable_irq();
     int c = -1;
     if (rx_ring_used() > 0) {
@@ -91,6 +102,14 @@ int mp_hal_console_pop(void) {
 
 int mp_hal_stdin_rx_chr(void) {
     for (;;) {
+        if (smp_cpu_id() != mp_hal_console_cpu && mp_interrupt_char != -1) {
+            // input() in code running on a CPU the console is not on: no byte would ever
+            // come (the receive interrupt goes to the console CPU), so say so. (The REPL's own
+            // read, interrupt character off, only gets here if the console moved away while
+            // it waited: it waits for the console to come back.)
+            mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("console input is CPU %u's"),
+                mp_hal_console_cpu);
+        }
         int c = mp_hal_console_pop();
         if (c < 0) {
             c = manticore_netrepl_rx_chr();   // the REPL over TCP, os.dupterm (netrepl.c)
@@ -112,7 +131,8 @@ int mp_hal_stdin_rx_chr(void) {
 
 uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
     uintptr_t ret = 0;
-    if ((poll_flags & MP_STREAM_POLL_RD) && (rx_ring_used() > 0 || manticore_netrepl_rx_pending())) {
+    bool here = smp_cpu_id() == mp_hal_console_cpu;
+    if ((poll_flags & MP_STREAM_POLL_RD) && here && (rx_ring_used() > 0 || manticore_netrepl_rx_pending())) {
         ret |= MP_STREAM_POLL_RD;
     }
     if (poll_flags & MP_STREAM_POLL_WR) {

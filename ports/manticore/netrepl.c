@@ -133,6 +133,10 @@ static err_t listener_accept(void *arg, struct tcp_pcb *pcb, err_t err) {
 // -- the hooks in mphalport.c ------------------------------------------------------------
 
 int manticore_netrepl_rx_chr(void) {
+    // The TCP REPL is CPU 0's, as its output is (below): lwIP fills this ring there.
+    if (smp_cpu_id() != 0) {
+        return -1;
+    }
     if (netrepl.rx_head != netrepl.rx_tail) {
         return netrepl.rx[netrepl.rx_tail++ % NETREPL_RX_SIZE];
     }
