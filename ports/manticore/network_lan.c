@@ -64,6 +64,9 @@ static void network_lan_print(const mp_print_t *print, mp_obj_t self_in, mp_prin
 static mp_obj_t network_lan_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     (void)type;
     mp_arg_check_num(n_args, n_kw, 0, 1, false);
+    // lwIP is CPU 0's. Other CPUs' `network` is a stand-in that says so; this catches code
+    // that went around it (a LAN object made here is the only way to its methods).
+    manticore_lwip_enter();
     if (n_args == 1 && mp_obj_get_int(args[0]) != 0) {
         mp_raise_ValueError(MP_ERROR_TEXT("only LAN(0) exists"));
     }

@@ -120,6 +120,14 @@ def test_a_failing_app_on_one_cpu_leaves_the_others_serving(boot, kind, expect):
     assert vm.repl("1 + 1", timeout=10) == "2"
 
 
+def test_lwip_stays_cpu_0s_even_around_the_stand_in(boot):
+    """Other CPUs' `network` is a stand-in that raises; code that removes it and imports the
+    real module still cannot reach lwIP from there: LAN() checks the CPU itself."""
+    vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="replcpu=1", net="user")
+    out = vm.repl("import sys; sys.modules.pop('network'); import network; network.LAN()")
+    assert "OSError: sockets run on CPU 0" in out, out
+
+
 # --------------------------------------------------------------------------- channels
 
 
