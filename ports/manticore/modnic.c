@@ -188,22 +188,20 @@ void nic_raw_release(void) {
     }
 }
 
-// Calls that touch the pair's rings: only its holder's (the one CPU its interrupts reach).
-static void require_acquired(struct nic_raw *r) {
-    if (!r->acquired) {
-        mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("queue not acquired: call acquire()"));
-    }
-    if (r->holder_cpu != smp_cpu_id()) {
-        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("queue held by CPU %u"), r->holder_cpu);
-    }
-}
-
 // For calls that are harmless on a free pair but, on an acquired one, touch what only its
-// holder may (its held buffers, its TX ring).
+// holder may (its held buffers, its TX ring): the holder's CPU is the one its interrupts reach.
 static void require_not_elsewhere(struct nic_raw *r) {
     if (r->acquired && r->holder_cpu != smp_cpu_id()) {
         mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("queue held by CPU %u"), r->holder_cpu);
     }
+}
+
+// Calls that touch the pair's rings: acquired, and on the holder's CPU.
+static void require_acquired(struct nic_raw *r) {
+    if (!r->acquired) {
+        mp_raise_msg(&mp_type_OSError, MP_ERROR_TEXT("queue not acquired: call acquire()"));
+    }
+    require_not_elsewhere(r);
 }
 
 // --- queue objects ---------------------------------------------------------------------------

@@ -53,6 +53,16 @@ def test_urandom_uses_virtio_rng_on_microvm(boot):
         f"expected os.urandom to take the device's bytes with an interrupt, got {got}")
 
 
+def test_a_queue_on_virtio_mmio_is_held_only_where_its_interrupt_goes(boot):
+    """virtio-mmio interrupts come through one I/O APIC line each, routed to CPU 0: a pair
+    cannot be steered to another CPU, so acquiring it on CPU 1 fails and says where it can
+    be held, and the pair stays lwIP's."""
+    vm = boot(machine="microvm", net="user", cpus=2, memory="256M", append="replcpu=1")
+    out = vm.repl("import _nic; q = _nic.queue(0, 0); q.acquire()")
+    assert "OSError: the queue's interrupts cannot be steered to CPU 1: acquire it on CPU 0" in out, out
+    assert vm.repl("q.acquired(), q.stats()['cpu'], q.stats()['owner']") == "(False, 0, 'lwip')"
+
+
 def test_cmdline_words_and_bad_words(boot):
     """acpi=off: QEMU puts virtio_mmio.device= words on the command line instead; ours (bad
     ones) are reported and skipped, the good ones still work."""
