@@ -8,7 +8,6 @@
 #include "arch/x86_64/ioapic.h"
 
 #include "arch/x86_64/acpi.h"
-#include "arch/x86_64/cpu.h"
 #include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/paging.h"
 #include "arch/x86_64/smp.h"
@@ -48,20 +47,6 @@ static int count;
 // CPU may change an entry (replcpu= moving the console, a NIC queue steered to its app's CPU,
 // an interrupt handler masking its line), so each change holds this lock with interrupts off.
 static smp_spinlock_t entry_lock;
-
-static uint64_t lock_entries(void) {
-    uint64_t flags = read_rflags();
-    cli();
-    smp_lock(&entry_lock);
-    return flags;
-}
-
-static void unlock_entries(uint64_t flags) {
-    smp_unlock(&entry_lock);
-    if (flags & RFLAGS_IF) {
-        sti();
-    }
-}
 
 static uint32_t ioapic_read(const struct ioapic *io, uint32_t reg) {
     io->mmio[IOAPIC_IOREGSEL] = reg;
@@ -119,11 +104,11 @@ int ioapic_route(uint32_t gsi, uint8_t vector, uint32_t apic_id, bool level, boo
                    | (level ? IOREDTBL_LEVEL : 0) | (active_low ? IOREDTBL_ACTIVE_LOW : 0)
                    | (masked ? IOREDTBL_MASKED : 0);
     // Masked while the two halves are inconsistent.
-    uint64_t flags = lock_entries();
+    uint64_t flags = smp_lock_irqsave(&entry_lock);
     ioapic_write(io, IOAPIC_REDIRECTION + 2 * pin, IOREDTBL_MASKED);
     ioapic_write(io, IOAPIC_REDIRECTION + 2 * pin + 1, (apic_id & 0xff) << IOREDTBL_DESTINATION_SHIFT);
     ioapic_write(io, IOAPIC_REDIRECTION + 2 * pin, low);
-    unlock_entries(flags);
+    smp_unlock_irqrestore(&entry_lock, flags);
     return 0;
 }
 
@@ -133,11 +118,11 @@ static void set_mask(uint32_t gsi, bool masked) {
     if (!io) {
         return;
     }
-    uint64_t flags = lock_entries();
+    uint64_t flags = smp_lock_irqsave(&entry_lock);
     uint32_t low = ioapic_read(io, IOAPIC_REDIRECTION + 2 * pin);
     low = masked ? (low | IOREDTBL_MASKED) : (low & ~IOREDTBL_MASKED);
     ioapic_write(io, IOAPIC_REDIRECTION + 2 * pin, low);
-    unlock_entries(flags);
+    smp_unlock_irqrestore(&entry_lock, flags);
 }
 
 void ioapic_mask(uint32_t gsi) {

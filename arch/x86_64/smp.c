@@ -304,3 +304,17 @@ void smp_unlock(smp_spinlock_t *lock) {
     // Only the holder writes `serving`: a plain read of it is its own last value.
     __atomic_store_n(&lock->serving, lock->serving + 1, __ATOMIC_RELEASE);
 }
+
+uint64_t smp_lock_irqsave(smp_spinlock_t *lock) {
+    uint64_t flags = read_rflags();
+    cli();
+    smp_lock(lock);
+    return flags;
+}
+
+void smp_unlock_irqrestore(smp_spinlock_t *lock, uint64_t flags) {
+    smp_unlock(lock);
+    if (flags & RFLAGS_IF) {
+        sti();
+    }
+}

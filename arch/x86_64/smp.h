@@ -97,5 +97,10 @@ typedef struct {
 } smp_spinlock_t;
 void smp_lock(smp_spinlock_t *lock);
 void smp_unlock(smp_spinlock_t *lock);
+// The same with interrupts off on this CPU while it waits and holds the lock: for locks an
+// interrupt handler may take (above), and for register sequences an interrupt handler must
+// not split. Returns the caller's RFLAGS, for smp_unlock_irqrestore.
+uint64_t smp_lock_irqsave(smp_spinlock_t *lock);
+void smp_unlock_irqrestore(smp_spinlock_t *lock, uint64_t flags);
 
 #endif

@@ -61,9 +61,7 @@ static volatile uint8_t *ecam_address(unsigned bus, unsigned dev, unsigned fn) {
 static smp_spinlock_t legacy_config_lock;
 
 static uint32_t legacy_read(unsigned bus, unsigned dev, unsigned fn, unsigned offset, int width) {
-    uint64_t flags = read_rflags();
-    cli();
-    smp_lock(&legacy_config_lock);
+    uint64_t flags = smp_lock_irqsave(&legacy_config_lock);
     outl(PCI_CONFIG_ADDRESS, PCI_CONFIG_ENABLE | (bus << 16) | (dev << 11) | (fn << 8) | (offset & 0xfc));
     uint32_t value;
     if (width == 1) {
@@ -73,17 +71,12 @@ static uint32_t legacy_read(unsigned bus, unsigned dev, unsigned fn, unsigned of
     } else {
         value = inl(PCI_CONFIG_DATA);
     }
-    smp_unlock(&legacy_config_lock);
-    if (flags & RFLAGS_IF) {
-        sti();
-    }
+    smp_unlock_irqrestore(&legacy_config_lock, flags);
     return value;
 }
 
 static void legacy_write(unsigned bus, unsigned dev, unsigned fn, unsigned offset, uint32_t value, int width) {
-    uint64_t flags = read_rflags();
-    cli();
-    smp_lock(&legacy_config_lock);
+    uint64_t flags = smp_lock_irqsave(&legacy_config_lock);
     outl(PCI_CONFIG_ADDRESS, PCI_CONFIG_ENABLE | (bus << 16) | (dev << 11) | (fn << 8) | (offset & 0xfc));
     if (width == 1) {
         outb(PCI_CONFIG_DATA + (offset & 3), value);
@@ -92,10 +85,7 @@ static void legacy_write(unsigned bus, unsigned dev, unsigned fn, unsigned offse
     } else {
         outl(PCI_CONFIG_DATA, value);
     }
-    smp_unlock(&legacy_config_lock);
-    if (flags & RFLAGS_IF) {
-        sti();
-    }
+    smp_unlock_irqrestore(&legacy_config_lock, flags);
 }
 
 static uint32_t all_ones(int width) {

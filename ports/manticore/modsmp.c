@@ -393,8 +393,7 @@ static mp_obj_t smp_channel_send(mp_obj_t self_in, mp_obj_t msg) {
         mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("message of %u bytes exceeds the channel's %u"),
             (unsigned)info.len, (unsigned)c->slot_size);
     }
-    uint64_t irq = mp_hal_disable_irq();
-    smp_lock(&c->lock);
+    uint64_t irq = smp_lock_irqsave(&c->lock);
     bool queued = c->head - c->tail < c->slots;
     if (queued) {
         uint8_t *slot = slot_at(c, c->head);
@@ -406,8 +405,7 @@ static mp_obj_t smp_channel_send(mp_obj_t self_in, mp_obj_t msg) {
     } else {
         c->refused_full++;
     }
-    smp_unlock(&c->lock);
-    mp_hal_restore_irq(irq);
+    smp_unlock_irqrestore(&c->lock, irq);
     // A full fence between our store (head) and our load of the waiter mask, matching the
     // one in want_read: x86 may otherwise let the load pass the store (SDM Vol. 3A 9.2.3.4),
     // and both sides would miss each other: a lost wake-up.
@@ -427,8 +425,7 @@ static mp_obj_t smp_channel_recv(mp_obj_t self_in) {
     }
     vstr_t vstr;
     vstr_init(&vstr, c->slot_size);   // allocate before taking the lock (may collect)
-    uint64_t irq = mp_hal_disable_irq();
-    smp_lock(&c->lock);
+    uint64_t irq = smp_lock_irqsave(&c->lock);
     bool got = c->head != c->tail;
     if (got) {
         uint8_t *slot = slot_at(c, c->tail);
@@ -439,8 +436,7 @@ static mp_obj_t smp_channel_recv(mp_obj_t self_in) {
         c->tail++;
         c->received++;
     }
-    smp_unlock(&c->lock);
-    mp_hal_restore_irq(irq);
+    smp_unlock_irqrestore(&c->lock, irq);
     if (!got) {
         vstr_clear(&vstr);
         return mp_const_none;

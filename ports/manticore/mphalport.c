@@ -151,11 +151,9 @@ static PER_CPU char ap_line[AP_LINE_MAX];
 static PER_CPU size_t ap_line_len;
 
 static void console_write(const char *str, size_t len) {
-    uint64_t state = mp_hal_disable_irq();
-    smp_lock(&console_tx_lock);
+    uint64_t flags = smp_lock_irqsave(&console_tx_lock);
     uart_write(str, len);
-    smp_unlock(&console_tx_lock);
-    mp_hal_restore_irq(state);
+    smp_unlock_irqrestore(&console_tx_lock, flags);
 }
 
 static void ap_line_flush(void) {

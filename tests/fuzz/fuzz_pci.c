@@ -28,8 +28,8 @@ enum {
 // --- stand-ins for the kernel ---
 struct acpi_info acpi_info;
 void kprintf(const char *fmt, ...) { (void)fmt; }
-void smp_lock(smp_spinlock_t *lock) { lock->next++; }   // one thread: never contended
-void smp_unlock(smp_spinlock_t *lock) { lock->serving++; }
+uint64_t smp_lock_irqsave(smp_spinlock_t *lock) { lock->next++; return 0; }   // one thread
+void smp_unlock_irqrestore(smp_spinlock_t *lock, uint64_t flags) { (void)flags; lock->serving++; }
 bool paging_is_mapped(uint64_t virt) { return virt >= ECAM && virt < ECAM + ECAM_SIZE; }
 void *paging_map_mmio(uint64_t phys, uint64_t size) {
     if (!paging_is_mapped(phys) || !paging_is_mapped(phys + size - 1)) {
