@@ -153,26 +153,28 @@ def repl_cpu(options):
     return cpu
 
 
-def _console_taken_by(cpu, timeout_ms=10000):
-    """On CPU 0: wait until `cpu` has taken the console (main_other_cpu does that first).
-    Until then the console is CPU 0's, and CPU 0 returning from its boot script would start
-    a second REPL beside the other CPU's (main.c runs one wherever the console is)."""
+def _wait_until(done, timeout_ms=10000, step_ms=1):
+    """Poll done() until it is true (True) or timeout_ms has passed (False), between CPUs."""
     import time
     start = time.ticks_ms()
-    while _smp.console_cpu() != cpu:
+    while not done():
         if time.ticks_diff(time.ticks_ms(), start) >= timeout_ms:
             return False
-        time.sleep_ms(1)
+        time.sleep_ms(step_ms)
     return True
 
 
-def _wait_cpu0_boot(timeout_ms=10000):
+def _console_taken_by(cpu):
+    """On CPU 0: wait until `cpu` has taken the console (main_other_cpu does that first).
+    Until then the console is CPU 0's, and CPU 0 returning from its boot script would start
+    a second REPL beside the other CPU's (main.c runs one wherever the console is)."""
+    return _wait_until(lambda: _smp.console_cpu() == cpu)
+
+
+def _wait_cpu0_boot():
     """On the REPL's CPU: let CPU 0 print its boot lines (what is at /, boot.py, the apps)
     before the prompt, so that they never land in the middle of a REPL session."""
-    import time
-    start = time.ticks_ms()
-    while not smp.cpus()[0]["ready"] and time.ticks_diff(time.ticks_ms(), start) < timeout_ms:
-        time.sleep_ms(5)
+    _wait_until(lambda: smp.cpus()[0]["ready"], step_ms=5)
 
 
 def main_other_cpu(cpu, placed, options):

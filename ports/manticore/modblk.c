@@ -235,8 +235,8 @@ const mp_obj_module_t mp_module_blk = {
 MP_REGISTER_MODULE(MP_QSTR_blk, mp_module_blk);
 
 // os.sync() (through the os module's attribute delegation in modacpi.c): write FAT's caches
-// out, then ask every disk of this CPU's to make what it holds durable (VIRTIO_BLK_T_FLUSH). littlefs
-// commits on every file close/flush and flushes the disk then itself.
+// out, then ask each of this CPU's disks to make what it holds durable (VIRTIO_BLK_T_FLUSH).
+// littlefs commits on every file close/flush and flushes the disk then itself.
 static mp_obj_t blk_os_sync(void) {
     #if MICROPY_VFS_FAT
     for (mp_vfs_mount_t *vfs = MP_STATE_VM(vfs_mount_table); vfs != NULL; vfs = vfs->next) {

@@ -103,18 +103,10 @@ void manticore_console_input_irq(void) {
     }
 }
 
-// Console input is the console CPU's (its receive interrupt and ring).
-static void require_console_cpu(void) {
-    if (smp_cpu_id() != mp_hal_console_cpu) {
-        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("console input is CPU %u's"),
-            mp_hal_console_cpu);
-    }
-}
-
 // _kernel.console_on_input(cb or None)
 static mp_obj_t kernel_console_on_input(mp_obj_t cb) {
     if (cb != mp_const_none) {
-        require_console_cpu();   // (letting go is always allowed)
+        mp_hal_console_require_input_here();   // (letting go is always allowed)
     }
     MP_STATE_VM(kernel_console_cb) = cb == mp_const_none ? MP_OBJ_NULL : cb;
     console_cb_pending = false;
@@ -124,7 +116,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(kernel_console_on_input_obj, kernel_console_on_
 
 // _kernel.console_read(n=256): the bytes waiting in the receive ring (at most n), b"" if none.
 static mp_obj_t kernel_console_read(size_t n_args, const mp_obj_t *args) {
-    require_console_cpu();
+    mp_hal_console_require_input_here();
     mp_int_t max = n_args > 0 ? mp_obj_get_int(args[0]) : 256;
     vstr_t vstr;
     vstr_init_len(&vstr, max > 0 ? max : 0);

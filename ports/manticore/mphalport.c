@@ -100,15 +100,21 @@ int mp_hal_console_pop(void) {
     return c;
 }
 
+void mp_hal_console_require_input_here(void) {
+    if (smp_cpu_id() != mp_hal_console_cpu) {
+        mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("console input is CPU %u's"),
+            mp_hal_console_cpu);
+    }
+}
+
 int mp_hal_stdin_rx_chr(void) {
     for (;;) {
-        if (smp_cpu_id() != mp_hal_console_cpu && mp_interrupt_char != -1) {
-            // input() in code running on a CPU the console is not on: no byte would ever
+        if (mp_interrupt_char != -1) {
+            // input() in running code, on a CPU the console is not on: no byte would ever
             // come (the receive interrupt goes to the console CPU), so say so. (The REPL's own
             // read, interrupt character off, only gets here if the console moved away while
             // it waited: it waits for the console to come back.)
-            mp_raise_msg_varg(&mp_type_OSError, MP_ERROR_TEXT("console input is CPU %u's"),
-                mp_hal_console_cpu);
+            mp_hal_console_require_input_here();
         }
         int c = mp_hal_console_pop();
         if (c < 0) {

@@ -33,6 +33,9 @@ void mp_hal_signal_event(void);
 // another CPU, routing the serial interrupt there. Returns 0, or -1 if it cannot.
 extern volatile unsigned mp_hal_console_cpu;
 int mp_hal_console_move(unsigned cpu);
+// OSError("console input is CPU k's") unless this CPU is the console's: its receive
+// interrupt and ring are that CPU's alone.
+void mp_hal_console_require_input_here(void);
 
 // Unix time read from the CMOS RTC at boot; time() advances it with the TSC.
 extern int64_t mp_hal_boot_unix_time;
