@@ -130,16 +130,36 @@ static void format(emit_fn emit, void *context, const char *fmt, va_list args) {
     }
 }
 
+// kprintf's output collects in chunks that go to the UART as whole writes: one LSR check per
+// FIFO's worth of bytes instead of one per byte, and another CPU's write cannot fall into the
+// middle of a chunk (a line, for every line shorter than a chunk).
+enum { SERIAL_CHUNK = 128 };
+
+struct serial_sink {
+    size_t length;
+    char chunk[SERIAL_CHUNK];
+};
+
+static void serial_flush(struct serial_sink *sink) {
+    uart_write(sink->chunk, sink->length);
+    sink->length = 0;
+}
+
 static void emit_serial(char c, void *context) {
-    (void)context;
-    if (c == '\n') {
-        uart_putc('\r');
+    struct serial_sink *sink = context;
+    if (sink->length + 2 > SERIAL_CHUNK) {
+        serial_flush(sink);
     }
-    uart_putc(c);
+    if (c == '\n') {
+        sink->chunk[sink->length++] = '\r';
+    }
+    sink->chunk[sink->length++] = c;
 }
 
 void kvprintf(const char *fmt, va_list args) {
-    format(emit_serial, NULL, fmt, args);
+    struct serial_sink sink = { .length = 0 };
+    format(emit_serial, &sink, fmt, args);
+    serial_flush(&sink);
 }
 
 void kprintf(const char *fmt, ...) {

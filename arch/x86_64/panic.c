@@ -22,6 +22,7 @@
 #include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/smp.h"
 #include "arch/x86_64/start.h"
+#include "drivers/serial/uart16550.h"
 
 enum {
     BACKTRACE_MAX_FRAMES = 32,
@@ -241,6 +242,7 @@ void panic_exception(struct interrupt_frame *frame) {
     if (!smp_stop_others()) {
         halt_stopped_cpu();   // another CPU panicked first; its report is the one that counts
     }
+    uart_force_output();
     const char *mnemonic = vector < 32 ? exception_names[vector].mnemonic : NULL;
     const char *name = vector < 32 ? exception_names[vector].name : "Unexpected interrupt";
 
@@ -320,6 +322,7 @@ void panic(const char *fmt, ...) {
     if (!smp_stop_others()) {
         halt_stopped_cpu();
     }
+    uart_force_output();
 
     va_list args;
     if (__atomic_fetch_add(&panic_depth, 1, __ATOMIC_SEQ_CST) > 0) {

@@ -21,8 +21,12 @@ void uart_init(uint16_t base, uint32_t baud);
 
 // Write one byte, waiting until the transmit holding register is empty. No translation:
 // the caller turns "\n" into "\r\n" where it wants that.
-void uart_putc(char c);
+// Waits for room in the transmitter FIFO; the write goes out whole, never mixed with another
+// CPU's (a lock, taken with interrupts off).
 void uart_write(const char *s, size_t n);
+// From now on writes take no lock: the panic report, once the other CPUs are stopped (one may
+// have stopped while holding it).
+void uart_force_output(void);
 
 // The next received byte, or -1 when none is waiting.
 int uart_getc_nonblock(void);

@@ -56,6 +56,23 @@ def test_raw_repl_10k_script_arrives_intact(repl_vm):
     assert out.strip() == str(599 * 12345 + 300 * 12345), f"expected the sum of three of the 1000 assignments, got {out!r}"
 
 
+def test_64k_of_output_arrives_intact_and_in_order(repl_vm):
+    # The UART driver writes up to a FIFO's worth (16 bytes) per LSR check: nothing may be
+    # dropped or reordered, whatever the host's reader does meanwhile.
+    code = ("for i in range(1024):\n"
+            "    print('%05d:' % i + ''.join(chr(0x30 + (i * 31 + k) % 75) for k in range(56)))\n")
+    out, err = repl_vm.console.raw_exec(code, timeout=60)
+    assert err == "", f"expected no error, got:\n{err}"
+    want = ["%05d:" % i + "".join(chr(0x30 + (i * 31 + k) % 75) for k in range(56))
+            for i in range(1024)]
+    assert sum(len(line) + 2 for line in want) == 64 * 1024   # with the console's CR LF
+    got = out.replace("\r\n", "\n").split("\n")
+    if got[:-1] != want or got[-1] != "":
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), 1024))
+        pytest.fail(f"64 KiB of output differs from line {first} on ({len(out)} bytes came): "
+                    f"{got[first:first + 2]!r}")
+
+
 def test_raw_repl_input_while_busy_is_throttled_not_lost(repl_vm):
     # The next script streams in while the guest is busy: the 4 KiB receive ring fills, the
     # UART's receive interrupt is switched off (throttling) and must hand over no byte past
