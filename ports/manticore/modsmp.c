@@ -254,37 +254,52 @@ static mp_obj_t smp_board_add(mp_obj_t name_in) {
 static MP_DEFINE_CONST_FUN_OBJ_1(smp_board_add_obj, smp_board_add);
 
 // _smp.board_set(slot, state, exit_code, wakeups, cpu_us): state 2 or 3 ends the app; its
-// end is numbered (the last one's exit code is the machine's) and CPU 0 is woken.
+// end is numbered (the last one's exit code is the machine's) and CPU 0 is woken. The entry
+// changes under the lock, so board() on another CPU never sees an app ended without its
+// exit code.
 static mp_obj_t smp_board_set(size_t n_args, const mp_obj_t *args) {
     mp_int_t slot = mp_obj_get_int(args[0]);
-    if (slot < 0 || slot >= BOARD_MAX || !shared.board[slot].used) {
+    mp_int_t state = mp_obj_get_int(args[1]);
+    int32_t exit_code = (int32_t)mp_obj_get_int(args[2]);
+    uint64_t wakeups = (uint64_t)mp_obj_get_int(args[3]);
+    uint64_t cpu_us = (uint64_t)mp_obj_get_int(args[4]);
+    if (slot < 0 || slot >= BOARD_MAX) {
         return mp_const_none;
     }
+    bool ended = false;
+    smp_lock(&shared.lock);
     struct board_entry *e = &shared.board[slot];
-    mp_int_t state = mp_obj_get_int(args[1]);
-    e->exit_code = (int32_t)mp_obj_get_int(args[2]);
-    e->wakeups = (uint64_t)mp_obj_get_int(args[3]);
-    e->cpu_us = (uint64_t)mp_obj_get_int(args[4]);
-    if (state >= 2 && e->state < 2) {
-        smp_lock(&shared.lock);
-        e->end_seq = ++shared.end_seq;
-        smp_unlock(&shared.lock);
-        e->state = (uint8_t)state;
-        if (smp_cpu_id() != 0) {
-            smp_wake(0);
+    if (e->used && e->cpu == smp_cpu_id()) {
+        e->exit_code = exit_code;
+        e->wakeups = wakeups;
+        e->cpu_us = cpu_us;
+        if (state >= 2 && e->state < 2) {
+            e->end_seq = ++shared.end_seq;
+            ended = true;
         }
-    } else if (e->state < 2) {
-        e->state = (uint8_t)state;
+        if (e->state < 2) {
+            e->state = (uint8_t)state;
+        }
+    }
+    smp_unlock(&shared.lock);
+    if (ended && smp_cpu_id() != 0) {
+        smp_wake(0);
     }
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(smp_board_set_obj, 5, 5, smp_board_set);
 
-// _smp.board(): [(slot, cpu, name, state, exit_code, wakeups, cpu_us, end_seq)].
+// _smp.board(): [(slot, cpu, name, state, exit_code, wakeups, cpu_us, end_seq)]. The entries
+// are copied under the lock (other CPUs add, change and free theirs meanwhile), then turned
+// into objects outside it (allocating may collect).
 static mp_obj_t smp_board(void) {
+    struct board_entry copy[BOARD_MAX];
+    smp_lock(&shared.lock);
+    memcpy(copy, shared.board, sizeof(copy));
+    smp_unlock(&shared.lock);
     mp_obj_t list = mp_obj_new_list(0, NULL);
     for (int i = 0; i < BOARD_MAX; i++) {
-        const struct board_entry *e = &shared.board[i];
+        const struct board_entry *e = &copy[i];
         if (!e->used) {
             continue;
         }
@@ -467,17 +482,23 @@ static mp_obj_t smp_channel_want_write(mp_obj_t self_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(smp_channel_want_write_obj, smp_channel_want_write);
 
-// ch.stats() -> {"name", "slots", "size", "queued", "sent", "received", "refused_full"}
+// ch.stats() -> {"name", "slots", "size", "queued", "sent", "received", "refused_full"}: the
+// counters as of one moment (under the channel's lock), so queued == sent - received holds
+// for a channel made on this boot.
 static mp_obj_t smp_channel_stats(mp_obj_t self_in) {
     struct channel *c = ((smp_channel_obj_t *)MP_OBJ_TO_PTR(self_in))->channel;
+    uint64_t irq = smp_lock_irqsave(&c->lock);
+    uint32_t queued = c->head - c->tail;
+    uint64_t sent = c->sent, received = c->received, refused_full = c->refused_full;
+    smp_unlock_irqrestore(&c->lock, irq);
     mp_obj_t d = mp_obj_new_dict(7);
     mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_name), mp_obj_new_str(c->name, field_len(c->name, CHANNEL_NAME_MAX)));
     mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_slots), MP_OBJ_NEW_SMALL_INT(c->slots));
     mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_size), MP_OBJ_NEW_SMALL_INT(c->slot_size));
-    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_queued), MP_OBJ_NEW_SMALL_INT(c->head - c->tail));
-    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_sent), mp_obj_new_int_from_ull(c->sent));
-    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_received), mp_obj_new_int_from_ull(c->received));
-    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_refused_full), mp_obj_new_int_from_ull(c->refused_full));
+    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_queued), MP_OBJ_NEW_SMALL_INT(queued));
+    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_sent), mp_obj_new_int_from_ull(sent));
+    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_received), mp_obj_new_int_from_ull(received));
+    mp_obj_dict_store(d, MP_OBJ_NEW_QSTR(MP_QSTR_refused_full), mp_obj_new_int_from_ull(refused_full));
     return d;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(smp_channel_stats_obj, smp_channel_stats);
