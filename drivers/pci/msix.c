@@ -6,6 +6,7 @@
 
 #include "arch/x86_64/irq.h"
 #include "arch/x86_64/lapic.h"
+#include "arch/x86_64/smp.h"
 
 // MSI-X capability layout (PCI 3.0, 6.8.2, Figure 6-10) and Message Control (6.8.2.3).
 enum {
@@ -112,28 +113,36 @@ int msix_program(struct pci_device *dev, unsigned entry, uint8_t vector, uint32_
         return -1;
     }
     // Mask while the address and data change (6.8.2.9), then restore the mask bit.
+    uint64_t address = lapic_msi_address(apic_id);
+    uint64_t flags = smp_lock_irqsave(&dev->msix_lock);
     uint32_t control = e[MSIX_ENTRY_VECTOR_CONTROL];
     e[MSIX_ENTRY_VECTOR_CONTROL] = control | MSIX_VECTOR_MASKED;
-    uint64_t address = lapic_msi_address(apic_id);
     e[MSIX_ENTRY_ADDRESS_LOW] = (uint32_t)address;
     e[MSIX_ENTRY_ADDRESS_HIGH] = (uint32_t)(address >> 32);
     e[MSIX_ENTRY_DATA] = lapic_msi_data(vector);
     e[MSIX_ENTRY_VECTOR_CONTROL] = control;
+    smp_unlock_irqrestore(&dev->msix_lock, flags);
     return 0;
 }
 
-void msix_mask(struct pci_device *dev, unsigned entry) {
+static void set_mask_bit(struct pci_device *dev, unsigned entry, bool masked) {
     volatile uint32_t *e = entry_words(dev, entry);
-    if (e != NULL) {
-        e[MSIX_ENTRY_VECTOR_CONTROL] |= MSIX_VECTOR_MASKED;
+    if (e == NULL) {
+        return;
     }
+    uint64_t flags = smp_lock_irqsave(&dev->msix_lock);
+    uint32_t control = e[MSIX_ENTRY_VECTOR_CONTROL];
+    e[MSIX_ENTRY_VECTOR_CONTROL] = masked ? control | MSIX_VECTOR_MASKED
+                                          : control & ~MSIX_VECTOR_MASKED;
+    smp_unlock_irqrestore(&dev->msix_lock, flags);
+}
+
+void msix_mask(struct pci_device *dev, unsigned entry) {
+    set_mask_bit(dev, entry, true);
 }
 
 void msix_unmask(struct pci_device *dev, unsigned entry) {
-    volatile uint32_t *e = entry_words(dev, entry);
-    if (e != NULL) {
-        e[MSIX_ENTRY_VECTOR_CONTROL] &= ~MSIX_VECTOR_MASKED;
-    }
+    set_mask_bit(dev, entry, false);
 }
 
 bool msix_is_masked(const struct pci_device *dev, unsigned entry) {

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "arch/x86_64/smp.h"
+
 #define PCI_MAX_DEVICES (64)
 #define PCI_MAX_CAPS (16)
 #define PCI_BAR_COUNT (6)
@@ -131,6 +133,9 @@ struct pci_device {
     uint16_t msix_size;
     volatile uint32_t *msix_table;
     volatile uint64_t *msix_pba;
+    // Held across an MSI-X entry's read-modify-write: acquire() steering a queue's entry to
+    // its CPU and Device.msix_mask() at a REPL may run on two CPUs at once.
+    smp_spinlock_t msix_lock;
 };
 
 extern struct pci_device pci_devices[PCI_MAX_DEVICES];
