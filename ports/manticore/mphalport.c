@@ -141,6 +141,14 @@ uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
     if ((poll_flags & MP_STREAM_POLL_RD) && here && (rx_ring_used() > 0 || manticore_netrepl_rx_pending())) {
         ret |= MP_STREAM_POLL_RD;
     }
+    if ((poll_flags & MP_STREAM_POLL_RD) && !here && mp_interrupt_char != -1) {
+        // Running code (an app, a command) polling stdin where the console is not: no byte
+        // will ever come here (the receive interrupt is the console CPU's). An error wakes
+        // the poller (asyncio's StreamReader, select.poll), and the read that follows says
+        // why: "console input is CPU k's" (mp_hal_stdin_rx_chr). The REPL's own wait, with
+        // the interrupt character off, still waits for the console to come back.
+        ret |= MP_STREAM_POLL_ERR;
+    }
     if (poll_flags & MP_STREAM_POLL_WR) {
         ret |= MP_STREAM_POLL_WR;
     }

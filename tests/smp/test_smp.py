@@ -280,20 +280,30 @@ def test_console_input_is_the_console_cpus_alone(boot, tmp_path):
     """The serial receive ring and its interrupt are the console CPU's. An app elsewhere that
     asks for console input gets a clear OSError instead of racing the REPL for its bytes (or
     waiting forever for an interrupt that goes to the other CPU): the console device (keys
-    on CPU 1, the REPL on CPU 0), and input() (an app on CPU 0, the REPL on CPU 1)."""
+    on CPU 1, the REPL on CPU 0), input() and asyncio's StreamReader on sys.stdin (apps on
+    CPU 0, the REPL on CPU 1)."""
     vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="app=keys@1 repl=1")
     _wait_in_log(vm, "kernel: app 'keys' failed (exit code 1)")  # before or after the prompt
     assert "OSError: console input is CPU 0's" in log_text(vm), log_text(vm)[-2000:]
     assert vm.repl("6 * 7") == "42"
 
     from manticore_host import disk
-    app = tmp_path / "asker.py"
-    app.write_text("def main():\n    print('asker: got', input('name? '))\n")
-    img = disk.make(tmp_path / "apps.img", "4M", "lfs", [(app, "/apps/asker.py")])
-    vm = boot(cpus=2, memory="256M", disks=[img], fw_cfg_cmdline="app=asker@0 repl=1 replcpu=1",
-              wait_prompt=False)
-    _wait_in_log(vm, "kernel: app 'asker' failed (exit code 1)", timeout=60)
-    assert "OSError: console input is CPU 1's" in log_text(vm), log_text(vm)[-2000:]
+    asker = tmp_path / "asker.py"
+    asker.write_text("def main():\n    print('asker: got', input('name? '))\n")
+    # asyncio's stream on stdin polls first: the poll reports an error, so the read runs and
+    # says why, where it used to wait for ever without a word.
+    streamer = tmp_path / "streamer.py"
+    streamer.write_text("import asyncio, sys\n\n\nasync def main():\n"
+                        "    print('streamer: got', await asyncio.StreamReader(sys.stdin).read(1))\n")
+    img = disk.make(tmp_path / "apps.img", "4M", "lfs",
+                    [(asker, "/apps/asker.py"), (streamer, "/apps/streamer.py")])
+    vm = boot(cpus=2, memory="256M", disks=[img],
+              fw_cfg_cmdline="app=asker@0,streamer@0 repl=1 replcpu=1", wait_prompt=False)
+    for app in ("asker", "streamer"):
+        _wait_in_log(vm, f"kernel: app '{app}' failed (exit code 1)", timeout=60)
+    text = log_text(vm)
+    assert text.count("OSError: console input is CPU 1's") == 2, text[-2000:]
+    assert "got" not in text, text[-2000:]
     vm.sync(timeout=30)  # the prompt may have come before the app's report
     assert vm.repl("kernel.sys.cpu()") == "1"
 
