@@ -183,16 +183,38 @@ void paging_init(void) {
 
     // Below 4 GiB: whatever is not RAM is device memory (PCI hole, ECAM, IOAPIC, LAPIC, HPET,
     // flash), and the window from 3 GiB up is device memory on every PC chipset QEMU models.
-    // Every byte of RAM is no-execute; the kernel image's code and read-only data get their
-    // own permissions below (4 KiB pages there; everything else stays in 2 MiB pages).
+    // Every byte of RAM is no-execute but the kernel image's code; its read-only data is
+    // read-only (4 KiB pages there; everything else stays in 2 MiB pages).
     // `make WX=0` (MANTICORE_NO_WX, a benchmark build only: `invoke bench vm --compare-wx`)
     // leaves RAM as boot.S mapped it, writable and executable, to measure the cost.
-    // One pass over boot.S's PDEs: nothing is split yet, so each is a 2 MiB page (a
-    // map_range per chunk was ~2 ms of every TCG boot).
+    const uint64_t large_page_mask = PAGING_LARGE_PAGE_SIZE - 1;
+#ifndef MANTICORE_NO_WX
+    // The image's own 2 MiB chunks first, while boot.S's pages still let the code doing this
+    // run: splitting a chunk copies its flags into all 512 pages, so every page of them is
+    // set here. (Marking the chunks no-execute first and the text executable after relied on
+    // stale TLB entries for the code in between, which the processor may drop at any time,
+    // SDM 4.10.4.2: QEMU did, and the UBSan kernel faulted fetching next_table.)
+    uint64_t image_start = (uintptr_t)__kernel_start & ~large_page_mask;
+    uint64_t image_end = ((uintptr_t)__rodata_pages_end + large_page_mask) & ~large_page_mask;
+    map_range(image_start, (uintptr_t)__kernel_start, PAGE_FLAGS_RAM | no_execute_bit);
+    map_range((uintptr_t)__kernel_start, (uintptr_t)__text_pages_end, PAGE_FLAGS_TEXT);
+    map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
+              PAGE_FLAGS_RODATA | no_execute_bit);
+    map_range((uintptr_t)__rodata_pages_end, image_end, PAGE_FLAGS_RAM | no_execute_bit);
+    map_range(AP_TRAMPOLINE_PAGE, AP_TRAMPOLINE_PAGE + PAGING_PAGE_SIZE, PAGE_FLAGS_RAM);
+#else
+    kprintf("paging: W^X off (a benchmark build, make WX=0)\n");
+#endif
+
+    // Then one pass over boot.S's other PDEs: each is still a 2 MiB page (a map_range per
+    // chunk was ~2 ms of every TCG boot).
     uint64_t ram[DEVICE_WINDOW_CHUNK / 64];
     find_ram_chunks(ram);
     for (uint64_t c = 0; c < BOOT_CHUNKS; c++) {
         uint64_t chunk = c * PAGING_LARGE_PAGE_SIZE;
+        if (!(boot_page_directories[c] & PTE_LARGE)) {
+            continue;   // one of the image's, split and set above
+        }
         if (c >= DEVICE_WINDOW_CHUNK || !(ram[c / 64] & (1ull << (c % 64)))) {
             boot_page_directories[c] = chunk | PAGE_FLAGS_DEVICE | no_execute_bit | PTE_LARGE;
         } else {
@@ -205,7 +227,6 @@ void paging_init(void) {
     // RAM above 4 GiB, in 2 MiB units (a partial 2 MiB page at either end is left out).
     for (int i = 0; i < boot_info.mem_count; i++) {
         const struct boot_mem_region *r = &boot_info.mem[i];
-        const uint64_t large_page_mask = PAGING_LARGE_PAGE_SIZE - 1;
         uint64_t start = (r->base + large_page_mask) & ~large_page_mask;
         uint64_t end = (r->base + r->length) & ~large_page_mask;
         if (r->type != BOOT_MEM_USABLE || end <= IDENTITY_MAPPED_AT_BOOT) {
@@ -221,15 +242,6 @@ void paging_init(void) {
             map_range(start, end, PAGE_FLAGS_RAM | no_execute_bit);
         }
     }
-
-#ifndef MANTICORE_NO_WX
-    map_range((uintptr_t)__kernel_start, (uintptr_t)__text_pages_end, PAGE_FLAGS_TEXT);
-    map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
-              PAGE_FLAGS_RODATA | no_execute_bit);
-    map_range(AP_TRAMPOLINE_PAGE, AP_TRAMPOLINE_PAGE + PAGING_PAGE_SIZE, PAGE_FLAGS_RAM);
-#else
-    kprintf("paging: W^X off (a benchmark build, make WX=0)\n");
-#endif
 
     // Legacy VGA memory in the first megabyte is a device window too.
     map_range(0xa0000, 0xc0000, PAGE_FLAGS_DEVICE | no_execute_bit);
