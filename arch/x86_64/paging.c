@@ -255,6 +255,12 @@ void paging_init(void) {
     flush_tlb();
 }
 
+void paging_retire_ap_trampoline(void) {
+    map_range(AP_TRAMPOLINE_PAGE, AP_TRAMPOLINE_PAGE + PAGING_PAGE_SIZE,
+              PAGE_FLAGS_RAM | no_execute_bit);
+    flush_tlb();
+}
+
 void *paging_map_mmio(uint64_t phys, uint64_t size) {
     if (size == 0) {
         return (void *)(uintptr_t)phys;

@@ -33,5 +33,8 @@ uint64_t paging_new_cpu_root(uint64_t window_phys);
 int paging_map_exec_alias(uint64_t alias, uint64_t phys, uint64_t size);
 // Unmap the 4 KiB page at `virt` (a stack's guard page) in every CPU's map.
 void paging_unmap_guard_page(uint64_t virt);
+// The APs' start page (ap_boot.S, copied below 1 MiB) becomes ordinary RAM, writable and
+// no-execute: once every AP is up nothing runs there again (there is no CPU hotplug).
+void paging_retire_ap_trampoline(void);
 
 #endif

@@ -124,6 +124,10 @@ static void (*ap_entry_function)(unsigned cpu);
 
 // The C entry of every AP (called by ap_boot.S on its own stack and root).
 static void __attribute__((noreturn)) ap_entry(unsigned cpu) {
+    // Forget the start page's translation, cached while ap_boot.S ran there with paging on:
+    // CPU 0 makes that page no-execute once every AP is up (paging_retire_ap_trampoline),
+    // and a stale entry would keep it executable here (SDM 4.10.4.1: a CR3 load flushes it).
+    write_cr3(read_cr3());
     this_cpu = cpu;
     gdt_init();          // its own GDT, TSS and IST stacks (per-CPU window)
     idt_load();          // the one shared IDT
@@ -175,6 +179,7 @@ static bool start_one(struct smp_cpu *cpu) {
 
 unsigned smp_start_aps(void *(*carve)(uint64_t size, uint64_t align), void (*entry)(unsigned cpu)) {
     if (cpu_count <= 1 || !lapic_enabled()) {
+        paging_retire_ap_trampoline();   // no AP will ever start
         return 1;
     }
     ap_entry_function = entry;
@@ -222,6 +227,12 @@ unsigned smp_start_aps(void *(*carve)(uint64_t size, uint64_t align), void (*ent
                     cpu->apic_id, *param32(ap_param_alive) ? "started but never reached C"
                                                           : "no answer to INIT-SIPI-SIPI");
         }
+    }
+    if (online == cpu_count) {
+        paging_retire_ap_trampoline();
+    } else {
+        // A CPU that did not answer in time may still be on its way through the page.
+        kprintf("smp: the AP start page at 0x%x stays executable\n", AP_TRAMPOLINE_BASE);
     }
     return online;
 }

@@ -122,6 +122,7 @@ static void start_other_cpus(void) {
     unsigned count = smp_cpu_count();
     manticore_native_setup(count);
     if (count <= 1) {
+        smp_start_aps(mm_carve, kernel_main_ap);   // none to start: it retires their start page
         return;
     }
     uint64_t share = (mm_layout.heap_total / count) & ~(uint64_t)0xfff;

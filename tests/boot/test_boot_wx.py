@@ -3,6 +3,7 @@ read-only and no-execute, the heap no-execute, and the native emitters still wor
 their executable areas (W^X: never writable and executable at one address)."""
 
 import re
+import subprocess
 
 import pytest
 
@@ -73,3 +74,46 @@ def test_an_ist_stack_overflow_hits_its_guard_page(boot, cpus):
     report = _panic_of(vm, "import kdebug; kdebug.crash('ist')")
     assert "Double fault (#DF, vector 8)" in report, report
     assert f"cpu: {cpus - 1} of {cpus}" in report, report
+
+
+def _symbol(name: str) -> int:
+    from manticore_host import image
+    out = subprocess.run(["nm", str(image.KERNEL)], capture_output=True, text=True, check=True)
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16)
+    raise AssertionError(f"{name} is not in {image.KERNEL}")
+
+
+NATIVE_ALIAS_BASE = 0x500000000000  # ports/manticore/nativecode.c: one 2 MiB area per CPU
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_no_page_is_writable_and_executable(boot, cpus):
+    """Every CPU's page tables as QEMU walks them (`info tlb`, after native code has run):
+    no page both writable and executable, and code only in the kernel's text and the native
+    emitters' aliases. The APs' start page below 1 MiB is plain RAM once they are up."""
+    vm = boot(cpus=cpus, memory="256M")
+    out, err = vm.console.raw_exec(NATIVE, timeout=30)
+    assert err == "" and out.strip() == "41 42", f"expected 41 42, got {out!r} {err!r}"
+    text = (_symbol("__kernel_start"), _symbol("__text_pages_end"))
+    aliases = (NATIVE_ALIAS_BASE, NATIVE_ALIAS_BASE + cpus * 2 * 1024 * 1024)
+    for cpu in range(cpus):
+        table = vm.qmp.cmd("human-monitor-command", {"command-line": "info tlb", "cpu-index": cpu})
+        pages = [line.split() for line in table.splitlines() if ":" in line]
+        assert len(pages) > 1000, f"CPU {cpu}: expected the whole identity map, got:\n{table[:500]}"
+        writable_code, stray_code, writable_text = [], [], []
+        for virt, _phys, flags in pages:
+            va = int(virt.rstrip(":"), 16)
+            executable, writable = flags[0] != "X", flags[-1] == "W"
+            in_text = text[0] <= va < text[1]
+            if executable and writable:
+                writable_code.append(virt)
+            if executable and not in_text and not aliases[0] <= va < aliases[1]:
+                stray_code.append(virt)
+            if in_text and writable:
+                writable_text.append(virt)
+        assert not writable_code, f"CPU {cpu}: writable and executable: {writable_code[:8]}"
+        assert not stray_code, f"CPU {cpu}: executable outside the text and aliases: {stray_code[:8]}"
+        assert not writable_text, f"CPU {cpu}: writable kernel text: {writable_text[:8]}"
