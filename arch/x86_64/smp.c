@@ -190,6 +190,7 @@ unsigned smp_start_aps(void *(*carve)(uint64_t size, uint64_t align), void (*ent
     uint32_t efer = (uint32_t)(rdmsr(MSR_IA32_EFER) & (EFER_LME | EFER_NXE)) | EFER_LME;
 
     unsigned online = 1;
+    bool unanswered = false;   // an AP that was started but did not come up in time
     for (unsigned i = 1; i < cpu_count; i++) {
         struct smp_cpu *cpu = &smp_cpus[i];
         uint8_t *stack = carve(AP_KERNEL_STACK_SIZE + PAGING_PAGE_SIZE, PAGING_PAGE_SIZE);
@@ -223,12 +224,13 @@ unsigned smp_start_aps(void *(*carve)(uint64_t size, uint64_t align), void (*ent
             online++;
         } else {
             cpu->failed = true;
+            unanswered = true;
             kprintf("smp: CPU %u (APIC id %u) did not come up (%s); the others carry on\n", i,
                     cpu->apic_id, *param32(ap_param_alive) ? "started but never reached C"
                                                           : "no answer to INIT-SIPI-SIPI");
         }
     }
-    if (online == cpu_count) {
+    if (!unanswered) {
         paging_retire_ap_trampoline();
     } else {
         // A CPU that did not answer in time may still be on its way through the page.
