@@ -159,7 +159,7 @@ void kernel_main(void) {
     virtio_net_probe();
     virtio_blk_probe();    // vda, vdb, ... (kernel/fs.py mounts vda at /)
     boottrace_mark("virtio");
-    netif_virtio_init();   // lwIP (once per boot) and its netif over virtio-net
+    netif_virtio_init();   // lwIP and its netif over virtio-net (no NIC: lwIP starts on first use)
     boottrace_mark("lwip");
     arch_calibration_finish();   // exact clocks from here on: the setup above was its window
 

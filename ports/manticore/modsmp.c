@@ -123,6 +123,7 @@ void manticore_lwip_enter(void) {
         mp_raise_msg(&mp_type_OSError,
             MP_ERROR_TEXT("sockets run on CPU 0 (lwIP's); on other CPUs use a raw queue or a channel"));
     }
+    netif_virtio_start_lwip();
 }
 
 // A soft reset ends this CPU's interpreter and its apps with it: their board entries go.

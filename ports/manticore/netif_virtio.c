@@ -344,9 +344,17 @@ static err_t en0_init(struct netif *netif) {
 // ---------------------------------------------------------------------------------------
 // Setup and addressing.
 
+void netif_virtio_start_lwip(void) {
+    // lwIP cannot be initialised twice (its timeout list lives in .bss): once per boot, on
+    // LWIP_CPU (manticore_lwip_enter has checked that).
+    static bool started;
+    if (!started) {
+        started = true;
+        lwip_init();
+    }
+}
+
 void netif_virtio_init(void) {
-    // lwIP cannot be initialised twice (its timeout list lives in .bss): once per boot.
-    lwip_init();
     char name[8] = "eth0";
     if (cmdline_value("lwip", name, sizeof(name))
         && !(name[0] == 'e' && name[1] == 't' && name[2] == 'h' && name[3] >= '0' && name[3] <= '9'
@@ -363,6 +371,7 @@ void netif_virtio_init(void) {
         return;
     }
     present = true;
+    netif_virtio_start_lwip();
 
     struct virtio_net_stats driver;
     virtio_net_get_stats(lwq, &driver);
