@@ -121,11 +121,16 @@ def test_a_failing_app_on_one_cpu_leaves_the_others_serving(boot, kind, expect):
 
 
 def test_lwip_stays_cpu_0s_even_around_the_stand_in(boot):
-    """Other CPUs' `network` is a stand-in that raises; code that removes it and imports the
-    real module still cannot reach lwIP from there: LAN() checks the CPU itself."""
+    """Other CPUs' `network` and `socket` are stand-ins that raise; code that removes them and
+    imports the real modules still cannot reach lwIP from there: LAN() and socket() check the
+    CPU themselves (socket() through patch 0008)."""
     vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="replcpu=1", net="user")
     out = vm.repl("import sys; sys.modules.pop('network'); import network; network.LAN()")
     assert "OSError: sockets run on CPU 0" in out, out
+    for kind in ("SOCK_DGRAM", "SOCK_STREAM"):
+        out = vm.repl("sys.modules.pop('socket', None); import socket; "
+                      f"socket.socket(socket.AF_INET, socket.{kind})")
+        assert "OSError: sockets run on CPU 0" in out, out
 
 
 # --------------------------------------------------------------------------- channels
