@@ -376,9 +376,7 @@ static mp_obj_t q_on_rx(mp_obj_t self_in, mp_obj_t callback) {
     if (callback != mp_const_none && !mp_obj_is_callable(callback)) {
         mp_raise_TypeError(MP_ERROR_TEXT("callback must be callable or None"));
     }
-    if (r->acquired) {
-        require_acquired(r);   // the callback runs in the holder's interpreter
-    }
+    require_not_elsewhere(r);   // an acquired pair's callback runs in its holder's interpreter
     MP_STATE_VM(nic_callbacks)[raw_index(r)] = callback;
     if (r->acquired && callback != mp_const_none) {
         __atomic_fetch_or(&r->events, NET_EVENT_RX, __ATOMIC_RELEASE);   // frames may be waiting
@@ -560,9 +558,8 @@ static void *tx_alloc_or_raise(struct nic_raw *r) {
 // without acquire (lwIP keeps working), on the CPU the pair's interrupts go to.
 static mp_obj_t q_send(mp_obj_t self_in, mp_obj_t frame_in) {
     struct nic_raw *r = self_raw(self_in);
-    if (r->acquired) {
-        require_acquired(r);
-    } else if (r->q->cpu != smp_cpu_id()) {
+    require_not_elsewhere(r);
+    if (!r->acquired && r->q->cpu != smp_cpu_id()) {
         // The pair is lwIP's (or nobody's): its TX ring is used on the CPU its interrupts
         // reach, lwIP's; a frame queued from here could race lwIP's own.
         mp_raise_msg_varg(&mp_type_OSError,
@@ -635,8 +632,9 @@ static mp_obj_t q_tx_send(size_t n_args, const mp_obj_t *args) {
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(q_tx_send_obj, 3, 4, q_tx_send);
 
 static mp_obj_t q_tx_kick(mp_obj_t self_in) {
-    require_not_elsewhere(self_raw(self_in));
-    virtio_net_tx_kick(self_raw(self_in)->q);
+    struct nic_raw *r = self_raw(self_in);
+    require_not_elsewhere(r);
+    virtio_net_tx_kick(r->q);
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(q_tx_kick_obj, q_tx_kick);

@@ -119,7 +119,7 @@ void manticore_smp_init(void) {
 }
 
 void manticore_lwip_enter(void) {
-    if (smp_cpu_id() != 0) {
+    if (smp_cpu_id() != LWIP_CPU) {
         mp_raise_msg(&mp_type_OSError,
             MP_ERROR_TEXT("sockets run on CPU 0 (lwIP's); on other CPUs use a raw queue or a channel"));
     }

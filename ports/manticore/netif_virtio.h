@@ -13,7 +13,7 @@ struct netif;
 // netif "en0" (down, no address), its soft IRQs and the driver's notify callback.
 void netif_virtio_init(void);
 // lwIP itself, once per boot: at boot when there is a NIC, else on the first lwIP call
-// (MICROPY_PY_LWIP_ENTER: a socket on the loopback interface), so that a boot without a
+// (manticore_lwip_enter: socket(), network.LAN(), the TCP REPL), so that a boot without a
 // NIC does not pay for it (boottrace "lwip": 1.1 ms of a 65 ms microvm boot under TCG).
 void netif_virtio_start_lwip(void);
 

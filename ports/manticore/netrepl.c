@@ -19,6 +19,7 @@
 #include "lwip/tcp.h"
 
 #include "arch/x86_64/smp.h"
+#include "ports/manticore/netif_virtio.h"
 
 void netif_virtio_lwip_exit(void);
 void manticore_lwip_enter(void);
@@ -133,8 +134,8 @@ static err_t listener_accept(void *arg, struct tcp_pcb *pcb, err_t err) {
 // -- the hooks in mphalport.c ------------------------------------------------------------
 
 int manticore_netrepl_rx_chr(void) {
-    // The TCP REPL is CPU 0's, as its output is (below): lwIP fills this ring there.
-    if (smp_cpu_id() != 0) {
+    // The TCP REPL is lwIP's CPU's, as its output is (below): lwIP fills this ring there.
+    if (smp_cpu_id() != LWIP_CPU) {
         return -1;
     }
     if (netrepl.rx_head != netrepl.rx_tail) {
@@ -164,7 +165,7 @@ void manticore_netrepl_tx(const char *str, size_t len) {
     #if MICROPY_PY_OS_DUPTERM
     mp_os_dupterm_tx_strn(str, len);
     #endif
-    if (netrepl.session == NULL || smp_cpu_id() != 0) {
+    if (netrepl.session == NULL || smp_cpu_id() != LWIP_CPU) {
         return;
     }
     // lwIP's send buffer (TCP_SND_BUF, 64 KiB) holds what the client has not acknowledged
