@@ -6,7 +6,17 @@
 #   >>> kernel.lsdev()       # [(device name, holder or None)]
 #   >>> kernel.cpus()        # one dict per CPU: online, apps, busy/idle time, interrupts
 from .smp import cpus, print_cpus  # noqa: F401 (kernel.cpus() at the REPL)
-from .sched import ps, ps_rows  # noqa: F401 (kernel.ps() at the REPL)
+
+
+def ps(out=print):
+    # The scheduler (with asyncio) loads on first use, not at boot (kernel/boot.py).
+    from . import sched
+    return sched.ps(out)
+
+
+def ps_rows():
+    from . import sched
+    return sched.ps_rows()
 
 
 def __getattr__(name):

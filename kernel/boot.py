@@ -17,12 +17,14 @@
 # runs asyncio until stdin is readable (a task polling sys.stdin). So apps run while the REPL
 # waits at a prompt; a command typed at the REPL runs alone until it returns (or itself
 # awaits asyncio: asyncio.run() at the REPL runs the apps too).
+#
+# The scheduler (kernel/sched.py, and asyncio with it) loads on first use: with the first app,
+# or at the REPL with the first `import asyncio` (or kernel.ps(), or the syscall layer). A
+# boot to the bare REPL has nothing to schedule, and importing them is ~3.4 ms of a cold TCG
+# boot (boottrace). Until then the REPL waits for a key the plain way (no idle hook).
 import sys
 
-import asyncio
-from asyncio import core
-
-from . import config, devices, fs, net, sched, smp
+from . import config, devices, fs, net, smp
 
 EXIT_UNKNOWN_APP = 127  # QEMU status (127 << 1) | 1 = 255, as a shell's "command not found"
 EXIT_FAILED = 1  # an app that raised
@@ -61,7 +63,27 @@ def _loader(name):
 
 
 def start(names):
+    if not names:
+        return []
+    sched = _scheduler()
     return [sched.spawn(name, _loader(name)) for name in names]
+
+
+def _scheduler():
+    """kernel.sched, loaded on first use (its load calls scheduler_loaded)."""
+    from . import sched
+    return sched
+
+
+_repl_waiting = False  # the REPL started before the scheduler loaded
+
+
+def scheduler_loaded(sched):
+    """kernel/sched.py calls this once it has loaded: each app's end is reported, and a REPL
+    that started before it becomes the "repl" app, with the loop running while it waits."""
+    sched._end_hooks.append(_report_end)
+    if _repl_waiting:
+        start_repl(sched)
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,28 +101,30 @@ def power_off(code):
 
 
 def _report_end(app):
-    if app.state is sched.FAILED:
+    if app.state == "failed":  # sched.FAILED
         print("kernel: app '%s' failed (exit code %d)" % (app.name, app.exit_code))
     else:
         print("kernel: app '%s' exited with code %d" % (app.name, app.exit_code))
-
-
-sched._end_hooks.append(_report_end)
 
 # ---------------------------------------------------------------------------------------
 # The REPL beside the apps
 
 
+_sched = None  # kernel.sched and asyncio.core, for _idle, once the REPL has the loop
+_core = None
+
+
 async def _stdin_ready():
-    yield core._io_queue.queue_read(sys.stdin)
+    yield _core._io_queue.queue_read(sys.stdin)
 
 
 def _idle():
     # Called by the REPL's console read when no key is waiting, and only for the REPL's own
     # reads (not input() in running code, see modkernel.c): the loop is not running, so a
     # cur_task left behind by Ctrl-C in asyncio.run() at the prompt is stale.
+    core = _core
     core.cur_task = None
-    task = sched._asyncio_create_task(_stdin_ready())
+    task = _sched._asyncio_create_task(_stdin_ready())
     try:
         core.run_until_complete(task)
     finally:
@@ -109,7 +133,24 @@ def _idle():
             task.cancel()
 
 
-def start_repl():
+def start_repl(sched=None):
+    """The REPL becomes the "repl" app (what it starts is its) and runs the loop while it
+    waits for a key; deferred, when the scheduler has not loaded, until it does."""
+    global _repl_waiting, _sched, _core
+    if sched is None:
+        sched = sys.modules.get("kernel.sched")
+        if sched is None and _kernel is not None:
+            _repl_waiting = True
+            _kernel.on_first_import("asyncio", _scheduler)  # -> scheduler_loaded -> here
+            return
+        if sched is None:
+            sched = _scheduler()  # the unix port (host tests): no import watch
+    _repl_waiting = False
+    if _kernel is not None:
+        _kernel.on_first_import("asyncio", None)  # loaded some other way: stop watching
+    from asyncio import core
+
+    _sched, _core = sched, core
     if sched.repl_app is None:
         sched.repl_app = sched.App("repl")
     console = devices.registry.get("console")
@@ -197,6 +238,10 @@ def main_other_cpu(cpu, placed, options):
     if not started:
         return
     print("kernel: CPU %d started %s" % (cpu, ", ".join(app.name for app in started)))
+    import asyncio
+    from asyncio import core
+
+    sched = _scheduler()
     done = asyncio.Event()
 
     def on_end(app):
@@ -211,6 +256,7 @@ def _others_done():
     """True when every other CPU has started its apps and all of them have ended."""
     if _smp is None:
         return True
+    sched = _scheduler()
     for c in smp.cpus()[1:]:
         if c["online"] and not c["ready"]:
             return False
@@ -222,6 +268,7 @@ def _others_done():
 
 def _last_exit_code():
     """The exit code of the app that ended last, on any CPU."""
+    sched = _scheduler()
     best = None
     for row in smp.board():
         if row[3] in (sched.DONE, sched.FAILED) and (best is None or row[7] > best[7]):
@@ -344,6 +391,10 @@ def main(cmdline=None):
         # The REPL is another CPU's: this one runs its apps (and lwIP) for good.
         print("kernel: the REPL runs on CPU %d" % here)
         _smp.set_ready()  # CPU 0's boot lines are out: the REPL's CPU may show its prompt
+        import asyncio
+        from asyncio import core
+
+        sched = _scheduler()
         core.run_until_complete(sched._asyncio_create_task(asyncio.Event().wait()))
         # Back here when nothing is left to wait for (asyncio returns when no task can be
         # woken). The console is not this CPU's, so main.c halts it between wake-ups.
@@ -362,6 +413,9 @@ def main(cmdline=None):
 
     # No REPL: the loop runs until the last app on any CPU ends; then the machine goes off.
     # The other CPUs wake this one (an IPI) when one of their apps ends.
+    from asyncio import core
+
+    sched = _scheduler()
     async def until_all_ended():
         while sched.live_apps() or not _others_done():
             await smp.wait_wake(500)
@@ -377,3 +431,7 @@ def main(cmdline=None):
         start_repl()
         return
     power_off(_last_exit_code())
+
+
+if "kernel.sched" in sys.modules:  # loaded before this module (host tests import it first)
+    scheduler_loaded(sys.modules["kernel.sched"])

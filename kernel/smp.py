@@ -6,8 +6,6 @@
 # CPU, state and exit code) and channels. A wake-up is an IPI to a CPU; there its C handler
 # schedules _on_wake, which sets the flags of the tasks waiting for one (channel readers and
 # writers, CPU 0 waiting for the others' apps to end).
-import asyncio
-
 try:
     import _smp
 except ImportError:  # the unix port (host tests): one CPU
@@ -98,6 +96,8 @@ def wake(cpu):
 
 async def wait_wake(timeout_ms=None):
     """Sleep until this CPU is woken (or timeout_ms passed)."""
+    import asyncio  # here, not at the top: this module loads at every boot, asyncio only
+    # with the scheduler (kernel/boot.py)
     flag = asyncio.ThreadSafeFlag()
     arm(flag)
     try:

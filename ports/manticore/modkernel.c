@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "py/mphal.h"
+#include "py/builtin.h"
 #include "py/objarray.h"
 #include "py/runtime.h"
 #include "py/stream.h"
@@ -26,10 +27,14 @@
 // (MP_STATE_VM(kernel_console_cb)) are root pointers: the GC sees them.
 MP_REGISTER_ROOT_POINTER(mp_obj_t kernel_idle_hook);
 MP_REGISTER_ROOT_POINTER(mp_obj_t kernel_console_cb);
+MP_REGISTER_ROOT_POINTER(mp_obj_t kernel_import_watch_name);
+MP_REGISTER_ROOT_POINTER(mp_obj_t kernel_import_watch_callback);
 
 void manticore_kernel_reset(void) {
     MP_STATE_VM(kernel_idle_hook) = MP_OBJ_NULL;
     MP_STATE_VM(kernel_console_cb) = MP_OBJ_NULL;
+    MP_STATE_VM(kernel_import_watch_name) = MP_OBJ_NULL;
+    MP_STATE_VM(kernel_import_watch_callback) = MP_OBJ_NULL;
     manticore_smp_reset();
 }
 
@@ -75,6 +80,47 @@ static mp_obj_t kernel_set_idle_hook(mp_obj_t fn) {
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(kernel_set_idle_hook_obj, kernel_set_idle_hook);
+
+// ---------------------------------------------------------------------------------------
+// The first import of a module, watched: _kernel.on_first_import(name, callback) calls
+// callback() once, just before code first imports `name` or one of its submodules
+// (absolute imports; None as the callback stops watching). kernel/boot.py loads the
+// scheduler this way when code typed at the REPL first imports asyncio, instead of at every
+// boot. Every import passes through here (mpconfigport.h names this the port's
+// mp_builtin___import__, builtin.h); the watch ends before the callback runs, so the
+// callback's own imports, and all later ones, go straight on.
+
+static bool import_is_watched(size_t n_args, const mp_obj_t *args) {
+    mp_obj_t watched = MP_STATE_VM(kernel_import_watch_name);
+    if (watched == MP_OBJ_NULL || (n_args >= 5 && mp_obj_get_int(args[4]) != 0)) {
+        return false;   // nothing watched, or a relative import (a package's own module)
+    }
+    size_t name_len, watched_len;
+    const char *name = mp_obj_str_get_data(args[0], &name_len);
+    const char *watched_name = mp_obj_str_get_data(watched, &watched_len);
+    return name_len >= watched_len && memcmp(name, watched_name, watched_len) == 0
+           && (name_len == watched_len || name[watched_len] == '.');
+}
+
+mp_obj_t mp_builtin___import__(size_t n_args, const mp_obj_t *args) {
+    if (MP_STATE_VM(kernel_import_watch_callback) != MP_OBJ_NULL && import_is_watched(n_args, args)) {
+        mp_obj_t callback = MP_STATE_VM(kernel_import_watch_callback);
+        MP_STATE_VM(kernel_import_watch_name) = MP_OBJ_NULL;
+        MP_STATE_VM(kernel_import_watch_callback) = MP_OBJ_NULL;
+        mp_call_function_0(callback);
+    }
+    return mp_builtin___import___default(n_args, args);
+}
+
+// _kernel.on_first_import(name, callback or None)
+static mp_obj_t kernel_on_first_import(mp_obj_t name, mp_obj_t callback) {
+    mp_obj_str_get_str(name);   // a str (TypeError otherwise)
+    bool watch = callback != mp_const_none;
+    MP_STATE_VM(kernel_import_watch_name) = watch ? name : MP_OBJ_NULL;
+    MP_STATE_VM(kernel_import_watch_callback) = watch ? callback : MP_OBJ_NULL;
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(kernel_on_first_import_obj, kernel_on_first_import);
 
 // ---------------------------------------------------------------------------------------
 // Console input as a device: when a callback is set, the serial receive interrupt schedules
@@ -232,6 +278,7 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(kernel_boottrace_obj, 0, 1, kernel_bo
 static const mp_rom_map_elem_t kernel_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__kernel) },
     { MP_ROM_QSTR(MP_QSTR_set_idle_hook), MP_ROM_PTR(&kernel_set_idle_hook_obj) },
+    { MP_ROM_QSTR(MP_QSTR_on_first_import), MP_ROM_PTR(&kernel_on_first_import_obj) },
     { MP_ROM_QSTR(MP_QSTR_console_on_input), MP_ROM_PTR(&kernel_console_on_input_obj) },
     { MP_ROM_QSTR(MP_QSTR_console_read), MP_ROM_PTR(&kernel_console_read_obj) },
     { MP_ROM_QSTR(MP_QSTR_console_pending), MP_ROM_PTR(&kernel_console_pending_obj) },

@@ -29,6 +29,9 @@
 #define MICROPY_SCHEDULER_STATIC_NODES          (1) // soft IRQs: C work queued from hard IRQs (softirq.c)
 #define MICROPY_KBD_EXCEPTION                   (1)
 #define MICROPY_READER_VFS                      (1)
+// Every import passes the kernel's watch first (modkernel.c: _kernel.on_first_import, how the
+// scheduler loads when code first imports asyncio), then MicroPython's own import.
+#define mp_builtin___import__                   manticore_import
 #define MICROPY_VFS                             (1) // / is a disk or a RAM disk (kernel/fs.py)
 #define MICROPY_FATFS_ENABLE_LFN                (1) // long file names on FAT, as other ports
 #define MICROPY_FATFS_RPATH                     (2)
