@@ -271,7 +271,9 @@ def _mount_ram(size, why):
     _mount(root, "ram", "lfs2", False)
     status["why"] = why
     status["size"] = root.size
-    print("fs: / is a %d KiB RAM filesystem (%s)" % (root.size // 1024, why))
+    # Joined, not %-formatted: the first `%` of a boot costs ~0.5 ms of a cold TCG boot
+    # (boottrace), and on the default boot this is the only one before the prompt.
+    print("fs: / is a " + str(root.size // 1024) + " KiB RAM filesystem (" + why + ")")
 
 
 def _free_text():
