@@ -101,7 +101,7 @@ def power_off(code):
 
 
 def _report_end(app):
-    if app.state == "failed":  # sched.FAILED
+    if app.state is _scheduler().FAILED:  # (an end hook: the scheduler is loaded)
         print("kernel: app '%s' failed (exit code %d)" % (app.name, app.exit_code))
     else:
         print("kernel: app '%s' exited with code %d" % (app.name, app.exit_code))
@@ -137,14 +137,12 @@ def start_repl(sched=None):
     """The REPL becomes the "repl" app (what it starts is its) and runs the loop while it
     waits for a key; deferred, when the scheduler has not loaded, until it does."""
     global _repl_waiting, _sched, _core
-    if sched is None:
-        sched = sys.modules.get("kernel.sched")
-        if sched is None and _kernel is not None:
-            _repl_waiting = True
-            _kernel.on_first_import("asyncio", _scheduler)  # -> scheduler_loaded -> here
-            return
-        if sched is None:
-            sched = _scheduler()  # the unix port (host tests): no import watch
+    sched = sched or sys.modules.get("kernel.sched")
+    if sched is None and _kernel is not None:
+        _repl_waiting = True
+        _kernel.on_first_import("asyncio", _scheduler)  # -> scheduler_loaded -> here
+        return
+    sched = sched or _scheduler()  # the unix port (host tests) has no import watch
     _repl_waiting = False
     if _kernel is not None:
         _kernel.on_first_import("asyncio", None)  # loaded some other way: stop watching

@@ -96,8 +96,9 @@ def wake(cpu):
 
 async def wait_wake(timeout_ms=None):
     """Sleep until this CPU is woken (or timeout_ms passed)."""
-    import asyncio  # here, not at the top: this module loads at every boot, asyncio only
-    # with the scheduler (kernel/boot.py)
+    # asyncio is imported here, not at the top: this module loads at every boot, asyncio
+    # only with the scheduler (kernel/boot.py).
+    import asyncio
     flag = asyncio.ThreadSafeFlag()
     arm(flag)
     try:

@@ -91,7 +91,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(kernel_set_idle_hook_obj, kernel_set_idle_hook)
 // callback's own imports, and all later ones, go straight on.
 
 static bool import_is_watched(size_t n_args, const mp_obj_t *args) {
-    mp_obj_t watched = MP_STATE_VM(kernel_import_watch_name);
+    mp_obj_t watched = MP_STATE_VM(kernel_import_watch_name);   // set with the callback
     if (watched == MP_OBJ_NULL || (n_args >= 5 && mp_obj_get_int(args[4]) != 0)) {
         return false;   // nothing watched, or a relative import (a package's own module)
     }
@@ -103,7 +103,7 @@ static bool import_is_watched(size_t n_args, const mp_obj_t *args) {
 }
 
 mp_obj_t mp_builtin___import__(size_t n_args, const mp_obj_t *args) {
-    if (MP_STATE_VM(kernel_import_watch_callback) != MP_OBJ_NULL && import_is_watched(n_args, args)) {
+    if (import_is_watched(n_args, args)) {
         mp_obj_t callback = MP_STATE_VM(kernel_import_watch_callback);
         MP_STATE_VM(kernel_import_watch_name) = MP_OBJ_NULL;
         MP_STATE_VM(kernel_import_watch_callback) = MP_OBJ_NULL;
