@@ -1,5 +1,5 @@
 // The CMOS real-time clock (MC146818-compatible, ports 0x70/0x71): the battery-backed wall
-// clock, read once for time.time() and the like.
+// clock, read once, on the first time.time() or the like (mp_hal_time_ns).
 //
 // Register numbers and status bits: Motorola MC146818A datasheet, "Address Map" (Figure 2)
 // and "Register A"/"Register B"; the century byte at 0x32 is the IBM PC/AT convention that

@@ -21,7 +21,6 @@
 #include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/panic.h"
 #include "arch/x86_64/power.h"
-#include "arch/x86_64/rtc.h"
 #include "arch/x86_64/smp.h"
 #include "arch/x86_64/tsc.h"
 #include "arch/x86_64/start.h"
@@ -147,7 +146,6 @@ static void start_other_cpus(void) {
         online, count, (unsigned)tsc_to_us(tsc_read() - started), (unsigned)(share >> 10));
 }
 void kernel_main(void) {
-    mp_hal_boot_unix_time = rtc_read_unix_time();
     cpu_brand_string(manticore_cpu_brand);
     apply_fw_cfg_cmdline();
 

@@ -37,7 +37,4 @@ int mp_hal_console_move(unsigned cpu);
 // interrupt and ring are that CPU's alone.
 void mp_hal_console_require_input_here(void);
 
-// Unix time read from the CMOS RTC at boot; time() advances it with the TSC.
-extern int64_t mp_hal_boot_unix_time;
-
 #endif // MICROPY_INCLUDED_MANTICORE_MPHALPORT_H

@@ -189,6 +189,42 @@ def test_replcpu_gives_exactly_one_repl_on_that_cpu(boot):
     assert log.index("kernel: the REPL runs on CPU 1") < log.index("MicroPython v"), log
 
 
+CLOCK_APP = """
+import time
+from kernel import syscalls
+
+def main():
+    asked = syscalls.channel("asked", slots=2, size=8)
+    while asked.recv() is None:
+        time.sleep_ms(10)
+    print("clock: cpu0 %d" % time.time_ns())
+"""
+
+
+def test_the_wall_clock_read_first_on_an_ap_is_the_hosts(boot, tmp_path):
+    """The CMOS RTC is read on the first time.time(), not at boot (mphalport.c), by whichever
+    CPU asks first: here CPU 1's REPL, while CPU 0's app waits. Both CPUs must then tell the
+    host's time, to the RTC's whole second."""
+    from manticore_host import disk
+    app = tmp_path / "clock.py"
+    app.write_text(CLOCK_APP)
+    img = disk.make(tmp_path / "apps.img", "4M", "lfs", [(app, "/apps/clock.py")])
+    vm = boot(cpus=2, memory="256M", disks=[img], fw_cfg_cmdline="app=clock@0 repl=1 replcpu=1")
+    before = time.time()
+    cpu1 = int(vm.repl("import time; print(time.time_ns())")) / 1e9
+    after = time.time()
+    # Whole RTC seconds: the guest may be up to a second behind the host, never ahead.
+    assert before - 2.0 <= cpu1 <= after + 0.5, (
+        f"expected CPU 1's first time.time_ns() within the RTC's second of the host's "
+        f"[{before:.2f}, {after:.2f}], got {cpu1:.2f}")
+    vm.repl("kernel.sys.channel('asked', slots=2, size=8).send(b'now')")
+    _wait_in_log(vm, "clock: cpu0 ")
+    cpu0 = int(re.search(r"clock: cpu0 (\d+)", log_text(vm)).group(1)) / 1e9
+    assert before - 2.0 <= cpu0 <= time.time() + 0.5 and cpu0 >= cpu1, (
+        f"expected CPU 0's time after CPU 1's {cpu1:.2f} and within a second of the host's, "
+        f"got {cpu0:.2f}")
+
+
 def _wait_in_log(vm, text: str, timeout: float = 30) -> None:
     """Wait for `text` in the whole serial log (what read_until already consumed included)."""
     deadline = time.monotonic() + timeout

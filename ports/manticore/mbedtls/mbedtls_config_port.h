@@ -11,7 +11,7 @@
 // entropy from mbedtls_hardware_poll() (mbedtls_port.c), never from a host OS.
 #define MICROPY_MBEDTLS_CONFIG_BARE_METAL (1)
 
-// Certificate validity: the CMOS RTC read at boot, advanced by the TSC (mp_hal_time_ns).
+// Certificate validity: the CMOS RTC, advanced by the TSC (mp_hal_time_ns).
 // mbedTLS would otherwise call time()/gmtime_r() from a libc the kernel does not have.
 time_t manticore_mbedtls_time(time_t *timer);
 #define MBEDTLS_PLATFORM_TIME_MACRO manticore_mbedtls_time
