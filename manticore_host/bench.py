@@ -27,6 +27,7 @@ import platform
 import re
 import statistics
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,86 @@ def boot_timeline(cfg: VMConfig, timeout: float) -> list[dict]:
         text = vm.console.read_until(PROMPT, timeout)
     return [{"phase": p.decode(), "us": int(d), "at_us": int(a)}
             for p, d, a in BOOTTRACE.findall(text)]
+
+
+# boottrace.c's stubs: a lone `ret` every 16 bytes from `boottrace_stubs`, one per mark.
+BOOTTRACE_STUB_STRIDE = 16
+BOOTTRACE_STUBS = 32
+IN_ASM_LINE = re.compile(rb"^(IN:|0x([0-9a-f]+):)")
+
+
+def split_translation(log: bytes, phases: list[str], stubs: int,
+                      kernel_code: list[tuple[int, int]]) -> list[dict]:
+    """The guest instructions QEMU translated in each boot phase, from the `-d in_asm` log of
+    a boot with boottrace=1: [{"phase", "instructions"}, ...], the firmware's first.
+
+    `kernel_code` is the image's executable [start, end) ranges: code outside them before
+    the kernel's first instruction is the firmware's (and the loader's). Under boottrace=1
+    mark n calls stub n (at `stubs` + 16 n), which is translated exactly then, so a block
+    starting at a stub says that mark just happened: what follows belongs to the next phase.
+    The marks before the command line is parsed call no stub, so the first row joins the
+    phases up to the first stub ("loader+entry+paging")."""
+    counts: dict[int, int] = {}     # key: the last mark reached (-1: none yet)
+    firmware = 0
+    in_kernel = False
+    first_mark = None
+    reached = -1
+    block_start = False
+    for line in log.splitlines():
+        m = IN_ASM_LINE.match(line)
+        if not m:
+            continue
+        if m.group(1) == b"IN:":
+            block_start = True
+            continue
+        addr = int(m.group(2), 16)
+        offset = addr - stubs
+        in_kernel = in_kernel or any(lo <= addr < hi for lo, hi in kernel_code)
+        if block_start and 0 <= offset < BOOTTRACE_STUB_STRIDE * BOOTTRACE_STUBS \
+                and offset % BOOTTRACE_STUB_STRIDE == 0:
+            reached = max(reached, offset // BOOTTRACE_STUB_STRIDE)
+            first_mark = reached if first_mark is None else first_mark
+        elif not in_kernel:
+            firmware += 1
+        else:
+            counts[reached] = counts.get(reached, 0) + 1
+        block_start = False
+    first = first_mark if first_mark is not None else len(phases) - 1
+    rows = [{"phase": "firmware", "instructions": firmware},
+            {"phase": "+".join(phases[:first + 1]) or "boot", "instructions": counts.get(-1, 0)}]
+    rows += [{"phase": phases[mark + 1], "instructions": counts.get(mark, 0)}
+             for mark in range(first, len(phases) - 1)]
+    # After the last mark the report printed (and after any later one): up to the prompt.
+    rows.append({"phase": "to the prompt", "instructions": sum(
+        n for mark, n in counts.items() if mark >= max(first, len(phases) - 1))})
+    return rows
+
+
+def boot_translation(cfg: VMConfig, timeout: float) -> list[dict]:
+    """One boot with boottrace=1 under TCG with `-d in_asm`: split_translation's rows (of a
+    boottrace=1 boot, which parses one command-line word more than a plain one). Only for a
+    direct boot: the ELF says where the kernel's code and the stubs are."""
+    from elftools.elf.elffile import ELFFile
+    with open(cfg.kernel, "rb") as f:
+        elf = ELFFile(f)
+        kernel_code = [(seg["p_vaddr"], seg["p_vaddr"] + seg["p_memsz"])
+                       for seg in elf.iter_segments()
+                       if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]   # PF_X
+        symtab = elf.get_section_by_name(".symtab")
+        found = symtab.get_symbol_by_name("boottrace_stubs") if symtab else None
+    if not found:
+        raise RuntimeError(f"{cfg.kernel} has no boottrace_stubs symbol")
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "in_asm.log"
+        cfg = dataclasses.replace(cfg, append=(cfg.append + " boottrace=1").strip(),
+                                  extra_args=[*cfg.extra_args, "-d", "in_asm",
+                                              "-D", str(log_path)])
+        with VM(cfg) as vm:
+            vm.start(timeout=timeout)
+            text = vm.console.read_until(PROMPT, timeout)
+        phases = [p.decode() for p, _, _ in BOOTTRACE.findall(text)]
+        return split_translation(log_path.read_bytes(), phases, found[0]["st_value"],
+                                 kernel_code)
 
 
 def summarize(samples: list[float]) -> dict:
@@ -173,6 +254,7 @@ def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
 
     results: dict[str, dict[str, dict]] = {t.name: {} for t in targets}
     timelines: dict[str, list[dict]] = {}
+    translated: dict[str, list[dict]] = {}
     wanted = [s for s in SCENARIOS if scenarios is None or s[0] in scenarios]
     for label, boot, machine in wanted:
         # The targets' boots alternate (kernel, floor, kernel, floor, ...), so a host whose
@@ -209,6 +291,13 @@ def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
                 timelines[label] = boot_timeline(kernel_case[0], timeout)
             except Exception as e:
                 timelines[label] = [{"error": _first_line(e)}]
+            # Translated instructions: exact where times are noisy; TCG only (under KVM
+            # nothing is translated), direct boots only (the ELF locates the stubs).
+            if accel_name == "tcg" and boot == "kernel":
+                try:
+                    translated[label] = boot_translation(kernel_case[0], timeout)
+                except Exception as e:
+                    translated[label] = [{"error": _first_line(e)}]
 
     report = {
         "accel": accel_name, "accel_reason": reason, "runs": runs, "warmup_runs": 1,
@@ -218,6 +307,7 @@ def run_boot_bench(runs: int = 5, quick: bool = False, accel: str = "auto",
         "ratio_to_linux": _ratios(results, "kernel", "linux"),
         "linux_ratio_to_floor": _ratios(results, "linux", "floor"),
         "timelines": timelines,
+        "translated": translated,
     }
     ratios = report["ratio_to_floor"]
     report["goals"] = {label: {"goal": goal, "ratio": ratios.get(label),
@@ -285,6 +375,11 @@ def format_table(report: dict) -> str:
         if rows and "error" not in rows[0]:
             lines.append(f"boottrace {label} (ms): " + ", ".join(
                 f"{r['phase']} {r['us'] / 1000:.1f}" for r in rows))
+    for label, rows in report.get("translated", {}).items():
+        if rows and "error" not in rows[0]:
+            lines.append(f"translated guest instructions {label}: " + ", ".join(
+                f"{r['phase']} {r['instructions']:,}" for r in rows)
+                + f"; total {sum(r['instructions'] for r in rows):,}")
     for what, note in report.get("notes", {}).items():
         lines.append(f"{what}: {note}")
     lines.append(f"accel: {report['accel']} ({report['accel_reason']})")

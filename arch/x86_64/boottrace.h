@@ -7,7 +7,8 @@
 #include <stdint.h>
 
 // Record the TSC now under `phase` (a string literal); cheap, no output. Only the first
-// BOOTTRACE_MAX marks are kept.
+// BOOTTRACE_MAX marks are kept. Under boottrace=1 it also calls the mark's own stub, which
+// splits QEMU's translation log by phase (boottrace.c).
 void boottrace_mark(const char *phase);
 
 // The same with a TSC value read earlier (boot.S's first reading, before .bss is zeroed).

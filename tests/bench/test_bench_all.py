@@ -61,6 +61,12 @@ def test_boot_times_every_image(quick_run, summary):
     phases = [r.get("phase") for r in boot["timelines"]["direct microvm"]]
     assert phases[0] == "loader" and "mp_init" in phases and phases[-1] == "apps", \
         boot["timelines"]
+    if boot["accel"] == "tcg":      # translated instructions per phase: direct boots, TCG
+        assert set(boot["translated"]) == {"direct q35", "direct microvm", "microvm+nic"}, \
+            boot["translated"]
+        rows = boot["translated"]["direct microvm"]
+        assert "error" not in rows[0] and rows[0]["phase"] == "firmware" \
+            and "mp_init" in [r["phase"] for r in rows], rows
     assert res["floor"]["direct q35"]["median"] < res["kernel"]["direct q35"]["median"], \
         "the floor image (one byte, then exit) cannot boot slower than the kernel"
     summary(f"bench all --quick: boot direct q35 kernel "

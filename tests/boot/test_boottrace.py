@@ -42,3 +42,24 @@ def test_boottrace_with_an_app(boot):
     rows = re.findall(r"boottrace: (\S+) \+(\d+) @(\d+)", vm.banner)
     names = [r[0] for r in rows]
     assert names[:len(PHASES) - 1] == PHASES[:-1] and names[-2:] == ["net", "apps"], vm.banner
+
+
+def test_translated_instructions_split_by_phase(summary):
+    """Under boottrace=1 every mark calls a stub of its own, translated exactly at the mark:
+    `-d in_asm` then splits the guest instructions QEMU translated by phase (`invoke bench
+    boot` reports them). Every phase from the command line's parsing on gets its own count,
+    the Python phases each a real share, and the firmware's code is told apart."""
+    from conftest import make_config
+    from manticore_host import bench
+    rows = bench.boot_translation(make_config("microvm", "kernel", "128M", ""), timeout=60)
+    names = [r["phase"] for r in rows]
+    assert names == ["firmware", "loader+entry+paging", *PHASES[3:], "to the prompt"], rows
+    counts = {r["phase"]: r["instructions"] for r in rows}
+    assert all(n > 0 for n in counts.values()), rows
+    for phase in ("_boot.py", "import:kernel", "import:kernel.boot", "config", "mount"):
+        assert counts[phase] >= 200, f"expected the interpreter's first use in {phase}: {rows}"
+    total = sum(counts.values())
+    assert 5000 < total < 60000, f"expected a boot's worth of translated instructions: {rows}"
+    summary(f"translated guest instructions, microvm: total {total:,}, firmware "
+            f"{counts['firmware']:,}, Python phases "
+            f"{sum(counts[p] for p in PHASES[13:]):,}")

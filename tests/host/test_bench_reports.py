@@ -189,3 +189,41 @@ def test_tls_table_with_and_without_the_linux_peer():
     assert "Linux+MPy" in table and "0.50x" in table and "2.00x" in table
     report["linux_peer"] = {"error": "the Linux peer's TLS server did not start"}
     assert "did not start" in tlsbench.format_table(report)
+
+
+def test_split_translation_by_boottrace_stub():
+    """bench.split_translation: firmware first, then the phases between the stubs' blocks
+    (a block that starts at stub n: mark n happened), the marks before the first stub joined."""
+    from manticore_host import bench
+    stubs = 0x168630
+    log = b"\n".join([
+        b"----------------", b"IN: ",
+        b"0x000fff00:  ea 5b e0 00 f0   ljmpw $0xf000:$0xe05b",     # firmware, 2 instructions
+        b"0x000fff05:  90               nop",
+        b"IN: arch_start64",
+        b"0x00100000:  fa               cli",                        # kernel: up to the first stub
+        b"0x00100001:  90               nop",
+        b"0x00100002:  90               nop",
+        b"IN: boottrace_stubs",
+        b"0x00168650:  c3               retq",                       # stub 2: "paging" ended
+        b"IN: acpi_init",
+        b"0x00100010:  90               nop",
+        b"IN: ",
+        b"0x00008000:  90               nop",                        # below 1 MiB, after entry
+        b"IN: ",
+        b"0x00168660:  c3               retq",                       # stub 3: "acpi" ended
+        b"IN: kernel_main",
+        b"0x00100020:  90               nop",
+        b"0x00168640:  90               nop",                        # a stub's address, mid-block
+        b"IN: ",
+        b"0x00168670:  c3               retq",                       # stub 4: the last mark
+        b"IN: ",
+        b"0x00100030:  90               nop",
+    ])
+    phases = ["loader", "entry", "paging", "acpi", "tsc"]
+    rows = bench.split_translation(log, phases, stubs, [(0x100000, 0x200000)])
+    assert rows == [{"phase": "firmware", "instructions": 2},
+                    {"phase": "loader+entry+paging", "instructions": 3},
+                    {"phase": "acpi", "instructions": 2},
+                    {"phase": "tsc", "instructions": 2},
+                    {"phase": "to the prompt", "instructions": 1}]
