@@ -132,6 +132,12 @@ def make_config(machine="q35", boot="kernel", memory="128M", append="", **kw):
     return qemu.VMConfig(machine=machine, boot=boot, memory=memory, append=append, **kw)
 
 
+@pytest.fixture
+def vm_config():
+    """make_config, for a test that launches QEMU through other code (the bench's)."""
+    return make_config
+
+
 def track(item, booted: Booted) -> None:
     """Remember that this test used this VM (for the failure report)."""
     vms = item.stash.setdefault(_VMS, [])

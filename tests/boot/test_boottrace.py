@@ -44,14 +44,13 @@ def test_boottrace_with_an_app(boot):
     assert names[:len(PHASES) - 1] == PHASES[:-1] and names[-2:] == ["net", "apps"], vm.banner
 
 
-def test_translated_instructions_split_by_phase(summary):
+def test_translated_instructions_split_by_phase(vm_config, summary):
     """Under boottrace=1 every mark calls a stub of its own, translated exactly at the mark:
     `-d in_asm` then splits the guest instructions QEMU translated by phase (`invoke bench
     boot` reports them). Every phase from the command line's parsing on gets its own count,
     the Python phases each a real share, and the firmware's code is told apart."""
-    from conftest import make_config
     from manticore_host import bench
-    rows = bench.boot_translation(make_config("microvm", "kernel", "128M", ""), timeout=60)
+    rows = bench.boot_translation(vm_config("microvm", "kernel", "128M", ""), timeout=60)
     names = [r["phase"] for r in rows]
     assert names == ["firmware", "loader+entry+paging", *PHASES[3:], "to the prompt"], rows
     counts = {r["phase"]: r["instructions"] for r in rows}
