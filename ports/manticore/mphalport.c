@@ -210,13 +210,13 @@ mp_uint_t mp_hal_ticks_ms(void) {
 
 // The wall clock: the CMOS RTC, read on the first call (time.time(), a FAT timestamp, a
 // certificate's validity) and then advanced by the TSC. Not read at boot: a boot that never
-// asks the time does not pay for it (~230 guest instructions to translate and ~40 port
+// asks the time does not pay for it (~190 guest instructions to translate and ~40 port
 // reads, ~0.3 ms of a TCG boot: boottrace). Whichever CPU asks first reads it, under the
 // lock: the RTC's index and data ports are a pair.
 static struct {
     smp_spinlock_t lock;
     volatile bool known;
-    int64_t unix_minus_uptime_us;   // Unix time at uptime 0 (RTC seconds: +-1 s)
+    int64_t unix_minus_uptime_us;   // Unix time at uptime 0 (whole RTC seconds: <= 1 s behind)
 } wall_clock;
 
 static uint64_t uptime_us(void) {
