@@ -21,9 +21,6 @@
 #include "arch/x86_64/smp.h"
 #include "ports/manticore/netif_virtio.h"
 
-void netif_virtio_lwip_exit(void);
-void manticore_lwip_enter(void);
-
 #define NETREPL_RX_SIZE (4096)
 
 static const char busy_msg[] = "netrepl: another session is connected; try again later\r\n";
