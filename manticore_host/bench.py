@@ -71,14 +71,19 @@ def time_boot(cfg: VMConfig, expect: bytes, timeout: float) -> float:
         return time.monotonic() - vm.started_at
 
 
-def boot_timeline(cfg: VMConfig, timeout: float) -> list[dict]:
-    """One boot with boottrace=1: [{"phase", "us", "at_us"}, ...] (empty if none printed)."""
-    cfg = dataclasses.replace(cfg, append=(cfg.append + " boottrace=1").strip())
+def _boottrace_boot(cfg: VMConfig, timeout: float, extra_args: tuple = ()) -> bytes:
+    """The console up to the prompt of one boot with boottrace=1 (and `extra_args`)."""
+    cfg = dataclasses.replace(cfg, append=(cfg.append + " boottrace=1").strip(),
+                              extra_args=[*cfg.extra_args, *extra_args])
     with VM(cfg) as vm:
         vm.start(timeout=timeout)
-        text = vm.console.read_until(PROMPT, timeout)
+        return vm.console.read_until(PROMPT, timeout)
+
+
+def boot_timeline(cfg: VMConfig, timeout: float) -> list[dict]:
+    """One boot with boottrace=1: [{"phase", "us", "at_us"}, ...] (empty if none printed)."""
     return [{"phase": p.decode(), "us": int(d), "at_us": int(a)}
-            for p, d, a in BOOTTRACE.findall(text)]
+            for p, d, a in BOOTTRACE.findall(_boottrace_boot(cfg, timeout))]
 
 
 # boottrace.c's stubs: a lone `ret` every 16 bytes from `boottrace_stubs`, one per mark.
@@ -150,12 +155,7 @@ def boot_translation(cfg: VMConfig, timeout: float) -> list[dict]:
         raise RuntimeError(f"{cfg.kernel} has no boottrace_stubs symbol")
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "in_asm.log"
-        cfg = dataclasses.replace(cfg, append=(cfg.append + " boottrace=1").strip(),
-                                  extra_args=[*cfg.extra_args, "-d", "in_asm",
-                                              "-D", str(log_path)])
-        with VM(cfg) as vm:
-            vm.start(timeout=timeout)
-            text = vm.console.read_until(PROMPT, timeout)
+        text = _boottrace_boot(cfg, timeout, ("-d", "in_asm", "-D", str(log_path)))
         phases = [p.decode() for p, _, _ in BOOTTRACE.findall(text)]
         return split_translation(log_path.read_bytes(), phases, found[0]["st_value"],
                                  kernel_code)
