@@ -39,6 +39,7 @@ APT_PACKAGES = ("qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso",
                 "grub-efi-amd64-bin", "ovmf",   # the ISO under UEFI
 
                 "mtools", "gcc", "make", "gdb",
+                "binutils",                     # objcopy: the ISO's ELF without DWARF
                 "iproute2", "iputils-ping",     # --net tap, tests/net
                 "cpio",                         # tests/host: the peer's initramfs, cross-checked
                 "dosfstools",                   # disks: mkfs.fat, fsck.vfat

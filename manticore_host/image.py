@@ -45,6 +45,23 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def boot_copy(elf: Path) -> bytes:
+    """The ELF the ISO carries: `elf` without its debug sections (objcopy --strip-debug),
+    symbols kept. GRUB's multiboot2 loader reads every section that is not loaded into
+    memory (for the ELF-symbols tag) through the firmware's disk calls, so the ~5.6 MiB of
+    DWARF cost ~170 ms of a BIOS boot and ~130 ms of a UEFI one under TCG. The kernel does
+    not read them; panics are symbolized on the host from build/kernel.elf."""
+    out = elf.with_name(f".{elf.name}.boot-copy")
+    try:
+        result = subprocess.run(["objcopy", "--strip-debug", str(elf), str(out)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"objcopy --strip-debug {elf} failed:\n{result.stderr.strip()}")
+        return out.read_bytes()
+    finally:
+        out.unlink(missing_ok=True)
+
+
 def _source_date_epoch() -> str:
     """SOURCE_DATE_EPOCH for reproducible ISO timestamps: the environment's,
     else the last commit's time, else a fixed date."""
@@ -92,20 +109,20 @@ def sha256(path: Path) -> str:
 
 def make_iso(elf: Path = KERNEL, iso: Path = ISO, staging: Path | None = None,
              cmdline: str = "", quiet: bool = False) -> bool:
-    """GRUB ISO booting `elf` via multiboot2 under BIOS (i386-pc) and UEFI
-    (x86_64-efi); rebuilt only when the ELF or grub.cfg changed.  Returns True
-    if it was (re)built.
+    """GRUB ISO booting `elf` (its boot_copy) via multiboot2 under BIOS (i386-pc)
+    and UEFI (x86_64-efi); rebuilt only when the ELF or grub.cfg changed.  Returns
+    True if it was (re)built.
 
     Reproducible: every date in it (ISO 9660, Rock Ridge, HFS+, GPT and
     volume UUIDs, the files' dates, efi.img's FAT) comes from
     SOURCE_DATE_EPOCH, and efi.img's FAT serial is fixed."""
     if not elf.is_file():
         raise BuildError(f"{elf} does not exist: run `invoke build` first")
-    for tool in ("grub-mkrescue", "xorriso", "mformat"):
+    for tool in ("grub-mkrescue", "xorriso", "mformat", "objcopy"):
         if shutil.which(tool) is None:
             raise BuildError(f"{tool} not found: run `invoke deps` (needs "
                              "grub-pc-bin grub-efi-amd64-bin grub-common "
-                             "xorriso mtools)")
+                             "xorriso mtools binutils)")
     for platform, package in (("i386-pc", "grub-pc-bin"),
                               ("x86_64-efi", "grub-efi-amd64-bin")):
         if not (GRUB_LIB / platform).is_dir():
@@ -113,8 +130,7 @@ def make_iso(elf: Path = KERNEL, iso: Path = ISO, staging: Path | None = None,
                              f"not boot that firmware; run `invoke deps` "
                              f"(needs {package})")
     staging = staging or iso.parent / "iso"
-    changed = _write_if_changed(staging / "boot" / "kernel.elf",
-                                elf.read_bytes())
+    changed = _write_if_changed(staging / "boot" / "kernel.elf", boot_copy(elf))
     changed |= _write_if_changed(staging / "boot" / "grub" / "grub.cfg",
                                  grub_cfg(cmdline).encode())
     if iso.is_file() and not changed:
