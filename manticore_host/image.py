@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def boot_copy(elf: Path) -> bytes:
     memory (for the ELF-symbols tag) through the firmware's disk calls, so the ~5.6 MiB of
     DWARF cost ~170 ms of a BIOS boot and ~130 ms of a UEFI one under TCG. The kernel does
     not read them; panics are symbolized on the host from build/kernel.elf."""
-    out = elf.with_name(f".{elf.name}.boot-copy")
+    # A name of its own: a test may read the boot copy while `invoke iso` makes one.
+    fd, name = tempfile.mkstemp(prefix=f".{elf.name}.", suffix=".boot-copy", dir=elf.parent)
+    os.close(fd)
+    out = Path(name)
     try:
         result = subprocess.run(["objcopy", "--strip-debug", str(elf), str(out)],
                                 capture_output=True, text=True)
