@@ -219,22 +219,18 @@ static struct {
     int64_t unix_minus_uptime_us;   // Unix time at uptime 0 (whole RTC seconds: <= 1 s behind)
 } wall_clock;
 
-static uint64_t uptime_us(void) {
-    return tsc_to_us(tsc_read());
-}
-
 uint64_t mp_hal_time_ns(void) {
     if (!__atomic_load_n(&wall_clock.known, __ATOMIC_ACQUIRE)) {
         uint64_t flags = smp_lock_irqsave(&wall_clock.lock);
         if (!wall_clock.known) {
             // -1 when the RTC cannot be read: the clock then counts from 1970, as before.
             int64_t rtc_seconds = rtc_read_unix_time();
-            wall_clock.unix_minus_uptime_us = rtc_seconds * 1000000 - (int64_t)uptime_us();
+            wall_clock.unix_minus_uptime_us = rtc_seconds * 1000000 - (int64_t)mp_hal_ticks_us();
             __atomic_store_n(&wall_clock.known, true, __ATOMIC_RELEASE);
         }
         smp_unlock_irqrestore(&wall_clock.lock, flags);
     }
-    return (uint64_t)(wall_clock.unix_minus_uptime_us + (int64_t)uptime_us()) * 1000ULL;
+    return (uint64_t)(wall_clock.unix_minus_uptime_us + (int64_t)mp_hal_ticks_us()) * 1000ULL;
 }
 
 // ---------------------------------------------------------------------------------------
