@@ -52,18 +52,13 @@ def boot_copy(elf: Path) -> bytes:
     memory (for the ELF-symbols tag) through the firmware's disk calls, so the ~5.6 MiB of
     DWARF cost ~170 ms of a BIOS boot and ~130 ms of a UEFI one under TCG. The kernel does
     not read them; panics are symbolized on the host from build/kernel.elf."""
-    # A name of its own: a test may read the boot copy while `invoke iso` makes one.
-    fd, name = tempfile.mkstemp(prefix=f".{elf.name}.", suffix=".boot-copy", dir=elf.parent)
-    os.close(fd)
-    out = Path(name)
-    try:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / elf.name
         result = subprocess.run(["objcopy", "--strip-debug", str(elf), str(out)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise BuildError(f"objcopy --strip-debug {elf} failed:\n{result.stderr.strip()}")
         return out.read_bytes()
-    finally:
-        out.unlink(missing_ok=True)
 
 
 def _source_date_epoch() -> str:
