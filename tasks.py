@@ -226,7 +226,8 @@ def iso(c):
             "--disk-fs)",
     "disk-size": "size of a disk made by this run (default 64M)",
     "disk-fs": "lfs (default), fat or none (all zeros: the guest formats it) for a new disk",
-    "boot": "iso (GRUB, default) or kernel (direct PVH boot)",
+    "boot": "iso (GRUB; the default on q35 and pc) or kernel (direct PVH boot; the default "
+            "on microvm, which has no firmware to boot a CD)",
     "machine": "q35 (default), pc or microvm (direct boot only)",
     "firmware": "bios (default, SeaBIOS) or uefi (OVMF; ISO boot)",
     "cpus": "number of CPUs (default 1)",
@@ -245,7 +246,7 @@ def iso(c):
     "dry-run": "print the QEMU command line and exit",
     "debug": "start paused with a gdb stub on :1234 (see `invoke gdb`)",
 })
-def run(c, app=None, boot="iso", machine="q35", firmware="bios", cpus=1,
+def run(c, app=None, boot=None, machine="q35", firmware="bios", cpus=1,
         memory="256M",
         accel="auto", publish=None, append="", serial="stdio", net=None,
         net_dump=None, queues=1, nic=None, dry_run=False, debug=False, disk=None,
@@ -255,6 +256,7 @@ def run(c, app=None, boot="iso", machine="q35", firmware="bios", cpus=1,
     from manticore_host.qemu import VMConfig, resolve_accel
 
     publish = list(publish or [])
+    boot = boot or default_boot(machine, firmware)
     disks = []
     if disk or (app and (app.endswith(".py") or "/" in app)):
         app, path = _run_disk(app, disk, disk_size, disk_fs, dry_run)
@@ -294,6 +296,13 @@ def run(c, app=None, boot="iso", machine="q35", firmware="bios", cpus=1,
     finally:
         if netns is not None:
             netns.delete()
+
+
+def default_boot(machine, firmware):
+    """The boot path a machine has: microvm has no BIOS to boot a CD-ROM, only QEMU's PVH
+    loader (unless UEFI was asked for, whose only path is the ISO: validate says why that
+    fails on microvm); q35 and pc boot the ISO, as a user's VM would."""
+    return "kernel" if machine == "microvm" and firmware != "uefi" else "iso"
 
 
 def _run_disk(app, disk, size, fs, dry_run):

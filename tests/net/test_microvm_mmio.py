@@ -4,7 +4,13 @@ its interrupt through the I/O APIC, devices are found from the DSDT (ACPI on) an
 QEMU's virtio_mmio.device= words (acpi=off), and bad words are reported and skipped."""
 
 import json
+import os
+import select
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +19,7 @@ from nettools import udp_echo, wait_echo
 pytestmark = pytest.mark.timeout(150)
 
 ECHO_PORT = 7777
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_udp_port() -> int:
@@ -37,6 +44,44 @@ def test_echod_on_microvm_over_virtio_mmio(boot, summary):
                 bad.append(size)
         assert not bad, f"echoes lost or wrong over virtio-mmio for sizes {sorted(set(bad))}"
     summary("microvm echod over virtio-mmio: 100 UDP echoes")
+
+
+def test_invoke_run_microvm_echod_as_a_user_types_it():
+    """`invoke run --machine microvm --app echod --publish PORT/udp`, without --boot: microvm
+    has no BIOS to boot the ISO, so the launcher boots it directly; echod answers, and
+    Ctrl-A X on the console quits with status 0."""
+    port = free_udp_port()
+    cmd = [sys.executable, "-m", "invoke", "run", "--machine", "microvm", "--app", "echod",
+           "--publish", f"{port}:{ECHO_PORT}/udp", "--accel", "tcg"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    out = b""
+    try:
+        deadline = time.monotonic() + 90
+        while b"listening on %d/udp" % ECHO_PORT not in out:
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                f"expected echod to start under `{' '.join(cmd[2:])}`, got:\n{out.decode()}"
+            if select.select([proc.stdout], [], [], 1)[0]:
+                out += os.read(proc.stdout.fileno(), 65536)
+        assert b"(direct PVH) on microvm" in out and b"mmio@" in out, out.decode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", port))
+            wait_echo(s)
+            payload = bytes(range(256)) * 6
+            for size in (1, 64, 1472):
+                assert udp_echo(s, payload[:size], timeout=2.0) == payload[:size], \
+                    f"expected a {size}-byte echo:\n{out.decode()}"
+        proc.stdin.write(b"\x01x")     # Ctrl-A X: QEMU's mux quits
+        proc.stdin.flush()
+        rest, _ = proc.communicate(timeout=30)
+        out += rest
+        assert proc.returncode == 0, \
+            f"expected Ctrl-A X to end the run with status 0, got {proc.returncode}:\n" \
+            + out.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def rng_state(vm) -> dict:
