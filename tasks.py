@@ -284,7 +284,7 @@ def run(c, app=None, boot=None, machine="q35", firmware="bios", cpus=1,
         ok, why = available()
         if not ok and not dry_run:
             raise Exit(f"run: --net tap: {why}", code=2)
-        netns = NetNamespace()
+        netns = NetNamespace(multi_queue=cfg.queues > 1)
         cfg.netns = netns.name
         if not dry_run:
             try:

@@ -4,8 +4,13 @@ JSON, network.LAN() up, its counters, and UDP echo on a connected socket."""
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +134,46 @@ def collect_replies(sock: socket.socket, seconds: float = 3.0) -> dict[bytes, by
     finally:
         sock.close()
     return answered
+
+
+class InvokeRun:
+    """`invoke run ARGS` as a user types it, console on a pipe: wait_for() what it prints,
+    quit() with Ctrl-A X (QEMU's mux) and get its exit status. Killed if still running at
+    the end of the `with` block; what it printed goes into every failure message."""
+
+    REPO = Path(__file__).resolve().parents[2]
+
+    def __init__(self, *args: str):
+        self.args = args
+        self.out = b""
+        self.proc = subprocess.Popen([sys.executable, "-m", "invoke", "run", *args],
+                                     cwd=self.REPO, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def text(self) -> str:
+        return self.out.decode("utf-8", "replace")
+
+    def wait_for(self, expect: bytes, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while expect not in self.out:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.out += self.proc.stdout.read() if self.proc.poll() is not None else b""
+                pytest.fail(f"expected {expect!r} from `invoke run {' '.join(self.args)}` "
+                            f"within {timeout:g} s, got:\n{self.text()}", pytrace=False)
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                self.out += os.read(self.proc.stdout.fileno(), 65536)
+
+    def quit(self, timeout: float = 30) -> int:
+        self.proc.stdin.write(b"\x01x")
+        self.proc.stdin.flush()
+        rest, _ = self.proc.communicate(timeout=timeout)
+        self.out += rest
+        return self.proc.returncode

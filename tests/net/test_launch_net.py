@@ -10,7 +10,7 @@ import pytest
 
 from manticore_host.echobench import free_port
 from manticore_host.qemu import VM, VMConfig, VMStartError
-from nettools import GUEST_IP, net_up, udp_echo, wait_echo
+from nettools import GUEST_IP, InvokeRun, net_up, udp_echo, wait_echo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,6 +35,20 @@ def test_tap_vm_creates_and_removes_its_namespace(namespaces_ok, boot):
     vm.vm.close()
     assert not ns.exists, f"expected {ns.name} to be removed when the VM closed"
     assert netns_names() <= before, f"namespaces left behind: {netns_names() - before}"
+
+
+def test_invoke_run_multiqueue_tap(namespaces_ok):
+    """`invoke run --net tap --queues 2`: the run's namespace holds a multi_queue tap
+    (QEMU opens it once per pair), the guest gets both pairs, and the namespace is gone
+    after Ctrl-A X."""
+    before = netns_names()
+    with InvokeRun("--boot", "kernel", "--net", "tap", "--queues", "2",
+                   "--accel", "tcg") as run:
+        run.wait_for(b">>> ")
+        assert "2 queue pairs (of 2)" in run.text(), run.text()
+        status = run.quit()
+        assert status == 0, f"expected status 0 after Ctrl-A X, got {status}:\n{run.text()}"
+    assert netns_names() <= before, f"expected the run's namespace removed, left {netns_names() - before}"
 
 
 def test_tap_namespace_removed_when_qemu_fails_to_start(namespaces_ok, tmp_path):

@@ -4,22 +4,15 @@ its interrupt through the I/O APIC, devices are found from the DSDT (ACPI on) an
 QEMU's virtio_mmio.device= words (acpi=off), and bad words are reported and skipped."""
 
 import json
-import os
-import select
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from nettools import udp_echo, wait_echo
+from nettools import InvokeRun, udp_echo, wait_echo
 
 pytestmark = pytest.mark.timeout(150)
 
 ECHO_PORT = 7777
-REPO = Path(__file__).resolve().parents[2]
 
 
 def free_udp_port() -> int:
@@ -51,37 +44,20 @@ def test_invoke_run_microvm_echod_as_a_user_types_it():
     has no BIOS to boot the ISO, so the launcher boots it directly; echod answers, and
     Ctrl-A X on the console quits with status 0."""
     port = free_udp_port()
-    cmd = [sys.executable, "-m", "invoke", "run", "--machine", "microvm", "--app", "echod",
-           "--publish", f"{port}:{ECHO_PORT}/udp", "--accel", "tcg"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    out = b""
-    try:
-        deadline = time.monotonic() + 90
-        while b"listening on %d/udp" % ECHO_PORT not in out:
-            assert time.monotonic() < deadline and proc.poll() is None, \
-                f"expected echod to start under `{' '.join(cmd[2:])}`, got:\n{out.decode()}"
-            if select.select([proc.stdout], [], [], 1)[0]:
-                out += os.read(proc.stdout.fileno(), 65536)
-        assert b"(direct PVH) on microvm" in out and b"mmio@" in out, out.decode()
+    with InvokeRun("--machine", "microvm", "--app", "echod", "--publish",
+                   f"{port}:{ECHO_PORT}/udp", "--accel", "tcg") as run:
+        run.wait_for(b"listening on %d/udp" % ECHO_PORT)
+        assert "(direct PVH) on microvm" in run.text() and "mmio@" in run.text(), run.text()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect(("127.0.0.1", port))
             wait_echo(s)
             payload = bytes(range(256)) * 6
             for size in (1, 64, 1472):
                 assert udp_echo(s, payload[:size], timeout=2.0) == payload[:size], \
-                    f"expected a {size}-byte echo:\n{out.decode()}"
-        proc.stdin.write(b"\x01x")     # Ctrl-A X: QEMU's mux quits
-        proc.stdin.flush()
-        rest, _ = proc.communicate(timeout=30)
-        out += rest
-        assert proc.returncode == 0, \
-            f"expected Ctrl-A X to end the run with status 0, got {proc.returncode}:\n" \
-            + out.decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+                    f"expected a {size}-byte echo:\n{run.text()}"
+        status = run.quit()
+        assert status == 0, f"expected Ctrl-A X to end the run with status 0, got {status}:\n" \
+            + run.text()
 
 
 def rng_state(vm) -> dict:
