@@ -355,12 +355,13 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
                              "set netns (VM.start creates one)")
         if cfg.queues > 1:
             # Multiqueue tap: QEMU opens the (multi_queue) tap once per queue pair; the
-            # device offers VIRTIO_NET_F_MQ with one MSI-X vector per queue, plus config
-            # and control (2N + 2).
+            # device offers VIRTIO_NET_F_MQ, over PCI with one MSI-X vector per queue, plus
+            # config and control (2N + 2); a virtio-mmio device has one interrupt line for
+            # all its queues (virtio 1.2, 4.2.3.4) and no `vectors` property.
+            vectors = "" if microvm else f",vectors={2 * cfg.queues + 2}"
             cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,downscript=no,"
                     f"queues={cfg.queues}",
-                    "-device", f"{nic},netdev=net0,mq=on,"
-                    f"vectors={2 * cfg.queues + 2}"]
+                    "-device", f"{nic},netdev=net0,mq=on{vectors}"]
         else:
             cmd += ["-netdev", f"tap,id=net0,ifname={cfg.tap},script=no,"
                     "downscript=no",

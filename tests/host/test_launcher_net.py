@@ -202,6 +202,14 @@ def test_multiqueue_tap_and_extra_nics():
     assert "virtio-net-pci,netdev=net2" in option(c, "-device")
 
 
+def test_multiqueue_tap_on_microvm_has_no_msix_vectors():
+    """virtio-net-device (virtio-mmio) has one interrupt line and no `vectors` property:
+    QEMU refuses the PCI device's option there."""
+    c = cmd(net="tap", netns="ns1", queues=2, machine="microvm", boot="kernel")
+    assert "tap,id=net0,ifname=mtap0,script=no,downscript=no,queues=2" in option(c, "-netdev")
+    assert "virtio-net-device,netdev=net0,mq=on" in option(c, "-device"), option(c, "-device")
+
+
 def test_queues_need_tap_and_nic_specs_are_checked():
     with pytest.raises(ValueError, match="user networking has one queue only"):
         VMConfig(net="user", queues=2).validate()

@@ -172,6 +172,38 @@ def test_multiqueue_tap_flows_on_both_queues_all_answered_and_link_recovers(mq_g
             s.close()
 
 
+def test_multiqueue_tap_on_microvm_over_virtio_mmio(namespaces_ok, boot, summary):
+    """The same split on microvm: virtio-net-device negotiates VIRTIO_NET_F_MQ over
+    virtio-mmio, whose one interrupt line serves both pairs (virtio 1.2, 4.2.3.4)."""
+    vm = boot(machine="microvm", net="tap", queues=2, app="echod,rawecho",
+              append=f"repl=1 queue=1 port={ECHO_PORT}", wait_prompt=False)
+    wait_log(vm, re.escape(LISTENING_TCP))
+    wait_log(vm, rb"rawecho: 192\.168\.77\.2 udp port 7777 on eth0\.q1")
+    assert re.search(rb"virtio-net: eth0 mmio@\S+ .*2 queue pairs \(of 2\)", vm.console.log), \
+        "expected eth0 on virtio-mmio with 2 queue pairs"
+    socks = []
+    try:
+        for _ in range(32):
+            s = vm.vm.netns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect((GUEST_IP, ECHO_PORT))
+            socks.append(s)
+        deadline = time.monotonic() + 30
+        while udp_echo(socks[0], b"ready", timeout=1.0) != b"ready":
+            assert time.monotonic() < deadline, "expected the guest to answer on the tap"
+        lost = echo_all(socks, 5, b"mmio")
+        assert not lost, f"expected every echo of 32 flows x 5 answered; lost {lost[:10]}"
+        q = guest_eval(vm, QUEUE_STATS, "import _nic")
+        assert q[0]["owner"] == "lwip" and q[1]["owner"] == "raw", q
+        assert q[0]["rx_frames"] > 0 and q[1]["rx_frames"] > 0, (
+            f"expected frames on both queue pairs, got {q}")
+        assert q[0]["vector_rx"] == q[1]["vector_rx"], f"expected one shared line, got {q}"
+        summary(f"net: multiqueue tap on microvm (virtio-mmio), 2 queue pairs on one line: "
+                f"rx frames per queue {q[0]['rx_frames']}/{q[1]['rx_frames']}, all answered")
+    finally:
+        for s in socks:
+            s.close()
+
+
 # --------------------------------------------------------------------------- a burst at one pair
 
 RAW_PORT = 7            # rawecho on eth0.q1 answers this port only; echod (lwIP, pair 0) 7777
