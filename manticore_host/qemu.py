@@ -252,8 +252,6 @@ class VMConfig:
                              "queue only")
         for spec in self.nics:
             extra_nic_netdev(spec, "netX")       # raises ValueError for a bad spec
-        if self.nics and self.machine == "microvm":
-            raise ValueError("microvm has no PCI bus for virtio-net-pci")
         if not isinstance(self.cpus, int) or self.cpus < 1:
             raise ValueError(f"cpus {self.cpus!r}: expected an integer >= 1")
         if not re.fullmatch(r"\d+(\.\d+)?[KMGTkmgt]?", str(self.memory)):
@@ -371,7 +369,7 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
         cmd += ["-nic", "none"]
     for i, spec in enumerate(cfg.nics, start=1):
         cmd += ["-netdev", extra_nic_netdev(spec, f"net{i}"),
-                "-device", f"virtio-net-pci,netdev=net{i}"]
+                "-device", f"{nic},netdev=net{i}"]
     if cfg.net_dump is not None:
         cmd += ["-object", "filter-dump,id=dump0,netdev=net0,file="
                 f"{qemu_escape(os.fspath(cfg.net_dump))}"]

@@ -576,8 +576,14 @@ int virtio_mmio_find(struct virtio_device *vdev, uint16_t type, int nth) {
     virtio_mmio_scan();
     for (int i = 0; i < virtio_mmio_slot_count; i++) {
         struct virtio_mmio_slot *s = &virtio_mmio_slots[i];
-        if (s->type != type || s->claimed || nth-- != 0) {
+        // nth counts every device of the type, bound or not, as the PCI side does: the
+        // drivers' probes ask for nth = 0, 1, 2, ... in turn (counting only unbound ones
+        // skipped every second device).
+        if (s->type != type || nth-- != 0) {
             continue;
+        }
+        if (s->claimed) {
+            return -1;      // a driver has it already
         }
         *vdev = (struct virtio_device){
             .ops = &virtio_mmio_ops, .mmio = (volatile uint8_t *)(uintptr_t)s->phys,

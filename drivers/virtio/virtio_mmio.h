@@ -31,7 +31,8 @@ extern int virtio_mmio_slot_count;
 // another slot, no virtio magic behind them) are reported and skipped. Returns the count.
 int virtio_mmio_scan(void);
 
-// Initialise `vdev` as the `nth` unclaimed device of `type` (scanning first if needed).
+// Initialise `vdev` as the `nth` (0-based) device of `type` (scanning first if needed);
+// -1 if there is none or a driver has already claimed it.
 int virtio_mmio_find(struct virtio_device *vdev, uint16_t type, int nth);
 
 // Parse one "SIZE@ADDR:IRQ[:ID]" value (Linux's virtio_mmio.device= syntax, SIZE with an

@@ -210,6 +210,12 @@ def test_multiqueue_tap_on_microvm_has_no_msix_vectors():
     assert "virtio-net-device,netdev=net0,mq=on" in option(c, "-device"), option(c, "-device")
 
 
+def test_more_nics_on_microvm_are_virtio_mmio_devices():
+    c = cmd(net="user", nics=["user:7001:7/udp"], machine="microvm", boot="kernel")
+    assert option(c, "-device").count("virtio-net-device,netdev=net1") == 1, option(c, "-device")
+    assert not any("virtio-net-pci" in d for d in option(c, "-device"))
+
+
 def test_queues_need_tap_and_nic_specs_are_checked():
     with pytest.raises(ValueError, match="user networking has one queue only"):
         VMConfig(net="user", queues=2).validate()

@@ -161,3 +161,26 @@ def test_a_disk_on_microvm_is_root_and_keeps_a_file(boot, tmp_path):
     vm.kill()
     vm2 = boot(machine="microvm", disks=[image])
     assert vm2.repl("print(open('/kept.txt').read())") == "kept over mmio"
+
+
+def test_two_disks_and_two_nics_on_microvm_are_all_found(boot, tmp_path):
+    """Every virtio-mmio device of a type is bound, not only the first: each probe asks for
+    the nth device of its type in turn (a second NIC and a second disk were skipped when
+    only unbound devices were counted)."""
+    import subprocess
+    disks = [tmp_path / "vda.img", tmp_path / "vdb.img"]
+    for d in disks:
+        subprocess.run(["truncate", "-s", "4M", str(d)], check=True)
+    port = free_udp_port()
+    vm = boot(machine="microvm", disks=disks, net="user", nics=[f"user:{port}:7/udp"],
+              app="rawecho", append="repl=1 nic=eth1", wait_prompt=False)
+    vm.console.read_until(b"on eth1", timeout=60)
+    log = vm.console.log.decode("utf-8", "replace")
+    for line in ("virtio-blk: vda at mmio@", "virtio-blk: vdb at mmio@",
+                 "virtio-net: eth0 mmio@", "virtio-net: eth1 mmio@"):
+        assert line in log, f"expected {line!r} on the console:\n{log}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        wait_echo(s)
+        lost = [i for i in range(50) if udp_echo(s, b"eth1-%d" % i, timeout=2.0) != b"eth1-%d" % i]
+        assert not lost, f"rawecho on eth1 (virtio-mmio) lost {lost[:10]}"
