@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from nettools import InvokeRun, udp_echo, wait_echo
+from nettools import udp_echo, wait_echo
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -37,27 +37,6 @@ def test_echod_on_microvm_over_virtio_mmio(boot, summary):
                 bad.append(size)
         assert not bad, f"echoes lost or wrong over virtio-mmio for sizes {sorted(set(bad))}"
     summary("microvm echod over virtio-mmio: 100 UDP echoes")
-
-
-def test_invoke_run_microvm_echod_as_a_user_types_it():
-    """`invoke run --machine microvm --app echod --publish PORT/udp`, without --boot: microvm
-    has no BIOS to boot the ISO, so the launcher boots it directly; echod answers, and
-    Ctrl-A X on the console quits with status 0."""
-    port = free_udp_port()
-    with InvokeRun("--machine", "microvm", "--app", "echod", "--publish",
-                   f"{port}:{ECHO_PORT}/udp", "--accel", "tcg") as run:
-        run.wait_for(b"listening on %d/udp" % ECHO_PORT)
-        assert "(direct PVH) on microvm" in run.text() and "mmio@" in run.text(), run.text()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("127.0.0.1", port))
-            wait_echo(s)
-            payload = bytes(range(256)) * 6
-            for size in (1, 64, 1472):
-                assert udp_echo(s, payload[:size], timeout=2.0) == payload[:size], \
-                    f"expected a {size}-byte echo:\n{run.text()}"
-        status = run.quit()
-        assert status == 0, f"expected Ctrl-A X to end the run with status 0, got {status}:\n" \
-            + run.text()
 
 
 def rng_state(vm) -> dict:
