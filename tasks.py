@@ -228,7 +228,8 @@ def iso(c):
     "disk-fs": "lfs (default), fat or none (all zeros: the guest formats it) for a new disk",
     "boot": "iso (GRUB; the default on q35 and pc) or kernel (direct PVH boot; the default "
             "on microvm, which has no firmware to boot a CD)",
-    "machine": "q35 (default), pc or microvm (direct boot only)",
+    "machine": "q35 (default), pc or microvm (direct boot only), then any QEMU machine "
+               "options: microvm,acpi=off",
     "firmware": "bios (default, SeaBIOS) or uefi (OVMF; ISO boot)",
     "cpus": "number of CPUs (default 1)",
     "memory": "guest memory (default 256M)",
@@ -256,12 +257,14 @@ def run(c, app=None, boot=None, machine="q35", firmware="bios", cpus=1,
     from manticore_host.qemu import VMConfig, resolve_accel
 
     publish = list(publish or [])
+    machine, _, machine_options = machine.partition(",")
     boot = boot or default_boot(machine, firmware)
     disks = []
     if disk or (app and (app.endswith(".py") or "/" in app)):
         app, path = _run_disk(app, disk, disk_size, disk_fs, dry_run)
         disks.append(path)
-    cfg = VMConfig(boot=boot, machine=machine, firmware=firmware,
+    cfg = VMConfig(boot=boot, machine=machine, machine_options=machine_options,
+                   firmware=firmware,
                    cpus=int(cpus), memory=memory,
                    accel=accel, append=append, app=app, publish=publish,
                    serial=serial, gdb=debug,
@@ -344,6 +347,8 @@ def _run_configured(c, cfg, accel_name, reason, dry_run, debug, netns):
         ports += " (not forwarded: --net none)"
     path = "GRUB multiboot2" if boot == "iso" else "direct PVH"
     cpus = f"{cfg.cpus} cpu{'s' if cfg.cpus > 1 else ''}"
+    if cfg.machine_options:
+        machine = f"{machine},{cfg.machine_options}"
     print(f"run: {_rel(cfg.image())} ({path}) on {machine}, {accel_name} "
           f"({reason}), {memory}, {cpus}, ports {ports}", flush=True)
     if netns is not None:

@@ -133,6 +133,7 @@ class Disk:
 class VMConfig:
     boot: str = "kernel"            # kernel (-kernel ELF, PVH) | iso (-cdrom)
     machine: str = "q35"            # q35 | pc | microvm
+    machine_options: str = ""       # QEMU's own, after the type: -M microvm,acpi=off
     firmware: str = "bios"          # bios (SeaBIOS) | uefi (OVMF; ISO boot only)
     cpus: int = 1
     memory: str = "128M"
@@ -207,6 +208,9 @@ class VMConfig:
         if self.machine not in MACHINES:
             raise ValueError(f"machine {self.machine!r}: expected one of "
                              f"{', '.join(MACHINES)}")
+        if not re.fullmatch(r"([\w.-]+=[\w.-]+(,[\w.-]+=[\w.-]+)*)?", self.machine_options):
+            raise ValueError(f"machine options {self.machine_options!r}: expected "
+                             "NAME=VALUE[,NAME=VALUE...], as QEMU's -M takes them")
         if self.accel not in ACCELS:
             raise ValueError(f"accel {self.accel!r}: expected one of "
                              f"{', '.join(ACCELS)}")
@@ -288,7 +292,8 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     cpu = cfg.cpu or ("host" if accel == "kvm" else "max")
     # Several CPUs under TCG: one host thread per vCPU (MTTCG), so cores really run at once.
     accel_arg = "tcg,thread=multi" if accel == "tcg" and cfg.cpus > 1 else accel
-    cmd = [cfg.qemu, "-M", cfg.machine, "-accel", accel_arg, "-cpu", cpu,
+    machine = cfg.machine + ("," + cfg.machine_options if cfg.machine_options else "")
+    cmd = [cfg.qemu, "-M", machine, "-accel", accel_arg, "-cpu", cpu,
            "-smp", str(cfg.cpus), "-m", str(cfg.memory),
            "-display", "none", "-no-reboot"]
 

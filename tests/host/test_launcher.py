@@ -52,6 +52,14 @@ def test_machines_direct_boot(machine):
     assert option(cmd(machine=machine), "-M") == [machine]
 
 
+def test_machine_options_follow_the_type():
+    c = cmd(machine="microvm", machine_options="acpi=off,pit=on")
+    assert option(c, "-M") == ["microvm,acpi=off,pit=on"]
+    for bad in ("acpi off", "acpi=off,", "x=1;rm", ",acpi=off"):
+        with pytest.raises(ValueError, match="NAME=VALUE"):
+            VMConfig(machine="microvm", machine_options=bad).validate()
+
+
 @pytest.mark.parametrize("machine", ["q35", "pc"])
 def test_iso_boot(machine):
     c = cmd(boot="iso", machine=machine)
