@@ -31,6 +31,7 @@ class BuildError(RuntimeError):
 def grub_cfg(cmdline: str = "") -> str:
     line = f"multiboot2 /boot/kernel.elf {cmdline}".rstrip()
     return ("set timeout=0\n"
+            "set gfxpayload=keep\n"
             "set default=0\n"
             'menuentry "manticore" {\n'
             f"    {line}\n"
