@@ -261,12 +261,37 @@ class VMConfig:
         if not re.fullmatch(r"\d+(\.\d+)?[KMGTkmgt]?", str(self.memory)):
             raise ValueError(f"memory {self.memory!r}: expected a size such "
                              "as 256M or 1G")
+        if self.boot == "kernel" and self.kernel is not None and Path(self.kernel).is_file():
+            # QEMU's PVH loader copies the segments without checking them against -m, and a
+            # guest whose own code lies beyond RAM cannot even say so: it just stops.
+            end = elf_load_end(Path(self.kernel))
+            if memory_bytes(self.memory) < end:
+                raise ValueError(f"memory {self.memory}: {Path(self.kernel).name} is loaded "
+                                 f"up to {end / 2**20:.1f} MiB, beyond the VM's RAM; give "
+                                 "it more")
         if not (self.serial in ("stdio", "pty", "unix")
                 or self.serial.startswith("unix:")
                 and len(self.serial) > len("unix:")):
             raise ValueError(f"serial {self.serial!r}: expected stdio, pty, "
                              "unix or unix:PATH")
         self.ports  # parses every publish entry
+
+
+def memory_bytes(memory: str) -> int:
+    """QEMU's -m size in bytes (no suffix: MiB, as QEMU reads it)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGTkmgt]?)", str(memory))
+    if not m:
+        raise ValueError(f"memory {memory!r}: expected a size such as 256M or 1G")
+    shift = {"k": 10, "m": 20, "g": 30, "t": 40, "": 20}[m.group(2).lower()]
+    return int(float(m.group(1)) * (1 << shift))
+
+
+def elf_load_end(path: Path) -> int:
+    """The highest physical address an ELF's loadable segments occupy (p_paddr + p_memsz)."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        return max((seg["p_paddr"] + seg["p_memsz"] for seg in ELFFile(f).iter_segments()
+                    if seg["p_type"] == "PT_LOAD"), default=0)
 
 
 def qemu_escape(value: str) -> str:

@@ -48,6 +48,9 @@
 #define PAGE_SIZE                   4096
 
 #define COM1                        0x3f8
+#define DEBUG_EXIT_PORT             0xf4        // panic.h: QEMU's isa-debug-exit
+#define PANIC_EXIT_VALUE            1           // panic.c: QEMU exit status (1 << 1) | 1 = 3
+#define RAM_PROBE_PATTERN           0x6d616e74  // any value but 0 and all ones
 
 // ---------------------------------------------------------------------------------------
 // Multiboot2 header: in the first 32 KiB of the file, 8-byte aligned (spec 3.1.1). The
@@ -161,6 +164,18 @@ common_entry32:
     shr $2, %ecx
     rep stosl
     mov %ebp, %edi
+
+    // Is there RAM up to the image's end? The loaders place the image without checking it
+    // against the memory QEMU was given (-m): a VM smaller than the image (its .bss, where
+    // the stack and the page tables live) would fault on its first instruction after
+    // paging and triple-fault, which with -no-reboot ends QEMU with status 0 and no word.
+    // Writes beyond RAM are dropped (reads give 0 or all ones), so a pattern written at the
+    // image's last dword reads back only if RAM is there. The dword is .bss: zero it again.
+    movl $RAM_PROBE_PATTERN, __kernel_end - 4
+    cmpl $RAM_PROBE_PATTERN, __kernel_end - 4
+    jne no_ram_for_image
+    movl $0, __kernel_end - 4
+
     mov %edi, boot_magic
     mov %esi, boot_info_pointer
 
@@ -229,8 +244,42 @@ common_entry32:
     // mode (SDM Vol. 3A 10.8.5 step 5).
     ljmp $KERNEL_CODE_SELECTOR, $long_mode_entry
 
+// Early failures, before there is a stack (it is .bss, possibly beyond RAM): say why on
+// COM1 (QEMU's 16550 needs no set-up to transmit), then end QEMU through isa-debug-exit
+// with the panic's status 3 (panic.h), or halt where that device is absent.
 no_long_mode:
     mov $no_long_mode_message, %esi
+    mov $boot_fail_exit, %ebp
+    jmp early_puts
+
+no_ram_for_image:
+    mov $no_ram_message, %esi
+    mov $1f, %ebp
+    jmp early_puts
+1:  mov $__kernel_end, %ebx         // the image's end, as 8 hex digits
+    mov $8, %ecx
+2:  rol $4, %ebx
+    mov %bl, %al
+    and $0xf, %al
+    add $'0', %al
+    cmp $'9', %al
+    jbe 3f
+    add $('a' - '9' - 1), %al
+3:  mov %al, %ah
+    mov $(COM1 + 5), %dx
+4:  inb %dx, %al
+    test $0x20, %al
+    jz 4b
+    mov %ah, %al
+    mov $COM1, %dx
+    outb %al, %dx
+    loop 2b
+    mov $no_ram_message_end, %esi
+    mov $boot_fail_exit, %ebp
+    jmp early_puts
+
+// Print the NUL-terminated string at ESI on COM1, then jump to EBP (no stack to return on).
+early_puts:
 1:  mov $(COM1 + 5), %dx            // wait for LSR.THRE
 2:  inb %dx, %al
     test $0x20, %al
@@ -241,9 +290,15 @@ no_long_mode:
     jz 3f
     outb %al, %dx
     jmp 1b
-3:  cli
+3:  jmp *%ebp
+
+boot_fail_exit:
+    mov $DEBUG_EXIT_PORT, %dx
+    mov $PANIC_EXIT_VALUE, %eax
+    outl %eax, %dx
+1:  cli
     hlt
-    jmp 3b
+    jmp 1b
 
 // ---------------------------------------------------------------------------------------
     .code64
@@ -271,6 +326,10 @@ long_mode_entry:
     .section .rodata
 no_long_mode_message:
     .asciz "manticore: this CPU has no 64-bit long mode; cannot boot\r\n"
+no_ram_message:
+    .asciz "manticore: the VM's RAM ends below the kernel image's end at 0x"
+no_ram_message_end:
+    .asciz ": give it more memory (QEMU -m); cannot boot\r\n"
 
 // Boot GDT (SDM Vol. 3A 3.4.5 "Segment Descriptors"): 64-bit code and data at the selectors
 // the C GDT keeps (0x08, 0x10), plus flat 32-bit code/data for the protected-mode part.

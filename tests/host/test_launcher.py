@@ -1,11 +1,12 @@
 """build_command and friends: the QEMU command line for each option (no QEMU runs)."""
 
+import struct
 from pathlib import Path
 
 import pytest
 
-from manticore_host.qemu import (DEBUG_EXIT, VMConfig, build_command, parse_publish,
-                                 qemu_escape, resolve_accel, repo_root)
+from manticore_host.qemu import (DEBUG_EXIT, VMConfig, build_command, memory_bytes,
+                                 parse_publish, qemu_escape, resolve_accel, repo_root)
 
 KERNEL = Path("/img/kernel.elf")
 ISO = Path("/img/kernel.iso")
@@ -50,6 +51,25 @@ def test_defaults_point_at_build():
 @pytest.mark.parametrize("machine", ["q35", "pc", "microvm"])
 def test_machines_direct_boot(machine):
     assert option(cmd(machine=machine), "-M") == [machine]
+
+
+def elf_with_segment(path: Path, paddr: int, memsz: int) -> Path:
+    """A minimal ELF64 with one PT_LOAD of memsz bytes at physical address paddr."""
+    header = struct.pack("<4sBBBB8xHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 2, 62, 1,
+                         paddr, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    segment = struct.pack("<IIQQQQQQ", 1, 5, 0, paddr, paddr, 0, memsz, 4096)
+    path.write_bytes(header + segment)
+    return path
+
+
+def test_memory_below_the_image_end_is_refused(tmp_path):
+    elf = elf_with_segment(tmp_path / "k.elf", 0x100000, 0x350000)     # ends at 4.3 MiB
+    with pytest.raises(ValueError, match=r"k.elf is loaded up to 4.3 MiB, beyond the VM's RAM"):
+        VMConfig(boot="kernel", kernel=elf, memory="4M").validate()
+    VMConfig(boot="kernel", kernel=elf, memory="5M").validate()
+    VMConfig(boot="kernel", kernel=elf, memory="0.5G").validate()
+    assert memory_bytes("4M") == memory_bytes("4096K") == memory_bytes("4") == 4 << 20
+    assert memory_bytes("1G") == 1 << 30
 
 
 def test_machine_options_follow_the_type():
