@@ -58,20 +58,45 @@ def test_two_nics_echod_on_eth0_rawecho_on_eth1(boot, summary):
     summary("net: two NICs: echod (lwIP) on eth0 and rawecho on eth1, 200 echoes each")
 
 
-@pytest.fixture
-def mq_guest(namespaces_ok, boot):
-    vm = boot(net="tap", queues=2, app="echod,rawecho",
+def boot_mq_guest(boot, machine="q35"):
+    """echod on pair 0 (lwIP) and rawecho on eth0.q1 of a 2-pair multiqueue tap."""
+    vm = boot(machine=machine, net="tap", queues=2, app="echod,rawecho",
               append=f"repl=1 queue=1 port={ECHO_PORT}", wait_prompt=False)
     wait_log(vm, re.escape(LISTENING_TCP))
     wait_log(vm, rb"rawecho: 192\.168\.77\.2 udp port 7777 on eth0\.q1")
     assert re.search(rb"virtio-net: eth0 .*2 queue pairs \(of 2\)", vm.console.log), \
         "expected eth0 with 2 queue pairs"
+    return vm
+
+
+@pytest.fixture
+def mq_guest(namespaces_ok, boot):
+    vm = boot_mq_guest(boot)
     guest_eval(vm, "nic.active(True)", "import network\nnic = network.LAN()")
     return vm
 
 
 QUEUE_STATS = ("[dict((k, _nic.queue(0, p).stats()[k]) for k in ('rx_frames', 'tx_frames', "
                "'rx_dropped_malformed', 'owner', 'vector_rx', 'vector_tx', 'cpu')) for p in (0, 1)]")
+
+
+def flows_on_both_pairs(vm, socks: list, tag: bytes) -> list:
+    """32 flows (source ports, which the tap spreads over the pairs) into `socks`, each echoed
+    5 times, none lost; then both pairs' counters, each with frames and its owner."""
+    for _ in range(32):
+        s = vm.vm.netns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect((GUEST_IP, ECHO_PORT))
+        socks.append(s)
+    deadline = time.monotonic() + 30
+    while udp_echo(socks[0], b"ready", timeout=1.0) != b"ready":
+        assert time.monotonic() < deadline, "expected the guest to answer on the tap"
+    lost = echo_all(socks, 5, tag)
+    assert not lost, f"expected every echo of 32 flows x 5 answered; lost {lost[:10]}"
+    q = guest_eval(vm, QUEUE_STATS, "import _nic")
+    assert q[0]["owner"] == "lwip" and q[1]["owner"] == "raw", q
+    assert q[0]["rx_frames"] > 0 and q[1]["rx_frames"] > 0, (
+        f"expected frames on both queue pairs, got {q}")
+    return q
 
 
 HELD_ELSEWHERE = """
@@ -134,22 +159,9 @@ def test_a_queue_held_on_cpu_1_is_that_cpus_alone(boot, summary):
 
 def test_multiqueue_tap_flows_on_both_queues_all_answered_and_link_recovers(mq_guest, summary):
     vm = mq_guest
-    ns = vm.vm.netns
     socks = []
     try:
-        for _ in range(32):     # 32 flows (source ports): the tap spreads them over the queues
-            s = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.connect((GUEST_IP, ECHO_PORT))
-            socks.append(s)
-        deadline = time.monotonic() + 30
-        while udp_echo(socks[0], b"ready", timeout=1.0) != b"ready":
-            assert time.monotonic() < deadline, "expected the guest to answer on the tap"
-        lost = echo_all(socks, 5, b"mq")
-        assert not lost, f"expected every echo of 32 flows x 5 answered; lost {lost[:10]}"
-        q = guest_eval(vm, QUEUE_STATS, "import _nic")
-        assert q[0]["owner"] == "lwip" and q[1]["owner"] == "raw", q
-        assert q[0]["rx_frames"] > 0 and q[1]["rx_frames"] > 0, (
-            f"expected frames on both queue pairs, got {q}")
+        q = flows_on_both_pairs(vm, socks, b"mq")
         assert q[0]["vector_rx"] != q[1]["vector_rx"], q
         lsdev = guest_eval(vm, "[list(d[:2]) for d in kernel.lsdev()]", "import kernel")
         assert ["eth0.q1", "rawecho"] in lsdev, lsdev
@@ -175,27 +187,11 @@ def test_multiqueue_tap_flows_on_both_queues_all_answered_and_link_recovers(mq_g
 def test_multiqueue_tap_on_microvm_over_virtio_mmio(namespaces_ok, boot, summary):
     """The same split on microvm: virtio-net-device negotiates VIRTIO_NET_F_MQ over
     virtio-mmio, whose one interrupt line serves both pairs (virtio 1.2, 4.2.3.4)."""
-    vm = boot(machine="microvm", net="tap", queues=2, app="echod,rawecho",
-              append=f"repl=1 queue=1 port={ECHO_PORT}", wait_prompt=False)
-    wait_log(vm, re.escape(LISTENING_TCP))
-    wait_log(vm, rb"rawecho: 192\.168\.77\.2 udp port 7777 on eth0\.q1")
-    assert re.search(rb"virtio-net: eth0 mmio@\S+ .*2 queue pairs \(of 2\)", vm.console.log), \
-        "expected eth0 on virtio-mmio with 2 queue pairs"
+    vm = boot_mq_guest(boot, "microvm")
+    assert re.search(rb"virtio-net: eth0 mmio@", vm.console.log), "expected eth0 on virtio-mmio"
     socks = []
     try:
-        for _ in range(32):
-            s = vm.vm.netns.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.connect((GUEST_IP, ECHO_PORT))
-            socks.append(s)
-        deadline = time.monotonic() + 30
-        while udp_echo(socks[0], b"ready", timeout=1.0) != b"ready":
-            assert time.monotonic() < deadline, "expected the guest to answer on the tap"
-        lost = echo_all(socks, 5, b"mmio")
-        assert not lost, f"expected every echo of 32 flows x 5 answered; lost {lost[:10]}"
-        q = guest_eval(vm, QUEUE_STATS, "import _nic")
-        assert q[0]["owner"] == "lwip" and q[1]["owner"] == "raw", q
-        assert q[0]["rx_frames"] > 0 and q[1]["rx_frames"] > 0, (
-            f"expected frames on both queue pairs, got {q}")
+        q = flows_on_both_pairs(vm, socks, b"mmio")
         assert q[0]["vector_rx"] == q[1]["vector_rx"], f"expected one shared line, got {q}"
         summary(f"net: multiqueue tap on microvm (virtio-mmio), 2 queue pairs on one line: "
                 f"rx frames per queue {q[0]['rx_frames']}/{q[1]['rx_frames']}, all answered")
