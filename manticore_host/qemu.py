@@ -287,9 +287,13 @@ def memory_bytes(memory: str) -> int:
 
 
 def elf_load_end(path: Path) -> int:
-    """The highest physical address an ELF's loadable segments occupy (p_paddr + p_memsz)."""
+    """The highest physical address an ELF's loadable segments occupy (p_paddr + p_memsz);
+    0 for a file that is not an ELF (a Linux bzImage, which QEMU loads by its own rules)."""
     from elftools.elf.elffile import ELFFile
     with open(path, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            return 0
+        f.seek(0)
         return max((seg["p_paddr"] + seg["p_memsz"] for seg in ELFFile(f).iter_segments()
                     if seg["p_type"] == "PT_LOAD"), default=0)
 

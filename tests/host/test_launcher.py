@@ -68,6 +68,9 @@ def test_memory_below_the_image_end_is_refused(tmp_path):
         VMConfig(boot="kernel", kernel=elf, memory="4M").validate()
     VMConfig(boot="kernel", kernel=elf, memory="5M").validate()
     VMConfig(boot="kernel", kernel=elf, memory="0.5G").validate()
+    bzimage = tmp_path / "vmlinuz"
+    bzimage.write_bytes(b"MZ" + bytes(4094))        # not an ELF: QEMU's own rules apply
+    VMConfig(boot="kernel", kernel=bzimage, memory="4M").validate()
     assert memory_bytes("4M") == memory_bytes("4096K") == memory_bytes("4") == 4 << 20
     assert memory_bytes("1G") == 1 << 30
 
