@@ -258,14 +258,12 @@ class VMConfig:
             extra_nic_netdev(spec, "netX")       # raises ValueError for a bad spec
         if not isinstance(self.cpus, int) or self.cpus < 1:
             raise ValueError(f"cpus {self.cpus!r}: expected an integer >= 1")
-        if not re.fullmatch(r"\d+(\.\d+)?[KMGTkmgt]?", str(self.memory)):
-            raise ValueError(f"memory {self.memory!r}: expected a size such "
-                             "as 256M or 1G")
+        ram = memory_bytes(self.memory)     # raises ValueError for a bad size
         if self.boot == "kernel" and self.kernel is not None and Path(self.kernel).is_file():
             # QEMU's PVH loader copies the segments without checking them against -m, and a
             # guest whose own code lies beyond RAM cannot even say so: it just stops.
             end = elf_load_end(Path(self.kernel))
-            if memory_bytes(self.memory) < end:
+            if ram < end:
                 raise ValueError(f"memory {self.memory}: {Path(self.kernel).name} is loaded "
                                  f"up to {end / 2**20:.1f} MiB, beyond the VM's RAM; give "
                                  "it more")
