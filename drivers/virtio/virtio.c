@@ -56,6 +56,18 @@ int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth) {
     return virtio_mmio_find(vdev, type, nth);
 }
 
+int virtio_count_devices(uint16_t type) {
+    int count = 0;
+    for (int i = 0; i < pci_device_count; i++) {
+        count += virtio_pci_device_type(&pci_devices[i]) == type;
+    }
+    virtio_mmio_scan();
+    for (int i = 0; i < virtio_mmio_slot_count; i++) {
+        count += virtio_mmio_slots[i].type == type;
+    }
+    return count;
+}
+
 const char *virtio_device_name(const struct virtio_device *vdev) {
     return vdev->name;
 }

@@ -136,6 +136,10 @@ void virtio_write_config8(struct virtio_device *vdev, uint32_t offset, uint8_t v
 // (or it failed, said on the console).
 int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth);
 
+// How many devices of `type` the machine has on every transport, bound or not (touches no
+// device): for a driver to say which ones it left out past its own limit.
+int virtio_count_devices(uint16_t type);
+
 // "00:03.0" or "mmio@0xfeb00e00", for messages; and how its interrupts arrive
 // ("msix", "intx", "ioapic", "none").
 const char *virtio_device_name(const struct virtio_device *vdev);

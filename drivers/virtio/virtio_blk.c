@@ -122,6 +122,13 @@ int virtio_blk_probe(void) {
             virtio_blk_count++;
         }
     }
+    if (virtio_blk_count == VIRTIO_BLK_MAX_DEVICES) {
+        int present = virtio_count_devices(VIRTIO_TYPE_BLOCK);
+        if (present > VIRTIO_BLK_MAX_DEVICES) {
+            kprintf("virtio-blk: %d disks, only the first %d are used (VIRTIO_BLK_MAX_DEVICES)\n",
+                present, VIRTIO_BLK_MAX_DEVICES);
+        }
+    }
     return virtio_blk_count;
 }
 

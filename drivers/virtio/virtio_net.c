@@ -666,5 +666,12 @@ int virtio_net_probe(void) {
             nic_count++;
         }
     }
+    if (nic_count == VIRTIO_NET_MAX_DEVICES) {
+        int present = virtio_count_devices(VIRTIO_TYPE_NET);
+        if (present > VIRTIO_NET_MAX_DEVICES) {
+            kprintf("virtio-net: %d NICs, only the first %d are used (VIRTIO_NET_MAX_DEVICES)\n",
+                present, VIRTIO_NET_MAX_DEVICES);
+        }
+    }
     return (int)nic_count;
 }

@@ -42,6 +42,7 @@ int virtio_pci_init(struct virtio_device *vdev, struct pci_device *pci) {
 int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth) {
     return type == VIRTIO_TYPE_NET && nth == 0 ? virtio_pci_init(vdev, &pci_devices[0]) : -1;
 }
+int virtio_count_devices(uint16_t type) { return type == VIRTIO_TYPE_NET; }
 const char *virtio_device_name(const struct virtio_device *vdev) { (void)vdev; return "00:00.0"; }
 const char *virtio_irq_mode_name(const struct virtio_device *vdev) { (void)vdev; return "msix"; }
 int virtio_route_queue(struct virtio_device *vdev, struct virtqueue *vq, uint32_t apic_id) {

@@ -92,6 +92,9 @@ int virtio_find_device(struct virtio_device *vdev, uint16_t type, int nth) {
     }
     return virtio_pci_init(vdev, &pci_devices[nth]);
 }
+int virtio_count_devices(uint16_t type) {
+    return type == VIRTIO_TYPE_NET ? pci_device_count : 0;
+}
 const char *virtio_device_name(const struct virtio_device *vdev) { (void)vdev; return "00:00.0"; }
 const char *virtio_irq_mode_name(const struct virtio_device *vdev) { (void)vdev; return "msix"; }
 int virtio_negotiate(struct virtio_device *vdev, uint64_t wanted) {

@@ -163,3 +163,11 @@ def test_two_disks_and_two_nics_on_microvm_are_all_found(boot, tmp_path):
         wait_echo(s)
         lost = [i for i in range(50) if udp_echo(s, b"eth1-%d" % i, timeout=2.0) != b"eth1-%d" % i]
         assert not lost, f"rawecho on eth1 (virtio-mmio) lost {lost[:10]}"
+
+
+def test_more_nics_than_the_driver_takes_are_said(boot):
+    """Five NICs on microvm: the driver binds VIRTIO_NET_MAX_DEVICES (4) and says so."""
+    vm = boot(machine="microvm", net="user", nics=["user"] * 4)
+    assert "virtio-net: 5 NICs, only the first 4 are used (VIRTIO_NET_MAX_DEVICES)" \
+        in vm.banner, vm.banner
+    assert "virtio-net: eth3 mmio@" in vm.banner and "eth4" not in vm.banner, vm.banner

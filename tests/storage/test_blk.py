@@ -86,6 +86,20 @@ print(err(lambda: blk.Disk('vdb').writeblocks(0, b'x' * 512)),
     counts = eval(guest(vm, "print([blk.Disk(i).info()['interrupts'] for i in range(3)])"))
     assert all(n > 0 for n in counts), f"expected completions by interrupt on every disk: {counts}"
 
+def test_more_disks_than_the_driver_takes_are_said(boot, tmp_path):
+    """Nine disks: the driver binds VIRTIO_BLK_MAX_DEVICES (8) and says the ninth is left
+    out, rather than leaving it unseen without a word."""
+    disks = []
+    for i in range(9):
+        path = tmp_path / f"d{i}.img"
+        with open(path, "wb") as f:
+            f.truncate(1 << 20)
+        disks.append(Disk(path))
+    vm = boot(disks=disks)
+    assert "virtio-blk: 9 disks, only the first 8 are used (VIRTIO_BLK_MAX_DEVICES)" \
+        in vm.banner, vm.banner
+    assert guest(vm, "import blk; print(len(blk.disks()))") == "8"
+
 
 @pytest.mark.parametrize("fs", ["VfsLfs2", "VfsFat"])
 def test_micropython_filesystems_mount_a_disk(boot, tmp_path, fs):
