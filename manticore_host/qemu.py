@@ -222,6 +222,10 @@ class VMConfig:
                              "not with an ISO")
         if self.firmware not in FIRMWARES:
             raise ValueError(f"firmware {self.firmware!r}: expected bios or uefi")
+        if self.firmware == "uefi" and self.machine == "microvm":
+            raise ValueError("microvm has no UEFI firmware (nor a BIOS to boot a CD-ROM): "
+                             "it boots only directly, boot=kernel with firmware bios; "
+                             "UEFI needs machine q35 or pc")
         if self.firmware == "uefi" and self.boot != "iso":
             raise ValueError("firmware uefi boots the ISO through GRUB's EFI build: "
                              "use boot=iso (direct kernel boot has no firmware step)")

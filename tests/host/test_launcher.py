@@ -95,6 +95,14 @@ def test_iso_on_microvm_refused():
         cmd(boot="iso", machine="microvm")
 
 
+@pytest.mark.parametrize("boot", ["kernel", "iso"])
+def test_uefi_on_microvm_refused_with_one_way_out(boot):
+    # Not "use boot=iso" for one and "use boot=kernel" for the other: a loop of advice.
+    with pytest.raises(ValueError, match="microvm has no UEFI firmware.*boot=kernel with "
+                                         "firmware bios; UEFI needs machine q35 or pc"):
+        cmd(boot=boot, machine="microvm", firmware="uefi")
+
+
 def test_kvm_uses_host_cpu():
     c = cmd(accel="kvm")
     assert option(c, "-accel") == ["kvm"] and option(c, "-cpu") == ["host"]
