@@ -136,6 +136,18 @@ def collect_replies(sock: socket.socket, seconds: float = 3.0) -> dict[bytes, by
     return answered
 
 
+def tcp_echo(port: int, payload: bytes, timeout: float = 10) -> bytes:
+    """One TCP connection to 127.0.0.1:port: send `payload`, shut down our side, and return
+    everything read until the peer closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := s.recv(65536):
+            got += chunk
+        return bytes(got)
+
+
 class InvokeRun:
     """`invoke run ARGS` as a user types it, console on a pipe: wait_for() what it prints,
     quit() with Ctrl-A X (QEMU's mux) and get its exit status. Killed if still running at

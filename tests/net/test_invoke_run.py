@@ -1,15 +1,16 @@
 """The README's main job as a user types it: `invoke run --app echod --publish PORT/udp`,
 on each boot path a user's VM has: the ISO under SeaBIOS (the default), the ISO under OVMF
 (`--firmware uefi`) and microvm (no --boot: microvm has no firmware to boot a CD, so the
-launcher boots it directly), with and without its ACPI tables (`--machine microvm,acpi=off`). echod answers UDP and TCP through the published ports, and
-Ctrl-A X on the console ends the run with status 0."""
+launcher boots it directly), with and without its ACPI tables (`--machine microvm,acpi=off`).
+echod answers UDP and TCP through the published ports, and Ctrl-A X on the console ends the
+run with status 0."""
 
 import socket
 
 import pytest
 
 from manticore_host.echobench import free_port
-from nettools import ECHO_PORT, InvokeRun, udp_echo, wait_echo
+from nettools import ECHO_PORT, InvokeRun, tcp_echo, udp_echo, wait_echo
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -23,18 +24,6 @@ PATHS = {
     "microvm-acpi-off": (("--machine", "microvm,acpi=off"),
                          "build/kernel.elf (direct PVH) on microvm,acpi=off", "(cmdline)"),
 }
-
-
-def tcp_echo(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return got
-            got += chunk
 
 
 @pytest.mark.parametrize("path", list(PATHS))

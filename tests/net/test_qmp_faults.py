@@ -13,7 +13,7 @@ import time
 import pytest
 
 from manticore_host.echobench import free_port
-from nettools import ECHO_PORT, LISTENING_TCP, wait_echo
+from nettools import ECHO_PORT, LISTENING_TCP, tcp_echo, wait_echo
 
 
 pytestmark = pytest.mark.timeout(150)
@@ -83,14 +83,8 @@ def test_link_flap_mid_tcp_transfer_is_recovered(addressing, request, summary):
     reset = any(isinstance(e, ConnectionResetError) for e in errors)
     # Either way, echod serves again: a new connection echoes exactly, and UDP answers.
     payload = os.urandom(4096)
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s2:
-        s2.sendall(payload)
-        s2.shutdown(socket.SHUT_WR)
-        s2.settimeout(20)
-        back = bytearray()
-        while chunk := s2.recv(65536):
-            back += chunk
-    assert bytes(back) == payload, "echod does not serve a new TCP connection after the cut"
+    assert tcp_echo(port, payload, timeout=20) == payload, \
+        "echod does not serve a new TCP connection after the cut"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         u.connect(("127.0.0.1", port))
         wait_echo(u, timeout=20)
