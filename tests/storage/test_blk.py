@@ -86,6 +86,7 @@ print(err(lambda: blk.Disk('vdb').writeblocks(0, b'x' * 512)),
     counts = eval(guest(vm, "print([blk.Disk(i).info()['interrupts'] for i in range(3)])"))
     assert all(n > 0 for n in counts), f"expected completions by interrupt on every disk: {counts}"
 
+
 def test_more_disks_than_the_driver_takes_are_said(boot, tmp_path):
     """Nine disks: the driver binds VIRTIO_BLK_MAX_DEVICES (8) and says the ninth is left
     out, rather than leaving it unseen without a word."""
