@@ -337,7 +337,7 @@ def _run_disk(app, disk, size, fs, dry_run):
 def _run_configured(c, cfg, accel_name, reason, dry_run, debug, netns):
     from manticore_host.qemu import build_command
     from manticore_host.symbolize import SymbolizingStream
-    boot, machine, memory, serial = cfg.boot, cfg.machine, cfg.memory, cfg.serial
+    boot, memory, serial = cfg.boot, cfg.memory, cfg.serial
     tmp = Path(tempfile.mkdtemp(prefix="manticore-run-"))
     qmp = tmp / "qmp.sock"
     cmd = build_command(cfg, qmp, tmp / "serial.sock", accel=accel_name)
@@ -347,9 +347,7 @@ def _run_configured(c, cfg, accel_name, reason, dry_run, debug, netns):
         ports += " (not forwarded: --net none)"
     path = "GRUB multiboot2" if boot == "iso" else "direct PVH"
     cpus = f"{cfg.cpus} cpu{'s' if cfg.cpus > 1 else ''}"
-    if cfg.machine_options:
-        machine = f"{machine},{cfg.machine_options}"
-    print(f"run: {_rel(cfg.image())} ({path}) on {machine}, {accel_name} "
+    print(f"run: {_rel(cfg.image())} ({path}) on {cfg.machine_spec()}, {accel_name} "
           f"({reason}), {memory}, {cpus}, ports {ports}", flush=True)
     if netns is not None:
         a = netns.addressing

@@ -172,6 +172,10 @@ class VMConfig:
     def image(self) -> Path:
         return Path(self.kernel if self.boot == "kernel" else self.iso)
 
+    def machine_spec(self) -> str:
+        """QEMU's -M value: the machine type, then its options (microvm,acpi=off)."""
+        return ",".join(filter(None, (self.machine, self.machine_options)))
+
     def kernel_cmdline(self) -> str:
         """`append`, plus (for tap networking, unless it names ip= itself) the guest's static
         address on the namespace's link: ip=192.168.77.2 netmask=255.255.255.0 gw=..."""
@@ -323,8 +327,7 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     cpu = cfg.cpu or ("host" if accel == "kvm" else "max")
     # Several CPUs under TCG: one host thread per vCPU (MTTCG), so cores really run at once.
     accel_arg = "tcg,thread=multi" if accel == "tcg" and cfg.cpus > 1 else accel
-    machine = cfg.machine + ("," + cfg.machine_options if cfg.machine_options else "")
-    cmd = [cfg.qemu, "-M", machine, "-accel", accel_arg, "-cpu", cpu,
+    cmd = [cfg.qemu, "-M", cfg.machine_spec(), "-accel", accel_arg, "-cpu", cpu,
            "-smp", str(cfg.cpus), "-m", str(cfg.memory),
            "-display", "none", "-no-reboot"]
 
