@@ -6,7 +6,10 @@
 // MADT (5.2.12, Tables 5.19-5.33), the \_S5 object in the DSDT (7.4.2, AML encoding in 20.2);
 // MCFG from the PCI Firmware Specification 3.2, 4.1.2 (Table 4-3). Every table is checked
 // (signature, length, checksum, mapped memory) before it is read; a missing or malformed one
-// gives one "acpi: ..." line and a fallback, never a fault.
+// gives one "acpi: ..." line and a fallback, never a fault. Without a usable MADT the CPUs
+// and I/O APICs come from the MP table (Intel MultiProcessor Specification 1.4, chapter 4),
+// checked the same way, which BIOSes and VMMs without ACPI (SeaBIOS, qboot under QEMU's
+// acpi=off, Firecracker) still provide.
 #include "arch/x86_64/acpi.h"
 
 #include <stddef.h>
@@ -302,18 +305,24 @@ const void *acpi_find_table(const char *signature) {
     return NULL;
 }
 
+// Whether the root table lists a table with this signature, valid or not.
+static bool table_listed(const char *signature) {
+    for (int i = 0; i < acpi_info.table_count; i++) {
+        if (same_bytes(acpi_info.tables[i].signature, signature, 4)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 // A table by signature, or NULL with a boot line saying why (absent or bad checksum).
 static const struct acpi_header *require_table(const char *signature, const char *fallback) {
     const struct acpi_header *table = acpi_find_table(signature);
     if (table) {
         return table;
     }
-    bool present = false;
-    for (int i = 0; i < acpi_info.table_count; i++) {
-        present |= same_bytes(acpi_info.tables[i].signature, signature, 4);
-    }
-    kprintf("acpi: %s %s, %s\n", signature, present ? "has a bad checksum" : "not found",
-            fallback);
+    kprintf("acpi: %s %s, %s\n", signature,
+            table_listed(signature) ? "has a bad checksum" : "not found", fallback);
     return NULL;
 }
 
@@ -341,8 +350,7 @@ static void add_cpu(uint32_t apic_id, uint32_t flags) {
 static void parse_madt(const struct acpi_header *madt) {
     const uint8_t *base = (const uint8_t *)madt;
     if (madt->length < MADT_ENTRIES) {
-        kprintf("acpi: MADT too short, assuming 1 CPU and the default APICs\n");
-        return;
+        return;     // use_mp_table says so
     }
     acpi_info.has_madt = true;
     acpi_info.lapic_address = get_u32(base + MADT_LAPIC_ADDRESS);
@@ -579,6 +587,197 @@ static void parse_fadt(const struct acpi_header *fadt) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The MP table (Intel MultiProcessor Specification 1.4, chapter 4): the fallback for the
+// CPUs and I/O APICs when there is no usable MADT.
+
+// MP floating pointer structure (4.1, Figure 4-2): 16 bytes on a 16-byte boundary.
+enum mp_floating_layout {
+    MP_FLOATING_SIZE = 16,
+    MP_FLOATING_TABLE = 4,          // u32: the configuration table's physical address
+    MP_FLOATING_LENGTH = 8,         // in 16-byte paragraphs: 1
+    MP_FLOATING_REVISION = 9,       // 1: MPS 1.1, 4: MPS 1.4
+    MP_FLOATING_FEATURE1 = 11,      // 0: a configuration table exists; n: default config n
+    MP_FLOATING_FEATURE2 = 12,      // bit 7 IMCRP: the IMCR is present, PIC mode at reset
+    MP_FEATURE2_IMCRP = 1u << 7,
+};
+
+// MP configuration table header (4.2, Table 4-2), then the base table's entries (4.3).
+enum mp_table_layout {
+    MP_TABLE_LENGTH = 4,            // u16: the base table's length, header included
+    MP_TABLE_REVISION = 6,
+    MP_TABLE_LAPIC_ADDRESS = 36,    // u32
+    MP_TABLE_ENTRIES = 44,
+};
+
+// Base table entry types and sizes (4.3, Table 4-3).
+enum mp_entry_type {
+    MP_PROCESSOR = 0,               // 20 bytes (Table 4-4)
+    MP_BUS = 1,                     // 8 bytes (Table 4-7)
+    MP_IO_APIC = 2,                 // 8 bytes (Table 4-9)
+    MP_IO_INTERRUPT = 3,            // 8 bytes (Table 4-10)
+    MP_LOCAL_INTERRUPT = 4,         // 8 bytes (Table 4-12)
+    MP_PROCESSOR_SIZE = 20,
+    MP_OTHER_ENTRY_SIZE = 8,
+    MP_PROCESSOR_ENABLED = 1u << 0,     // CPU flags EN (Table 4-5)
+    MP_IO_APIC_ENABLED = 1u << 0,       // I/O APIC flags EN (Table 4-9)
+    MP_INTERRUPT_INT = 0,               // a vectored interrupt (Table 4-11)
+    MP_INTERRUPT_NMI = 1,
+    MP_ALL_IO_APICS = 0xff,             // destination "every I/O APIC" (4.3.4)
+    MP_MAX_BUSES = 32,
+};
+
+// The floating pointer at `phys`, if its signature, length, revision and checksum hold.
+static const uint8_t *mp_floating_at(uint64_t phys) {
+    if (!readable(phys, MP_FLOATING_SIZE)) {
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)(uintptr_t)phys;
+    if (!same_bytes(p, "_MP_", 4) || p[MP_FLOATING_LENGTH] != 1
+        || !checksum_ok(p, MP_FLOATING_SIZE)) {
+        return NULL;
+    }
+    return p;
+}
+
+// Where firmware puts the floating pointer (4, "MP Floating Pointer Structure"): the first
+// KiB of the EBDA, the last KiB of base memory, or the BIOS ROM at 0xf0000-0xfffff. The BIOS
+// data area that says where the EBDA and the end of base memory are lies in the null page,
+// which is not mapped (and qboot leaves it zero), so the first two are taken at 639 KiB, where
+// SeaBIOS's EBDA, qboot and Firecracker put the structure.
+static const uint8_t *find_mp_floating(void) {
+    static const uint64_t areas[][2] = { { 0x9fc00, 0xa0000 }, { 0xf0000, 0x100000 } };
+    for (size_t a = 0; a < sizeof(areas) / sizeof(areas[0]); a++) {
+        for (uint64_t address = areas[a][0]; address < areas[a][1]; address += 16) {
+            const uint8_t *p = mp_floating_at(address);
+            if (p) {
+                return p;
+            }
+        }
+    }
+    return NULL;
+}
+
+static bool mp_bus_is_isa(const uint8_t *isa_buses, uint8_t bus) {
+    return bus < MP_MAX_BUSES && isa_buses[bus];
+}
+
+// The base table's entries into acpi_info: CPUs, I/O APICs (their GSIs numbered in table
+// order by ioapic_init, as the table has no bases), the ISA IRQs that reach an I/O APIC pin
+// other than their own number or with a non-default polarity or trigger (the MADT's
+// interrupt source overrides: the flags are the same MPS INTI flags), and the NMI line.
+// The entries run to the base table's length; its entry count is not used, since qboot
+// leaves it 0 (Linux walks by the length too).
+static void parse_mp_entries(const uint8_t *table, uint32_t length) {
+    uint8_t isa_buses[MP_MAX_BUSES] = { 0 };
+    uint32_t offset = MP_TABLE_ENTRIES;
+    for (unsigned n = 0; offset < length; n++) {
+        const uint8_t *e = table + offset;
+        uint32_t size = e[0] == MP_PROCESSOR ? MP_PROCESSOR_SIZE : MP_OTHER_ENTRY_SIZE;
+        if (e[0] > MP_LOCAL_INTERRUPT || offset + size > length) {
+            kprintf("acpi: MP table entry %u (type %u) at offset %u is malformed, rest ignored\n",
+                n, e[0], offset);
+            break;
+        }
+        switch (e[0]) {
+            case MP_PROCESSOR:
+                add_cpu(e[1], e[3] & MP_PROCESSOR_ENABLED ? MADT_LAPIC_ENABLED : 0);
+                break;
+            case MP_BUS:
+                if (e[1] < MP_MAX_BUSES) {
+                    isa_buses[e[1]] = same_bytes(e + 2, "ISA", 3);
+                }
+                break;
+            case MP_IO_APIC:
+                if ((e[3] & MP_IO_APIC_ENABLED) && acpi_info.ioapic_count < ACPI_MAX_IOAPICS) {
+                    acpi_info.ioapics[acpi_info.ioapic_count++] = (struct acpi_ioapic){
+                        .id = e[1], .address = get_u32(e + 4), .gsi_base = 0,
+                    };
+                }
+                break;
+            case MP_IO_INTERRUPT: {
+                // Only pins of the first I/O APIC are known GSIs here (its base is 0).
+                uint16_t flags = get_u16(e + 2);
+                uint8_t irq = e[5], ioapic = e[6], pin = e[7];
+                bool first = acpi_info.ioapic_count > 0
+                             && (ioapic == acpi_info.ioapics[0].id || ioapic == MP_ALL_IO_APICS);
+                if (e[1] == MP_INTERRUPT_INT && mp_bus_is_isa(isa_buses, e[4]) && first
+                    && irq < 16 && (irq != pin || flags != 0)
+                    && acpi_info.override_count < ACPI_MAX_OVERRIDES) {
+                    acpi_info.overrides[acpi_info.override_count++] = (struct acpi_override){
+                        .source_irq = irq, .gsi = pin, .flags = flags,
+                    };
+                }
+                break;
+            }
+            case MP_LOCAL_INTERRUPT:
+                if (e[1] == MP_INTERRUPT_NMI) {
+                    acpi_info.lapic_nmi_lint = e[7] & 1;
+                    acpi_info.lapic_nmi_flags = get_u16(e + 2);
+                }
+                break;
+        }
+        offset += size;
+    }
+}
+
+// The MP table instead of the MADT: true when one was found and used. `why` starts the one
+// boot line either way ("no RSDP", "no MADT", ...).
+static bool use_mp_table(const char *why) {
+    const uint8_t *floating = find_mp_floating();
+    if (floating == NULL) {
+        kprintf("acpi: %s and no MP table found, assuming 1 CPU, LAPIC at 0x%x, I/O APIC at "
+                "0x%x\n", why, ACPI_DEFAULT_LAPIC_ADDRESS, ACPI_DEFAULT_IOAPIC_ADDRESS);
+        return false;
+    }
+    uint64_t phys = get_u32(floating + MP_FLOATING_TABLE);
+    if (floating[MP_FLOATING_FEATURE1] != 0) {
+        // A default configuration (5): two CPUs and fixed wiring that QEMU never describes.
+        kprintf("acpi: %s; the MP table is default configuration %u, not supported: assuming "
+                "1 CPU\n", why, floating[MP_FLOATING_FEATURE1]);
+        return false;
+    }
+    if (phys == 0) {
+        kprintf("acpi: %s; the MP floating pointer names no configuration table: assuming "
+                "1 CPU\n", why);
+        return false;
+    }
+    const uint8_t *table = readable(phys, MP_TABLE_ENTRIES) ? (const uint8_t *)(uintptr_t)phys
+                                                            : NULL;
+    uint32_t length = table ? get_u16(table + MP_TABLE_LENGTH) : 0;
+    if (table == NULL || !same_bytes(table, "PCMP", 4) || length < MP_TABLE_ENTRIES
+        || !readable(phys, length) || !checksum_ok(table, length)) {
+        kprintf("acpi: %s; the MP table at 0x%lx is invalid (bad signature, length or "
+                "checksum), assuming 1 CPU\n", why, (unsigned long)phys);
+        return false;
+    }
+    acpi_info.cpu_count = 0;
+    acpi_info.ioapic_count = 0;
+    acpi_info.override_count = 0;
+    acpi_info.lapic_address = get_u32(table + MP_TABLE_LAPIC_ADDRESS);
+    parse_mp_entries(table, length);
+    if (acpi_info.cpu_count == 0) {
+        kprintf("acpi: the MP table lists no enabled CPU, assuming 1\n");
+        acpi_info.cpu_count = 1;
+        acpi_info.apic_ids[0] = 0;
+    }
+    if (acpi_info.ioapic_count == 0) {
+        kprintf("acpi: the MP table lists no I/O APIC, legacy IRQs stay on the 8259 PIC\n");
+    }
+    if (acpi_info.lapic_address == 0) {
+        acpi_info.lapic_address = ACPI_DEFAULT_LAPIC_ADDRESS;
+    }
+    acpi_info.mp_table_address = phys;
+    acpi_info.mp_spec_revision = table[MP_TABLE_REVISION];
+    acpi_info.imcr_present = floating[MP_FLOATING_FEATURE2] & MP_FEATURE2_IMCRP;
+    acpi_info.ioapic_gsi_in_order = true;
+    kprintf("acpi: %s; %d CPU%s and %d I/O APIC%s from the MP table at 0x%lx (MPS 1.%u)\n",
+            why, acpi_info.cpu_count, acpi_info.cpu_count == 1 ? "" : "s",
+            acpi_info.ioapic_count, acpi_info.ioapic_count == 1 ? "" : "s",
+            (unsigned long)phys, acpi_info.mp_spec_revision);
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------
 
 static void set_fallbacks(void) {
     acpi_info.lapic_address = ACPI_DEFAULT_LAPIC_ADDRESS;
@@ -598,9 +797,7 @@ void acpi_init(void) {
     set_fallbacks();
     const struct acpi_rsdp *rsdp = find_rsdp();
     if (!rsdp) {
-        kprintf("acpi: no RSDP found, assuming 1 CPU, LAPIC at 0x%x, I/O APIC at 0x%x, "
-                "legacy PCI configuration\n",
-                ACPI_DEFAULT_LAPIC_ADDRESS, ACPI_DEFAULT_IOAPIC_ADDRESS);
+        use_mp_table("no RSDP");
         return;
     }
     acpi_info.present = true;
@@ -608,13 +805,16 @@ void acpi_init(void) {
     acpi_info.revision = rsdp->revision;
     walk_root(rsdp);
 
-    const struct acpi_header *madt = require_table("APIC",
-        "assuming 1 CPU and the default LAPIC/I/O APIC");
+    const struct acpi_header *madt = acpi_find_table("APIC");
     if (madt) {
         parse_madt(madt);
         if (acpi_info.has_madt && acpi_info.ioapic_count == 0) {
             kprintf("acpi: MADT lists no I/O APIC, legacy IRQs stay on the 8259 PIC\n");
         }
+    }
+    if (!acpi_info.has_madt) {
+        use_mp_table(madt ? "the MADT is too short" : table_listed("APIC")
+                     ? "the MADT has a bad checksum" : "no MADT");
     }
     const struct acpi_header *mcfg = acpi_find_table("MCFG");
     if (mcfg) {

@@ -2,6 +2,9 @@
 // RSDT/XSDT -> MADT, MCFG, FADT, DSDT) that says how many CPUs there are, where the interrupt
 // controllers and PCI Express configuration space live, and how to power off or reset.
 // acpi_init parses them once at boot into acpi_info; nothing else in the kernel walks tables.
+// A machine without a MADT (QEMU's -machine acpi=off, Firecracker-style VMMs) may still have
+// an MP table (Intel MultiProcessor Specification 1.4): acpi_init reads the CPUs, I/O APICs and
+// ISA interrupt routing from it instead.
 #ifndef ARCH_X86_64_ACPI_H
 #define ARCH_X86_64_ACPI_H
 
@@ -80,6 +83,11 @@ struct acpi_info {
     uint64_t dsdt_address;
     int slp_typ_a, slp_typ_b;     // \_S5 package from the DSDT, -1 when not found
     uint16_t sci_interrupt;
+    // The MP table (MPS 1.4), read only when there is no usable MADT.
+    uint64_t mp_table_address;    // its configuration table, 0 if none was used
+    uint8_t mp_spec_revision;     // 1 (MPS 1.1) or 4 (MPS 1.4)
+    bool imcr_present;            // PIC mode at reset: ioapic_init switches the IMCR (3.6.2.1)
+    bool ioapic_gsi_in_order;     // MP table: no GSI bases, ioapic_init numbers pins in order
 };
 
 extern struct acpi_info acpi_info;

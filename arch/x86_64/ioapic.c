@@ -8,6 +8,7 @@
 #include "arch/x86_64/ioapic.h"
 
 #include "arch/x86_64/acpi.h"
+#include "arch/x86_64/cpu.h"
 #include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/paging.h"
 #include "arch/x86_64/smp.h"
@@ -32,6 +33,16 @@ enum ioapic_redirection_bits {
     IOREDTBL_LEVEL = 1u << 15,
     IOREDTBL_MASKED = 1u << 16,
     IOREDTBL_DESTINATION_SHIFT = 56 - 32,   // in the high dword
+};
+
+// The IMCR (Intel MultiProcessor Specification 1.4, 3.6.2.1): on a board that starts in PIC
+// mode, the 8259's output goes to the CPU directly until register 0x70 behind ports 0x22/0x23
+// says to send interrupts through the APICs.
+enum imcr {
+    IMCR_ADDRESS_PORT = 0x22,
+    IMCR_DATA_PORT = 0x23,
+    IMCR_REGISTER = 0x70,
+    IMCR_APIC_MODE = 0x01,
 };
 
 struct ioapic {
@@ -60,10 +71,17 @@ static void ioapic_write(const struct ioapic *io, uint32_t reg, uint32_t value) 
 
 void ioapic_init(void) {
     count = 0;
+    if (acpi_info.imcr_present) {
+        outb(IMCR_ADDRESS_PORT, IMCR_REGISTER);
+        outb(IMCR_DATA_PORT, IMCR_APIC_MODE);
+    }
+    uint32_t next_gsi = 0;
     for (int i = 0; i < acpi_info.ioapic_count; i++) {
         const struct acpi_ioapic *a = &acpi_info.ioapics[i];
+        // The MP table gives no GSI bases: each I/O APIC's pins follow the previous one's, in
+        // table order (the numbering Linux gives them too).
         struct ioapic io = { .mmio = paging_map_mmio(a->address, IOAPIC_MMIO_SIZE),
-                             .gsi_base = a->gsi_base };
+                             .gsi_base = acpi_info.ioapic_gsi_in_order ? next_gsi : a->gsi_base };
         uint32_t version = ioapic_read(&io, IOAPIC_VERSION);
         if (version == 0xffffffffu) {
             kprintf("acpi: no I/O APIC answers at 0x%x, ignored\n", (unsigned)a->address);
@@ -71,6 +89,7 @@ void ioapic_init(void) {
         }
         io.version = version & 0xff;
         io.pins = ((version >> 16) & 0xff) + 1;
+        next_gsi = io.gsi_base + io.pins;
         for (uint32_t pin = 0; pin < io.pins; pin++) {
             ioapic_write(&io, IOAPIC_REDIRECTION + 2 * pin, IOREDTBL_MASKED);
             ioapic_write(&io, IOAPIC_REDIRECTION + 2 * pin + 1, 0);

@@ -87,7 +87,7 @@ void smp_init(void) {
     smp_cpus[0].index = 0;
     smp_cpus[0].apic_id = boot_apic_id;
     unsigned count = 1;
-    // CPU 0 is the boot CPU wherever the MADT lists it; the others keep the MADT's order.
+    // CPU 0 is the boot CPU wherever the MADT (or MP table) lists it; the others keep its order.
     for (int i = 0; i < acpi_info.cpu_count && count < SMP_MAX_CPUS; i++) {
         if (acpi_info.apic_ids[i] == boot_apic_id) {
             continue;
@@ -97,7 +97,7 @@ void smp_init(void) {
         count++;
     }
     if (acpi_info.cpu_count > SMP_MAX_CPUS) {
-        kprintf("smp: the MADT lists %d CPUs; using the first %d (SMP_MAX_CPUS)\n",
+        kprintf("smp: the firmware lists %d CPUs; using the first %d (SMP_MAX_CPUS)\n",
                 acpi_info.cpu_count, SMP_MAX_CPUS);
     }
     cpu_count = count;

@@ -95,13 +95,16 @@ static void store(mp_obj_t dict, qstr key, mp_obj_t value) {
     mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(key), value);
 }
 
-// acpi.info(): the rest of what was parsed (RSDP, MADT flags, FADT power registers).
+// acpi.info(): the rest of what was parsed (RSDP, MADT flags, FADT power registers, and
+// 'mp_table': the MP configuration table's address when the CPUs came from it, else None).
 static mp_obj_t acpi_info_fn(void) {
     mp_obj_t dict = mp_obj_new_dict(0);
     store(dict, MP_QSTR_present, mp_obj_new_bool(acpi_info.present));
     store(dict, MP_QSTR_rsdp, mp_obj_new_int_from_ull(acpi_info.rsdp_address));
     store(dict, MP_QSTR_revision, MP_OBJ_NEW_SMALL_INT(acpi_info.revision));
     store(dict, MP_QSTR_madt, mp_obj_new_bool(acpi_info.has_madt));
+    store(dict, MP_QSTR_mp_table, acpi_info.mp_table_address
+          ? mp_obj_new_int_from_ull(acpi_info.mp_table_address) : mp_const_none);
     store(dict, MP_QSTR_lapic_address, mp_obj_new_int_from_ull(acpi_info.lapic_address));
     store(dict, MP_QSTR_pcat_compat, mp_obj_new_bool(acpi_info.has_8259));
     store(dict, MP_QSTR_online_capable, MP_OBJ_NEW_SMALL_INT(acpi_info.online_capable_count));

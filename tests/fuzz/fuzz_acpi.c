@@ -29,6 +29,7 @@ enum {
     ARENA_SIZE = 24u << 20,             // the tables, each at most 1 MiB (see FOLD_ABOVE)
     BIOS_AREA = 0xe0000,                // where find_rsdp scans when the pointer is bad
     BIOS_AREA_SIZE = 0x21000,           // 0xe0000-0xfffff and the page a last 20-byte read touches
+    BASE_MEMORY_TOP = 0x9f000,          // the page holding 639-640 KiB, where an MP table may be
     MAX_TABLES = 16,
     FLAG_FIX_CHECKSUMS = 1,
     FLAG_XSDT = 2,
@@ -41,7 +42,8 @@ struct boot_info boot_info;
 void kprintf(const char *fmt, ...) { (void)fmt; }
 bool paging_is_mapped(uint64_t virt) {
     return (virt >= ARENA && virt < ARENA + ARENA_SIZE)
-           || (virt >= BIOS_AREA && virt < BIOS_AREA + BIOS_AREA_SIZE);
+           || (virt >= BIOS_AREA && virt < BIOS_AREA + BIOS_AREA_SIZE)
+           || (virt >= BASE_MEMORY_TOP && virt < BASE_MEMORY_TOP + 0x1000);
 }
 void *paging_map_mmio(uint64_t phys, uint64_t size) {
     // acpi.c maps what is not mapped yet; the harness only links tables inside the arena, so
@@ -63,7 +65,10 @@ static void init_once(void) {
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE, -1, 0);
     void *bios = mmap((void *)(uintptr_t)BIOS_AREA, BIOS_AREA_SIZE, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (arena != (void *)(uintptr_t)ARENA || bios != (void *)(uintptr_t)BIOS_AREA) {
+    void *base_top = mmap((void *)(uintptr_t)BASE_MEMORY_TOP, 0x1000, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (arena != (void *)(uintptr_t)ARENA || bios != (void *)(uintptr_t)BIOS_AREA
+        || base_top != (void *)(uintptr_t)BASE_MEMORY_TOP) {
         abort();
     }
     ASAN_POISON_MEMORY_REGION(arena, ARENA_SIZE);

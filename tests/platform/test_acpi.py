@@ -165,6 +165,47 @@ def test_boot_with_acpi_off(boot, machine):
     assert vm.repl("1+1") == "2"
 
 
+# --------------------------------------------------------------------------- the MP table
+#
+# Without ACPI the firmware may still describe the CPUs in an MP table (Intel MultiProcessor
+# Specification 1.4): qboot builds one under microvm,acpi=off (the shape of a Firecracker
+# guest) and SeaBIOS one under pc,acpi=off. SeaBIOS lists one CPU per package, so the pc case
+# asks QEMU for two sockets.
+
+AFTER_MP = """
+import acpi, os, json, kernel
+print(json.dumps({'cpus': os.cpu_count(), 'apic_ids': acpi.cpus(), 'ioapics': acpi.ioapics(),
+                  'overrides': acpi.overrides(), 'mp_table': acpi.info()['mp_table'],
+                  'repl_cpu': kernel.sys.cpu()}))
+"""
+
+
+@pytest.mark.parametrize("machine,options,extra", [
+    ("microvm", "acpi=off", []),
+    ("pc", "acpi=off", ["-smp", "2,sockets=2"]),
+])
+def test_cpus_from_the_mp_table_without_acpi(boot, machine, options, extra):
+    vm = boot(machine=machine, machine_options=options, cpus=2, extra_args=extra,
+              memory="256M", fw_cfg_cmdline="replcpu=1")
+    got = guest_json(vm, AFTER_MP)
+    lines = [ln for ln in vm.banner.splitlines() if ln.startswith(("acpi:", "smp:"))]
+    assert any(re.search(r"acpi: no RSDP; 2 CPUs and 1 I/O APIC from the MP table at 0x[0-9a-f]+ "
+                         r"\(MPS 1\.[14]\)", ln) for ln in lines), (
+        f"expected the boot line to say the CPUs came from the MP table, got {lines}")
+    assert any("smp: 2 of 2 CPUs online" in ln for ln in lines), (
+        f"expected both CPUs started from the MP table's list, got {lines}")
+    assert got["cpus"] == 2 and sorted(got["apic_ids"]) == [0, 1], (
+        f"expected 2 CPUs with APIC ids 0 and 1 from the MP table, got {got}")
+    assert got["mp_table"], f"expected acpi.info()['mp_table'] to hold the table's address, got {got}"
+    assert len(got["ioapics"]) == 1 and got["ioapics"][0][1] == 0xfec00000, (
+        f"expected the MP table's one I/O APIC at 0xfec00000, got {got['ioapics']}")
+    # Every PC's MP table routes ISA IRQ 0 (the PIT) to pin 2: the MADT's override, here.
+    assert [0, 2, 0] in got["overrides"], f"expected ISA IRQ 0 on GSI 2, got {got['overrides']}"
+    # The REPL on CPU 1 answers through the console interrupt the I/O APIC sends there.
+    assert got["repl_cpu"] == 1, f"expected the REPL on CPU 1 (replcpu=1), got {got}"
+    assert vm.repl("6 * 7") == "42"
+
+
 # --------------------------------------------------------------------------- malformed tables
 #
 # QEMU's -acpitable adds a table (it writes the header and a correct checksum around our
