@@ -1,6 +1,7 @@
 // The time-stamp counter, the CPU's free-running cycle counter: the kernel's clock for short
 // intervals. Its rate is read from CPUID (leaves 0x15/0x16, or the hypervisor's timing leaf)
-// or else measured at boot against the HPET or the 8254 PIT (see tsc_calibrate_begin).
+// or else measured at boot against the HPET or the 8254 PIT (see tsc_calibrate_begin), or,
+// on a machine with neither (microvm,pit=off), the RTC's periodic flag.
 //
 // The PIT is read through channel 0 (Intel 8254 datasheet, order no. 231164: "Mode 2: Rate
 // Generator" and the Counter Latch Command), which every PC-compatible machine has, QEMU's
@@ -11,7 +12,9 @@
 
 #include "arch/x86_64/acpi.h"
 #include "arch/x86_64/cpu.h"
+#include "arch/x86_64/kprintf.h"
 #include "arch/x86_64/paging.h"
+#include "arch/x86_64/rtc.h"
 
 enum pit_port {
     PIT_CHANNEL0_DATA = 0x40,
@@ -103,6 +106,8 @@ enum hpet_register {
 // keep counting.
 enum {
     PROVISIONAL_US = 250,                  // ~1% under TCG: enough for delays and timeouts
+    RTC_CALIBRATION_PERIODS = 32,          // 3.9 ms of the RTC's 8192 Hz flag per run
+    RTC_CALIBRATION_RUNS = 5,              // the median run: ~0.05% under TCG
     MIN_WINDOW_US = 3000,                  // the finished window: ~0.01% under TCG
     SAMPLE_PAIRS = 4,
 };
@@ -255,6 +260,26 @@ static bool is_sane(uint64_t hz) {
     return hz >= SANE_TSC_HZ_MIN && hz <= SANE_TSC_HZ_MAX;
 }
 
+// The median of a few runs against the RTC's periodic flag: a host that delays the
+// emulator's timer for the whole of one run (~1% off, under TCG on a busy host) is
+// outvoted. 0 if any run fails (no RTC, or a flag that never comes).
+static uint64_t tsc_hz_from_rtc(void) {
+    uint64_t runs[RTC_CALIBRATION_RUNS];
+    for (int i = 0; i < RTC_CALIBRATION_RUNS; i++) {
+        uint64_t hz = rtc_measure_tsc_ticks(RTC_CALIBRATION_PERIODS) * RTC_PERIODIC_HZ
+                      / RTC_CALIBRATION_PERIODS;
+        if (hz == 0) {
+            return 0;
+        }
+        int j = i;
+        for (; j > 0 && runs[j - 1] > hz; j--) {
+            runs[j] = runs[j - 1];
+        }
+        runs[j] = hz;
+    }
+    return runs[RTC_CALIBRATION_RUNS / 2];
+}
+
 void tsc_calibrate_begin(void) {
     uint64_t hz = tsc_hz_from_cpuid();
     tsc_calibration_source = "cpuid";
@@ -277,9 +302,17 @@ void tsc_calibrate_begin(void) {
     calibration.start = reference_sample();
     hz = measure_for(PROVISIONAL_US);
     if (!is_sane(hz)) {
-        reference_close();   // nothing that counts: keep delays finite at least
-        hz = FALLBACK_TSC_HZ;
+        // No PIT either (microvm,pit=off): the RTC's periodic flag, measured once, here.
+        reference_close();
+        hz = tsc_hz_from_rtc();
+        tsc_calibration_source = "rtc";
+    }
+    if (!is_sane(hz)) {
+        hz = FALLBACK_TSC_HZ;   // nothing that counts: keep delays finite at least
         tsc_calibration_source = "guess";
+        kprintf("tsc: no clock to measure the TSC against (no CPUID leaf, HPET, PIT or RTC): "
+                "guessing %lu MHz, so time runs at the wrong rate\n",
+                (unsigned long)(hz / 1000000));
     }
     tsc_hz = hz;
 }

@@ -223,9 +223,12 @@ uint64_t mp_hal_time_ns(void) {
     if (!__atomic_load_n(&wall_clock.known, __ATOMIC_ACQUIRE)) {
         uint64_t flags = smp_lock_irqsave(&wall_clock.lock);
         if (!wall_clock.known) {
-            // -1 when the RTC cannot be read: the clock then counts from 1970, as before.
+            // -1 when the RTC cannot be read (microvm,rtc=off): the clock then starts at
+            // 1970-01-01 00:00 at boot. (Taking -1 as seconds made it negative for a second,
+            // which read as the year 2554.)
             int64_t rtc_seconds = rtc_read_unix_time();
-            wall_clock.unix_minus_uptime_us = rtc_seconds * 1000000 - (int64_t)mp_hal_ticks_us();
+            wall_clock.unix_minus_uptime_us = rtc_seconds < 0 ? 0
+                : rtc_seconds * 1000000 - (int64_t)mp_hal_ticks_us();
             __atomic_store_n(&wall_clock.known, true, __ATOMIC_RELEASE);
         }
         smp_unlock_irqrestore(&wall_clock.lock, flags);

@@ -147,6 +147,7 @@ print(json.dumps({'tsc_hz': i['tsc_hz'], 'source': i['tsc_source'], 'timer_hz': 
     ("microvm", [], "pit"),                           # PIT channel 0, no HPET, no speaker gate
     ("q35", ["-machine", "hpet=off"], "pit"),          # the PIT on a PC chipset
     ("q35", [], "hpet"),
+    ("microvm", ["-machine", "pit=off"], "rtc"),      # no HPET, no PIT: the RTC's periodic flag
 ])
 def test_clocks_calibrated_beside_the_boot(boot, machine, extra, source, summary):
     """The TSC and the LAPIC timer are measured over the boot's own device setup (no
@@ -161,10 +162,17 @@ def test_clocks_calibrated_beside_the_boot(boot, machine, extra, source, summary
     assert_ticks_agree_with_host_clock(vm)
 
 
-def test_boot_without_a_pit_or_hpet(boot):
-    """microvm with pit=off has nothing to measure the TSC against: the boot does not hang on
-    a counter that never moves, says it guessed, and the REPL and sleeps still work."""
-    vm = boot(machine="microvm", extra_args=["-machine", "pit=off"])
+def test_boot_without_any_reference_clock(boot):
+    """microvm with pit=off and rtc=off has nothing to measure the TSC against: the boot does
+    not hang on a counter that never moves or a flag that never comes, says it guessed and
+    why, and the REPL and sleeps still work. Without an RTC the wall clock starts at
+    1970-01-01 at boot (it once read -1 s as the year 2554)."""
+    vm = boot(machine="microvm", extra_args=["-machine", "pit=off,rtc=off"])
     line = next((ln for ln in vm.banner.splitlines() if ln.startswith("acpi:")), "")
     assert "(guess)" in line, f"expected the platform line to say the TSC rate is a guess:\n{vm.banner}"
+    assert "tsc: no clock to measure the TSC against" in vm.banner, (
+        f"expected a boot line saying why the TSC rate is a guess:\n{vm.banner}")
     assert vm.repl("import time; time.sleep_ms(10); 1+1") == "2"
+    got = guest_json(vm, "import time, json\nprint(json.dumps([time.time(), time.localtime()[:3]]))")
+    assert 0 <= got[0] < 600 and got[1] == [1970, 1, 1], (
+        f"expected the clock to start at 1970-01-01 without an RTC, got {got}")
