@@ -149,17 +149,18 @@ void *mm_carve(uint64_t size, uint64_t align) {
     return mem;
 }
 
-void *mm_take(uint64_t size, uint64_t align) {
+// From the top of the first heap region in the wanted range (below 4 GiB, or above it) with
+// room for `size` and MIN_HEAP_REGION left over; the heap shrinks by what is taken.
+static void *take(uint64_t size, uint64_t align, bool above_4gib) {
     if (align < PAGE_SIZE) {
         align = PAGE_SIZE;
     }
     size = align_up(size, PAGE_SIZE);
-    // From the top of the largest heap region that has room below 4 GiB (page-table roots and
-    // AP stacks must be reachable from 32-bit code); the heap shrinks by what is taken.
     for (int i = 0; i < mm_layout.heap_count; i++) {
         struct mm_region *r = &mm_layout.heap[i];
         uint64_t top = r->base + r->size;
-        if (top > FOUR_GIB || r->size < size + MIN_HEAP_REGION) {
+        if ((above_4gib ? r->base < FOUR_GIB : top > FOUR_GIB)
+            || r->size < size + MIN_HEAP_REGION) {
             continue;
         }
         uint64_t start = align_down(top - size, align);
@@ -171,4 +172,14 @@ void *mm_take(uint64_t size, uint64_t align) {
         return (void *)(uintptr_t)start;
     }
     return NULL;
+}
+
+void *mm_take(uint64_t size, uint64_t align) {
+    // Page-table roots and AP stacks must be reachable from 32-bit code.
+    return take(size, align, false);
+}
+
+void *mm_take_anywhere(uint64_t size, uint64_t align) {
+    void *mem = take(size, align, true);
+    return mem != NULL ? mem : take(size, align, false);
 }

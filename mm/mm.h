@@ -40,11 +40,15 @@ int mm_init(const struct boot_info *info, uint64_t kernel_end, const char **why)
 void *dma_alloc(size_t size, size_t align);
 
 // Takes `size` bytes (rounded up to pages, aligned to `align`, zeroed) below 4 GiB away from
-// the GC heap for good, before the heap is started: what the other CPUs need (their stacks,
-// per-CPU windows and heaps). NULL when no heap region has room.
+// the GC heap for good, before the heap is started: what the other CPUs need that 32-bit
+// code must reach (their stacks, per-CPU windows). NULL when no heap region has room.
 void *mm_carve(uint64_t size, uint64_t align);
-// The same without zeroing (a GC heap needs none: zeroing 100 MiB costs a boot 100 ms).
+// The same without zeroing.
 void *mm_take(uint64_t size, uint64_t align);
+// The same anywhere in RAM, above 4 GiB first: for what only 64-bit code touches (another
+// CPU's GC heap, which needs no zeroing either: zeroing 100 MiB costs a boot 100 ms). On a
+// machine with RAM above 4 GiB most of it is there.
+void *mm_take_anywhere(uint64_t size, uint64_t align);
 
 // Bytes still free in the DMA pool.
 size_t dma_free_bytes(void);

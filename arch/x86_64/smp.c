@@ -193,6 +193,9 @@ unsigned smp_start_aps(void *(*carve)(uint64_t size, uint64_t align), void (*ent
     bool unanswered = false;   // an AP that was started but did not come up in time
     for (unsigned i = 1; i < cpu_count; i++) {
         struct smp_cpu *cpu = &smp_cpus[i];
+        if (cpu->failed) {
+            continue;   // the caller could not give it what it needs (its heap): it stays off
+        }
         uint8_t *stack = carve(AP_KERNEL_STACK_SIZE + PAGING_PAGE_SIZE, PAGING_PAGE_SIZE);
         uint8_t *window = carve(window_size, PAGING_PAGE_SIZE);
         if (stack == NULL || window == NULL) {

@@ -24,7 +24,7 @@ struct smp_cpu {
     unsigned index;
     uint32_t apic_id;
     volatile bool online;             // running the kernel
-    bool failed;                      // did not answer the start-up IPIs
+    bool failed;                      // did not answer the start-up IPIs, or had no memory
     uint64_t cr3;                     // its page-table root
     uint64_t window_phys;             // where its copy of the per-CPU window lives
     uintptr_t stack_bottom, stack_top;

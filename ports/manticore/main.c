@@ -132,9 +132,13 @@ static void start_other_cpus(void) {
     }
     uint64_t share = (mm_layout.heap_total / count) & ~(uint64_t)0xfff;
     for (unsigned cpu = 1; cpu < count; cpu++) {
-        void *heap = mm_take(share, 4096);
+        // Anywhere in RAM: with more than ~3 GiB, most of it lies above 4 GiB, and below it a
+        // share would not fit (a 5 GiB VM's CPU 1 once started with no heap and faulted).
+        void *heap = mm_take_anywhere(share, 4096);
         if (heap == NULL) {
-            mp_printf(&mp_plat_print, "smp: no heap left for CPU %u\n", cpu);
+            mp_printf(&mp_plat_print, "smp: no room for CPU %u's %u KiB of heap in one piece; "
+                "it stays off\n", cpu, (unsigned)(share >> 10));
+            smp_cpus[cpu].failed = true;
             continue;
         }
         smp_cpus[cpu].heap_base = (uintptr_t)heap;

@@ -177,6 +177,20 @@ def test_a_fault_on_an_ap_stops_every_cpu_with_a_report(boot, fault):
     assert "ticker: tick" not in after, f"expected CPU 0 stopped after the panic:\n{after}"
 
 
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_heap_shares_above_4_gib(boot, cpus):
+    """With 5 GiB q35 has 2 GiB of RAM below the PCI hole and 3 GiB above 4 GiB: a CPU's heap
+    share (~2.5 GiB with two CPUs) fits only above. It was taken below 4 GiB only, so CPU 1
+    was started with no heap and faulted at boot; now every CPU gets its share and uses it."""
+    vm = boot(cpus=cpus, memory="5G", fw_cfg_cmdline="replcpu=1", timeout=120)
+    log = log_text(vm)
+    assert f"smp: {cpus} of {cpus} CPUs online" in log, f"expected every CPU online:\n{log}"
+    got = vm.repl("import kernel, gc; b = bytearray(1 << 30); "
+                  "(kernel.sys.cpu(), len(b), id(b) >= 1 << 32, gc.mem_free() > 0)", timeout=60)
+    assert got == "(1, 1073741824, True, True)", (
+        f"expected a 1 GiB bytearray on CPU 1, in its heap above 4 GiB, got {got}")
+
+
 def test_replcpu_gives_exactly_one_repl_on_that_cpu(boot):
     """replcpu=1: CPU 0 hands the console over and never starts a REPL of its own. (It once
     could: when CPU 1 took the console late, CPU 0's boot script ended first, found the
