@@ -9,7 +9,12 @@
 // Feature level and core options.
 #define MICROPY_CONFIG_ROM_LEVEL                (MICROPY_CONFIG_ROM_LEVEL_FULL_FEATURES)
 #define MICROPY_ENABLE_GC                       (1)
-#define MICROPY_GC_SPLIT_HEAP                   (1) // one GC area per RAM region of the memory map
+#define MICROPY_GC_SPLIT_HEAP                   (1) // the heap in areas, added as it grows
+#define MICROPY_GC_SPLIT_HEAP_AUTO              (1) // from the CPU's reserve (main.c)
+#define MP_PLAT_ALLOC_HEAP(size)                manticore_gc_area_take(size)
+#define MP_PLAT_FREE_HEAP(area)                 manticore_gc_area_give(area)
+void *manticore_gc_area_take(size_t size);
+void manticore_gc_area_give(void *area);
 #define MICROPY_ENABLE_FINALISER                (1)
 #define MICROPY_STACK_CHECK                     (1)
 #define MICROPY_STACK_CHECK_MARGIN              (8192)

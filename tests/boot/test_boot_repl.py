@@ -1,6 +1,7 @@
 """The REPL on the serial console: raw REPL, raw-paste, Ctrl-C, Ctrl-D, errors, bad input."""
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -200,6 +201,39 @@ def test_huge_allocation_raises_memory_error(boot):
     assert vm.repl("1+1") == "2", "the REPL should work after the MemoryError"
     out = vm.repl("len(bytearray(1024*1024))")
     assert out == "1048576", f"expected a 1 MiB allocation to succeed after the MemoryError, got {out!r}"
+
+
+GROW_AND_RETURN = """
+import gc, json
+free = gc.mem_free()
+a = bytearray(150 << 20)
+grown = gc.mem_free()
+del a
+gc.collect()
+back = gc.mem_free()
+b = bytearray(150 << 20)
+del b
+gc.collect()
+print(json.dumps([free, grown, back, gc.mem_free()]))
+"""
+
+
+def test_heap_grows_past_its_first_area_and_gives_it_back(boot):
+    """The heap starts on a 16 MiB area and grows from the CPU's reserve (mm/heap_reserve.h):
+    a 150 MiB bytearray in a 256 MiB VM fits, and once freed its area returns, so a second
+    one fits too, before and after a soft reset; gc.mem_free() counts the reserve."""
+    vm = boot(memory="256M")
+    for attempt in ("first boot", "after a soft reset"):
+        out, err = vm.console.raw_exec(GROW_AND_RETURN, timeout=60)
+        assert err == "", f"{attempt}: expected both 150 MiB allocations to fit, got:\n{err}"
+        free, grown, back, last = json.loads(out.strip().splitlines()[-1])
+        assert free > 200 << 20, f"{attempt}: expected gc.mem_free() to count the reserve, got {free}"
+        assert grown < free - (140 << 20), f"{attempt}: expected 150 MiB less free, got {free} -> {grown}"
+        assert abs(back - free) < 1 << 20 and abs(last - free) < 1 << 20, (
+            f"{attempt}: expected the freed area back in the reserve: {free} -> {back}, {last}")
+        vm.console.write(b"\x04")
+        vm.console.read_until(b"soft reboot", timeout=20)
+        vm.console.read_until(b">>> ", timeout=30)
 
 
 # --------------------------------------------------------------------------- garbage input
