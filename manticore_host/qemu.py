@@ -233,6 +233,13 @@ class VMConfig:
         if self.firmware == "uefi" and self.boot != "iso":
             raise ValueError("firmware uefi boots the ISO through GRUB's EFI build: "
                              "use boot=iso (direct kernel boot has no firmware step)")
+        if self.firmware == "uefi" and self.machine == "pc" and \
+                "acpi=off" in self.machine_options.split(","):
+            # Debian's OVMF spins before its first output on pc without ACPI (q35 keeps its
+            # tables under acpi=off): refuse rather than start a VM that never speaks.
+            raise ValueError("OVMF does not start on pc with acpi=off (it hangs before "
+                             "printing anything): use firmware bios there, whose MP table "
+                             "the kernel reads instead of ACPI, or drop acpi=off")
         if self.firmware == "uefi" and not OVMF.is_file():
             raise ValueError(f"firmware uefi needs {OVMF} (Debian's ovmf package): "
                              "run `invoke deps`")

@@ -103,6 +103,14 @@ def test_uefi_on_microvm_refused_with_one_way_out(boot):
         cmd(boot=boot, machine="microvm", firmware="uefi")
 
 
+def test_uefi_on_pc_without_acpi_refused():
+    # OVMF spins silently there; q35 keeps its ACPI tables under acpi=off and boots.
+    with pytest.raises(ValueError, match="OVMF does not start on pc with acpi=off.*firmware bios"):
+        cmd(boot="iso", machine="pc", machine_options="acpi=off", firmware="uefi")
+    assert "-bios" in cmd(boot="iso", machine="q35", machine_options="acpi=off", firmware="uefi")
+    assert "-bios" in cmd(boot="iso", machine="pc", firmware="uefi")
+
+
 def test_kvm_uses_host_cpu():
     c = cmd(accel="kvm")
     assert option(c, "-accel") == ["kvm"] and option(c, "-cpu") == ["host"]

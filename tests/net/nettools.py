@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -158,16 +159,22 @@ class InvokeRun:
     def __init__(self, *args: str):
         self.args = args
         self.out = b""
+        # A session of its own: killing it at the end kills QEMU too, which would otherwise
+        # outlive invoke, hold the pipe open and hang communicate() (OVMF spinning silently).
         self.proc = subprocess.Popen([sys.executable, "-m", "invoke", "run", *args],
                                      cwd=self.REPO, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.communicate()
 
     def text(self) -> str:
