@@ -22,6 +22,19 @@ ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
        "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 
 
+# The kernel's kprintf for a harness: each message on stdout after "LOG ", for the test to
+# find among the harness's own output lines. (Needs <stdarg.h> and <stdio.h>.)
+KPRINTF_STUB = r"""
+void kprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("LOG ");
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+"""
+
+
 def build(exe: Path, sources: list, includes: list = ()) -> Path:
     """Compile `sources` (harness first, then the kernel's files) into `exe`; the test fails
     with the compiler's message if that does not work."""

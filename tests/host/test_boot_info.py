@@ -23,13 +23,7 @@ HARNESS = r"""
 #include <string.h>
 #include "arch/x86_64/boot_info.h"
 
-void kprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("LOG ");
-    vprintf(fmt, ap);
-    va_end(ap);
-}
+""" + hostcc.KPRINTF_STUB + r"""
 void panic(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -39,13 +39,7 @@ struct boot_info boot_info;
 static uint64_t extra[MAX_EXTRA];      // pages paging_map_mmio mapped on demand
 static int extras;
 
-void kprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("LOG ");
-    vprintf(fmt, ap);
-    va_end(ap);
-}
+""" + hostcc.KPRINTF_STUB + r"""
 static void *map_fixed(uint64_t at, size_t size) {
     void *p = mmap((void *)(uintptr_t)at, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
