@@ -334,8 +334,14 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     cpu = cfg.cpu or ("host" if accel == "kvm" else "max")
     # Several CPUs under TCG: one host thread per vCPU (MTTCG), so cores really run at once.
     accel_arg = "tcg,thread=multi" if accel == "tcg" and cfg.cpus > 1 else accel
+    smp = str(cfg.cpus)
+    if cfg.cpus > 1 and cfg.machine == "pc" and "acpi=off" in cfg.machine_options.split(","):
+        # Without ACPI the kernel finds the CPUs in SeaBIOS's MP table, which lists only the
+        # first CPU of each package (its mptable.c); QEMU's default topology puts them all in
+        # one package. One socket each lists them all.
+        smp += f",sockets={cfg.cpus}"
     cmd = [cfg.qemu, "-M", cfg.machine_spec(), "-accel", accel_arg, "-cpu", cpu,
-           "-smp", str(cfg.cpus), "-m", str(cfg.memory),
+           "-smp", smp, "-m", str(cfg.memory),
            "-display", "none", "-no-reboot"]
 
     if cfg.boot == "kernel":

@@ -111,6 +111,13 @@ def test_uefi_on_pc_without_acpi_refused():
     assert "-bios" in cmd(boot="iso", machine="pc", firmware="uefi")
 
 
+def test_pc_without_acpi_gets_a_socket_per_cpu():
+    # SeaBIOS's MP table lists one CPU per package: the only CPU list without ACPI.
+    assert option(cmd(machine="pc", machine_options="acpi=off", cpus=4), "-smp") == ["4,sockets=4"]
+    assert option(cmd(machine="pc", cpus=4), "-smp") == ["4"]
+    assert option(cmd(machine="microvm", machine_options="acpi=off", cpus=4), "-smp") == ["4"]
+
+
 def test_kvm_uses_host_cpu():
     c = cmd(accel="kvm")
     assert option(c, "-accel") == ["kvm"] and option(c, "-cpu") == ["host"]
