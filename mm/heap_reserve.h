@@ -1,7 +1,7 @@
 // A CPU's heap reserve: the RAM set aside for its GC heap, handed to the heap in areas as the
 // heap grows and taken back when an area empties. The interpreter starts on a small first
 // area, so a boot zeroes the allocation table of that area only (1/64 of its size) instead
-// of the whole share: ~150 ms of a 16 GiB VM's TCG boot.
+// of the whole share: ~80 ms of a 16 GiB VM's TCG boot.
 //
 // Plain first-fit over a short list of free ranges, merged on return; areas double as the
 // heap grows (MicroPython's gc_try_add_heap), so there are only ever a few. Each CPU owns its

@@ -626,7 +626,7 @@ enum mp_entry_type {
     MP_MAX_BUSES = 32,
 };
 
-// The floating pointer at `phys`, if its signature, length, revision and checksum hold.
+// The floating pointer at `phys`, if its signature, length and checksum hold.
 static const uint8_t *mp_floating_at(uint64_t phys) {
     if (!readable(phys, MP_FLOATING_SIZE)) {
         return NULL;
@@ -770,10 +770,11 @@ static bool use_mp_table(const char *why) {
     acpi_info.mp_spec_revision = table[MP_TABLE_REVISION];
     acpi_info.imcr_present = floating[MP_FLOATING_FEATURE2] & MP_FEATURE2_IMCRP;
     acpi_info.ioapic_gsi_in_order = true;
-    kprintf("acpi: %s; %d CPU%s and %d I/O APIC%s from the MP table at 0x%lx (MPS 1.%u)\n",
+    uint8_t revision = acpi_info.mp_spec_revision;
+    kprintf("acpi: %s; %d CPU%s and %d I/O APIC%s from the MP table at 0x%lx (MPS %s)\n",
             why, acpi_info.cpu_count, acpi_info.cpu_count == 1 ? "" : "s",
             acpi_info.ioapic_count, acpi_info.ioapic_count == 1 ? "" : "s",
-            (unsigned long)phys, acpi_info.mp_spec_revision);
+            (unsigned long)phys, revision == 4 ? "1.4" : revision == 1 ? "1.1" : "revision ?");
     return true;
 }
 
