@@ -149,9 +149,11 @@ void *mm_carve(uint64_t size, uint64_t align) {
     return mem;
 }
 
-// From the top of the first heap region in the wanted range (below 4 GiB, or above it) with
-// room for `size` and MIN_HEAP_REGION left over; the heap shrinks by what is taken.
-static void *take(uint64_t size, uint64_t align, bool above_4gib) {
+enum take_from { BELOW_4GIB, ABOVE_4GIB, ANYWHERE };
+
+// From the top of the first heap region in the wanted place with room for `size` and
+// MIN_HEAP_REGION left over; the heap shrinks by what is taken.
+static void *take(uint64_t size, uint64_t align, enum take_from where) {
     if (align < PAGE_SIZE) {
         align = PAGE_SIZE;
     }
@@ -159,7 +161,7 @@ static void *take(uint64_t size, uint64_t align, bool above_4gib) {
     for (int i = 0; i < mm_layout.heap_count; i++) {
         struct mm_region *r = &mm_layout.heap[i];
         uint64_t top = r->base + r->size;
-        if ((above_4gib ? r->base < FOUR_GIB : top > FOUR_GIB)
+        if ((where == BELOW_4GIB && top > FOUR_GIB) || (where == ABOVE_4GIB && r->base < FOUR_GIB)
             || r->size < size + MIN_HEAP_REGION) {
             continue;
         }
@@ -176,10 +178,10 @@ static void *take(uint64_t size, uint64_t align, bool above_4gib) {
 
 void *mm_take(uint64_t size, uint64_t align) {
     // Page-table roots and AP stacks must be reachable from 32-bit code.
-    return take(size, align, false);
+    return take(size, align, BELOW_4GIB);
 }
 
 void *mm_take_anywhere(uint64_t size, uint64_t align) {
-    void *mem = take(size, align, true);
-    return mem != NULL ? mem : take(size, align, false);
+    void *mem = take(size, align, ABOVE_4GIB);
+    return mem != NULL ? mem : take(size, align, ANYWHERE);
 }
