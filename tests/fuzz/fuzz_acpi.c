@@ -1,5 +1,5 @@
-// Fuzz harness: arch/x86_64/acpi.c (RSDP, RSDT/XSDT, MADT, MCFG, FADT, DSDT \_S5, and an
-// HPET table found by acpi_find_table) through its public entry points, acpi_init and
+// Fuzz harness: arch/x86_64/acpi.c (RSDP, RSDT/XSDT, MADT, MCFG, FADT, DSDT \_S5, the MP
+// table, and an HPET table found by acpi_find_table) through its public entry points, acpi_init and
 // acpi_find_table, from the unchanged source.
 //
 // The kernel reads tables at physical addresses (identity mapped). Here "physical memory" is a
@@ -11,7 +11,9 @@
 // firmware declared is reported.
 //
 // Input: flags (1 byte), then chunks of (u16 little-endian length, bytes): RSDP, root header,
-// then up to 16 tables.
+// then up to 16 tables. With FLAG_MP_TABLE the last chunk is instead an MP configuration
+// table (MPS 1.4), placed at 0x9fc10 behind a floating pointer at 0x9fc00 as qboot puts
+// them: acpi.c reads it when there is no RSDP or no usable MADT.
 #include <sanitizer/asan_interface.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,12 +31,17 @@ enum {
     ARENA_SIZE = 24u << 20,             // the tables, each at most 1 MiB (see FOLD_ABOVE)
     BIOS_AREA = 0xe0000,                // where find_rsdp scans when the pointer is bad
     BIOS_AREA_SIZE = 0x21000,           // 0xe0000-0xfffff and the page a last 20-byte read touches
-    BASE_MEMORY_TOP = 0x9f000,          // the page holding 639-640 KiB, where an MP table may be
+    BASE_MEMORY_TOP = 0x9f000,          // from the page holding 639-640 KiB, where an MP table
+    BASE_MEMORY_TOP_SIZE = 0x11000,     // may be, to past what its u16 length can reach
+    MP_FLOATING = 0x9fc00,
+    MP_TABLE = 0x9fc10,
     MAX_TABLES = 16,
     FLAG_FIX_CHECKSUMS = 1,
     FLAG_XSDT = 2,
     FLAG_FIX_RSDP = 4,
     FLAG_KEEP_ROOT_LENGTH = 8,
+    FLAG_MP_TABLE = 16,
+    FLAG_MP_IMCR = 32,
 };
 
 // --- stand-ins for the kernel ---
@@ -43,7 +50,7 @@ void kprintf(const char *fmt, ...) { (void)fmt; }
 bool paging_is_mapped(uint64_t virt) {
     return (virt >= ARENA && virt < ARENA + ARENA_SIZE)
            || (virt >= BIOS_AREA && virt < BIOS_AREA + BIOS_AREA_SIZE)
-           || (virt >= BASE_MEMORY_TOP && virt < BASE_MEMORY_TOP + 0x1000);
+           || (virt >= BASE_MEMORY_TOP && virt < BASE_MEMORY_TOP + BASE_MEMORY_TOP_SIZE);
 }
 void *paging_map_mmio(uint64_t phys, uint64_t size) {
     // acpi.c maps what is not mapped yet; the harness only links tables inside the arena, so
@@ -65,7 +72,7 @@ static void init_once(void) {
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE, -1, 0);
     void *bios = mmap((void *)(uintptr_t)BIOS_AREA, BIOS_AREA_SIZE, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    void *base_top = mmap((void *)(uintptr_t)BASE_MEMORY_TOP, 0x1000, PROT_READ | PROT_WRITE,
+    void *base_top = mmap((void *)(uintptr_t)BASE_MEMORY_TOP, BASE_MEMORY_TOP_SIZE, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (arena != (void *)(uintptr_t)ARENA || bios != (void *)(uintptr_t)BIOS_AREA
         || base_top != (void *)(uintptr_t)BASE_MEMORY_TOP) {
@@ -151,6 +158,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t cursor = 4096;
     uint8_t zero[36] = { 0 };
     uint8_t *rsdp = place(&cursor, chunks > 0 ? chunk[0] : zero, chunks > 0 ? chunk_len[0] : 0, 36);
+    // The MP table: the last chunk, with a floating pointer to it (checksums as for ACPI).
+    size_t mp_length = 0;
+    if ((flags & FLAG_MP_TABLE) && chunks > 2) {
+        chunks--;
+        uint8_t *mp = (uint8_t *)(uintptr_t)MP_TABLE;
+        mp_length = chunk_len[chunks];
+        memcpy(mp, chunk[chunks], mp_length);
+        uint8_t *floating = (uint8_t *)(uintptr_t)MP_FLOATING;
+        memcpy(floating, "_MP_", 4);
+        put32(floating + 4, MP_TABLE);
+        floating[8] = 1;                                  // length: one paragraph
+        floating[9] = 4;                                  // MPS 1.4
+        floating[12] = flags & FLAG_MP_IMCR ? 0x80 : 0;   // IMCRP
+        fix_checksum(floating, 16, 10);
+        uint16_t base_length = mp_length >= 6 ? (uint16_t)(mp[4] | mp[5] << 8) : 0;
+        if ((flags & FLAG_FIX_CHECKSUMS) && base_length >= 8 && base_length <= mp_length) {
+            fix_checksum(mp, base_length, 7);
+        }
+    }
     int tables = chunks > 2 ? chunks - 2 : 0;
     uint8_t *table_at[MAX_TABLES];
     size_t table_room[MAX_TABLES];
@@ -244,6 +270,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         (void)last;
     }
 
+    if (flags & FLAG_MP_TABLE) {
+        memset((void *)(uintptr_t)MP_FLOATING, 0, MP_TABLE - MP_FLOATING + mp_length);
+    }
     // Back to zeros for the next input: a large declared length dirtied megabytes, which the
     // kernel hands back faster than memset does.
     if (dirty > (1u << 20)) {

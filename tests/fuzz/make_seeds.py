@@ -56,6 +56,18 @@ def acpi_seeds() -> dict[str, bytes]:
         b"".join(map(chunk, tables[:2]))
     seeds["bad_checksums"] = bytes([0x6]) + chunk(rsdp) + chunk(root) + b"".join(map(chunk, tables))
     seeds["no_rsdp"] = bytes([0]) + chunk(b"RSD PTR?")
+    # No RSDP, and qboot's MP table (microvm,acpi=off): 2 CPUs, ISA bus, I/O APIC 3, ISA IRQs
+    # (0 on pin 2), ExtINT on LINT0 and NMI on LINT1; an entry count of 0, as qboot writes.
+    entries = struct.pack("<BBBBIIQ", 0, 0, 0x14, 3, 0x60fb1, 0x1fcbfbfd, 0)
+    entries += struct.pack("<BBBBIIQ", 0, 1, 0x14, 1, 0x60fb1, 0x1fcbfbfd, 0)
+    entries += struct.pack("<BB6s", 1, 0, b"ISA   ") + struct.pack("<BBBBI", 2, 3, 0x14, 1, 0xFEC00000)
+    for irq in range(16):
+        entries += struct.pack("<BBHBBBB", 3, 0, 0, 0, irq, 3, 2 if irq == 0 else irq)
+    entries += struct.pack("<BBHBBBB", 4, 3, 0, 0, 0, 0, 0) + struct.pack("<BBHBBBB", 4, 1, 0, 0, 0, 0xff, 1)
+    mp_table = struct.pack("<4sHBB8s12sIHHIHBB", b"PCMP", 44 + len(entries), 4, 0, b"QBOOT   ",
+                           b"000000000000", 0, 0, 0, 0xFEE00000, 0, 0, 0) + entries
+    seeds["mp_table_qboot"] = bytes([0x11]) + chunk(b"RSD PTR?") + chunk(b"") + chunk(mp_table)
+    seeds["mp_table_bad_sums_imcr"] = bytes([0x30]) + chunk(b"RSD PTR?") + chunk(b"") + chunk(mp_table)
     return seeds
 
 
