@@ -1,6 +1,6 @@
 // Fuzz harness: arch/x86_64/acpi.c (RSDP, RSDT/XSDT, MADT, MCFG, FADT, DSDT \_S5, the MP
-// table, and an HPET table found by acpi_find_table) through its public entry points, acpi_init and
-// acpi_find_table, from the unchanged source.
+// table, and an HPET table found by acpi_find_table) through its public entry points,
+// acpi_init and acpi_find_table, from the unchanged source.
 //
 // The kernel reads tables at physical addresses (identity mapped). Here "physical memory" is a
 // host mapping at a fixed low address (ARENA); the input is a list of tables that the harness
