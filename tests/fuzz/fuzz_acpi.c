@@ -72,7 +72,8 @@ static void init_once(void) {
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE, -1, 0);
     void *bios = mmap((void *)(uintptr_t)BIOS_AREA, BIOS_AREA_SIZE, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    void *base_top = mmap((void *)(uintptr_t)BASE_MEMORY_TOP, BASE_MEMORY_TOP_SIZE, PROT_READ | PROT_WRITE,
+    void *base_top = mmap((void *)(uintptr_t)BASE_MEMORY_TOP, BASE_MEMORY_TOP_SIZE,
+                          PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (arena != (void *)(uintptr_t)ARENA || bios != (void *)(uintptr_t)BIOS_AREA
         || base_top != (void *)(uintptr_t)BASE_MEMORY_TOP) {
