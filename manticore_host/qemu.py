@@ -176,6 +176,10 @@ class VMConfig:
         """QEMU's -M value: the machine type, then its options (microvm,acpi=off)."""
         return ",".join(filter(None, (self.machine, self.machine_options)))
 
+    def pc_without_acpi(self) -> bool:
+        """pc with acpi=off: SeaBIOS's MP table is the only CPU list, and OVMF hangs."""
+        return self.machine == "pc" and "acpi=off" in self.machine_options.split(",")
+
     def kernel_cmdline(self) -> str:
         """`append`, plus (for tap networking, unless it names ip= itself) the guest's static
         address on the namespace's link: ip=192.168.77.2 netmask=255.255.255.0 gw=..."""
@@ -233,8 +237,7 @@ class VMConfig:
         if self.firmware == "uefi" and self.boot != "iso":
             raise ValueError("firmware uefi boots the ISO through GRUB's EFI build: "
                              "use boot=iso (direct kernel boot has no firmware step)")
-        if self.firmware == "uefi" and self.machine == "pc" and \
-                "acpi=off" in self.machine_options.split(","):
+        if self.firmware == "uefi" and self.pc_without_acpi():
             # Debian's OVMF spins before its first output on pc without ACPI (q35 keeps its
             # tables under acpi=off): refuse rather than start a VM that never speaks.
             raise ValueError("OVMF does not start on pc with acpi=off (it hangs before "
@@ -335,7 +338,7 @@ def build_command(cfg: VMConfig, qmp_path: str | os.PathLike | None,
     # Several CPUs under TCG: one host thread per vCPU (MTTCG), so cores really run at once.
     accel_arg = "tcg,thread=multi" if accel == "tcg" and cfg.cpus > 1 else accel
     smp = str(cfg.cpus)
-    if cfg.cpus > 1 and cfg.machine == "pc" and "acpi=off" in cfg.machine_options.split(","):
+    if cfg.cpus > 1 and cfg.pc_without_acpi():
         # Without ACPI the kernel finds the CPUs in SeaBIOS's MP table, which lists only the
         # first CPU of each package (its mptable.c); QEMU's default topology puts them all in
         # one package. One socket each lists them all.
