@@ -154,18 +154,6 @@ static bool readable(uint64_t phys, uint64_t length) {
     return true;
 }
 
-static uint16_t get_u16(const uint8_t *p) {
-    return p[0] | (p[1] << 8);
-}
-
-static uint32_t get_u32(const uint8_t *p) {
-    return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-    return get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 // Reads at small constant addresses, hidden from the compiler's array-bounds reasoning.
 static uint16_t read_physical_u16(uint64_t phys) {
     __asm__ ("" : "+r"(phys));
@@ -284,7 +272,7 @@ static void walk_root(const struct acpi_rsdp *rsdp) {
     size_t count = (root->length - sizeof(*root)) / entry_size;
     const uint8_t *entries = (const uint8_t *)(root + 1);
     for (size_t i = 0; i < count; i++) {
-        uint64_t address = use_xsdt ? get_u64(entries + i * 8) : get_u32(entries + i * 4);
+        uint64_t address = use_xsdt ? acpi_get_u64(entries + i * 8) : acpi_get_u32(entries + i * 4);
         const struct acpi_header *table = header_at(address, &sum_ok);
         if (!table) {
             kprintf("acpi: table %u at 0x%lx is unreadable, ignored\n", (unsigned)i,
@@ -353,8 +341,8 @@ static void parse_madt(const struct acpi_header *madt) {
         return;     // use_mp_table says so
     }
     acpi_info.has_madt = true;
-    acpi_info.lapic_address = get_u32(base + MADT_LAPIC_ADDRESS);
-    acpi_info.has_8259 = get_u32(base + MADT_FLAGS) & MADT_FLAG_PCAT_COMPAT;
+    acpi_info.lapic_address = acpi_get_u32(base + MADT_LAPIC_ADDRESS);
+    acpi_info.has_8259 = acpi_get_u32(base + MADT_FLAGS) & MADT_FLAG_PCAT_COMPAT;
     acpi_info.cpu_count = 0;
     acpi_info.ioapic_count = 0;
     for (uint32_t offset = MADT_ENTRIES; offset + 2 <= madt->length;) {
@@ -367,18 +355,18 @@ static void parse_madt(const struct acpi_header *madt) {
         switch (type) {
             case MADT_LOCAL_APIC:
                 if (length >= 8) {
-                    add_cpu(e[3], get_u32(e + 4));
+                    add_cpu(e[3], acpi_get_u32(e + 4));
                 }
                 break;
             case MADT_LOCAL_X2APIC:
                 if (length >= 16) {
-                    add_cpu(get_u32(e + 4), get_u32(e + 8));
+                    add_cpu(acpi_get_u32(e + 4), acpi_get_u32(e + 8));
                 }
                 break;
             case MADT_IO_APIC:
                 if (length >= 12 && acpi_info.ioapic_count < ACPI_MAX_IOAPICS) {
                     acpi_info.ioapics[acpi_info.ioapic_count++] = (struct acpi_ioapic){
-                        .id = e[2], .address = get_u32(e + 4), .gsi_base = get_u32(e + 8),
+                        .id = e[2], .address = acpi_get_u32(e + 4), .gsi_base = acpi_get_u32(e + 8),
                     };
                 }
                 break;
@@ -386,14 +374,14 @@ static void parse_madt(const struct acpi_header *madt) {
                 // Bus 0 is ISA, the only bus the specification defines here.
                 if (length >= 10 && e[2] == 0 && acpi_info.override_count < ACPI_MAX_OVERRIDES) {
                     acpi_info.overrides[acpi_info.override_count++] = (struct acpi_override){
-                        .source_irq = e[3], .gsi = get_u32(e + 4), .flags = get_u16(e + 8),
+                        .source_irq = e[3], .gsi = acpi_get_u32(e + 4), .flags = acpi_get_u16(e + 8),
                     };
                 }
                 break;
             case MADT_NMI_SOURCE:
                 if (length >= 8 && acpi_info.nmi_count < ACPI_MAX_NMIS) {
                     acpi_info.nmis[acpi_info.nmi_count++] = (struct acpi_nmi){
-                        .gsi = get_u32(e + 4), .flags = get_u16(e + 2),
+                        .gsi = acpi_get_u32(e + 4), .flags = acpi_get_u16(e + 2),
                     };
                 }
                 break;
@@ -401,12 +389,12 @@ static void parse_madt(const struct acpi_header *madt) {
                 // Processor UID 0xff means all processors; only the boot CPU runs.
                 if (length >= 6) {
                     acpi_info.lapic_nmi_lint = e[5] & 1;
-                    acpi_info.lapic_nmi_flags = get_u16(e + 3);
+                    acpi_info.lapic_nmi_flags = acpi_get_u16(e + 3);
                 }
                 break;
             case MADT_LOCAL_APIC_OVERRIDE:
                 if (length >= 12) {
-                    acpi_info.lapic_address = get_u64(e + 4);
+                    acpi_info.lapic_address = acpi_get_u64(e + 4);
                 }
                 break;
             default:
@@ -437,7 +425,7 @@ static void parse_mcfg(const struct acpi_header *mcfg) {
          offset += MCFG_ENTRY_SIZE) {
         const uint8_t *e = base + offset;
         struct acpi_ecam ecam = {
-            .base = get_u64(e), .segment = get_u16(e + 8), .bus_start = e[10], .bus_end = e[11],
+            .base = acpi_get_u64(e), .segment = acpi_get_u16(e + 8), .bus_start = e[10], .bus_end = e[11],
         };
         if (ecam.base == 0 || ecam.bus_end < ecam.bus_start) {
             kprintf("acpi: MCFG entry at offset %u is malformed, ignored\n", offset);
@@ -453,11 +441,11 @@ static void parse_mcfg(const struct acpi_header *mcfg) {
 // FADT and the DSDT's \_S5.
 
 static uint32_t fadt_u32(const struct acpi_header *fadt, unsigned offset) {
-    return offset + 4 <= fadt->length ? get_u32((const uint8_t *)fadt + offset) : 0;
+    return offset + 4 <= fadt->length ? acpi_get_u32((const uint8_t *)fadt + offset) : 0;
 }
 
 static uint64_t fadt_u64(const struct acpi_header *fadt, unsigned offset) {
-    return offset + 8 <= fadt->length ? get_u64((const uint8_t *)fadt + offset) : 0;
+    return offset + 8 <= fadt->length ? acpi_get_u64((const uint8_t *)fadt + offset) : 0;
 }
 
 static struct acpi_gas fadt_gas(const struct acpi_header *fadt, unsigned offset) {
@@ -468,7 +456,7 @@ static struct acpi_gas fadt_gas(const struct acpi_header *fadt, unsigned offset)
         gas.bit_width = p[1];
         gas.bit_offset = p[2];
         gas.access_size = p[3];
-        gas.address = get_u64(p + 4);
+        gas.address = acpi_get_u64(p + 4);
     }
     return gas;
 }
@@ -549,7 +537,7 @@ static void parse_fadt(const struct acpi_header *fadt) {
     uint32_t flags = fadt_u32(fadt, FADT_FLAGS);
     acpi_info.hardware_reduced = flags & FADT_FLAG_HW_REDUCED_ACPI;
     acpi_info.sci_interrupt = fadt->length >= FADT_SCI_INT + 2
-                              ? get_u16((const uint8_t *)fadt + FADT_SCI_INT) : 0;
+                              ? acpi_get_u16((const uint8_t *)fadt + FADT_SCI_INT) : 0;
     acpi_info.pm1a_control = fadt_u32(fadt, FADT_PM1A_CNT_BLK);
     acpi_info.pm1b_control = fadt_u32(fadt, FADT_PM1B_CNT_BLK);
     // The 64-bit X_ fields take precedence when set (5.2.9); only I/O space is used here.
@@ -690,13 +678,13 @@ static void parse_mp_entries(const uint8_t *table, uint32_t length) {
             case MP_IO_APIC:
                 if ((e[3] & MP_IO_APIC_ENABLED) && acpi_info.ioapic_count < ACPI_MAX_IOAPICS) {
                     acpi_info.ioapics[acpi_info.ioapic_count++] = (struct acpi_ioapic){
-                        .id = e[1], .address = get_u32(e + 4), .gsi_base = 0,
+                        .id = e[1], .address = acpi_get_u32(e + 4), .gsi_base = 0,
                     };
                 }
                 break;
             case MP_IO_INTERRUPT: {
                 // Only pins of the first I/O APIC are known GSIs here (its base is 0).
-                uint16_t flags = get_u16(e + 2);
+                uint16_t flags = acpi_get_u16(e + 2);
                 uint8_t irq = e[5], ioapic = e[6], pin = e[7];
                 bool first = acpi_info.ioapic_count > 0
                              && (ioapic == acpi_info.ioapics[0].id || ioapic == MP_ALL_IO_APICS);
@@ -712,7 +700,7 @@ static void parse_mp_entries(const uint8_t *table, uint32_t length) {
             case MP_LOCAL_INTERRUPT:
                 if (e[1] == MP_INTERRUPT_NMI) {
                     acpi_info.lapic_nmi_lint = e[7] & 1;
-                    acpi_info.lapic_nmi_flags = get_u16(e + 2);
+                    acpi_info.lapic_nmi_flags = acpi_get_u16(e + 2);
                 }
                 break;
         }
@@ -729,7 +717,7 @@ static bool use_mp_table(const char *why) {
                 "0x%x\n", why, ACPI_DEFAULT_LAPIC_ADDRESS, ACPI_DEFAULT_IOAPIC_ADDRESS);
         return false;
     }
-    uint64_t phys = get_u32(floating + MP_FLOATING_TABLE);
+    uint64_t phys = acpi_get_u32(floating + MP_FLOATING_TABLE);
     if (floating[MP_FLOATING_FEATURE1] != 0) {
         // A default configuration (5): two CPUs and fixed wiring that QEMU never describes.
         kprintf("acpi: %s; the MP table is default configuration %u, not supported: assuming "
@@ -743,7 +731,7 @@ static bool use_mp_table(const char *why) {
     }
     const uint8_t *table = readable(phys, MP_TABLE_ENTRIES) ? (const uint8_t *)(uintptr_t)phys
                                                             : NULL;
-    uint32_t length = table ? get_u16(table + MP_TABLE_LENGTH) : 0;
+    uint32_t length = table ? acpi_get_u16(table + MP_TABLE_LENGTH) : 0;
     if (table == NULL || !same_bytes(table, "PCMP", 4) || length < MP_TABLE_ENTRIES
         || !readable(phys, length) || !checksum_ok(table, length)) {
         kprintf("acpi: %s; the MP table at 0x%lx is invalid (bad signature, length or "
@@ -753,7 +741,7 @@ static bool use_mp_table(const char *why) {
     acpi_info.cpu_count = 0;
     acpi_info.ioapic_count = 0;
     acpi_info.override_count = 0;
-    acpi_info.lapic_address = get_u32(table + MP_TABLE_LAPIC_ADDRESS);
+    acpi_info.lapic_address = acpi_get_u32(table + MP_TABLE_LAPIC_ADDRESS);
     parse_mp_entries(table, length);
     if (acpi_info.cpu_count == 0) {
         kprintf("acpi: the MP table lists no enabled CPU, assuming 1\n");

@@ -92,6 +92,20 @@ struct acpi_info {
 
 extern struct acpi_info acpi_info;
 
+// Little-endian fields of firmware tables and AML, byte by byte: tables need not be aligned,
+// nor the fields inside them (UBSan caught misaligned loads in the HPET table and the DSDT).
+static inline uint16_t acpi_get_u16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t acpi_get_u32(const uint8_t *p) {
+    return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t acpi_get_u64(const uint8_t *p) {
+    return acpi_get_u32(p) | (uint64_t)acpi_get_u32(p + 4) << 32;
+}
+
 // Find and parse the tables (boot_info.rsdp_phys, else the EBDA and BIOS area). Never
 // crashes on bad tables: a missing/malformed table prints one "acpi: ..." line and leaves the
 // fallback. Call after paging_init.

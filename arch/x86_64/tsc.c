@@ -184,16 +184,11 @@ static uint64_t reference_ticks_per_second(void) {
 
 static bool hpet_open(void) {
     const uint8_t *table = acpi_find_table("HPET");
-    // Byte by byte: firmware need not align tables (UBSan caught a misaligned u32 load).
-    uint32_t length = table ? (table[4] | table[5] << 8 | table[6] << 16
-                               | (uint32_t)table[7] << 24) : 0;
+    uint32_t length = table ? acpi_get_u32(table + 4) : 0;
     if (!table || length < HPET_TABLE_ADDRESS + 8 || table[40] != 0) {
         return false;   // absent, too short, or not in memory space
     }
-    uint64_t base = 0;
-    for (int i = 7; i >= 0; i--) {
-        base = base << 8 | table[HPET_TABLE_ADDRESS + i];
-    }
+    uint64_t base = acpi_get_u64(table + HPET_TABLE_ADDRESS);
     volatile uint64_t *hpet = paging_map_mmio(base, 1024);
     uint64_t period_fs = hpet[HPET_GCAP_ID] >> 32;
     if (period_fs == 0 || period_fs > HPET_MAX_PERIOD_FS) {

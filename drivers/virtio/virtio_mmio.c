@@ -402,18 +402,12 @@ static void add_slot(uint64_t phys, uint64_t size, uint32_t gsi, const char *sou
 // Like find_s5 in acpi.c this matches the encoding (ACPI 6.5, 20.2 and 6.4.3) instead of
 // running AML: the _HID string, then the first Memory32Fixed (tag 0x86, length 9) and
 // Extended Interrupt (tag 0x89) descriptors before the next device's _HID.
-// AML is a byte stream: its fields have no alignment (UBSan caught a misaligned u32 load
-// when a DSDT without a PIT shifted the descriptors).
-static uint32_t aml_u32(const uint8_t *p) {
-    return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 static void scan_dsdt(void) {
     if (acpi_info.dsdt_address == 0) {
         return;
     }
     const uint8_t *table = (const uint8_t *)(uintptr_t)acpi_info.dsdt_address;
-    uint32_t length = aml_u32(table + 4);
+    uint32_t length = acpi_get_u32(table + 4);
     if (length < 36 || length > (1u << 20)) {
         return;
     }
@@ -437,12 +431,12 @@ static void scan_dsdt(void) {
             }
             if (!have_mem && table[j] == 0x86 && table[j + 1] == 0x09 && table[j + 2] == 0x00 &&
                 j + 12 <= length) {
-                base = aml_u32(table + j + 4);
-                size = aml_u32(table + j + 8);
+                base = acpi_get_u32(table + j + 4);
+                size = acpi_get_u32(table + j + 8);
                 have_mem = true;
             } else if (!have_irq && table[j] == 0x89 && table[j + 2] == 0x00 &&
                        table[j + 1] >= 6 && j + 9 <= length && table[j + 4] >= 1) {
-                gsi = aml_u32(table + j + 5);
+                gsi = acpi_get_u32(table + j + 5);
                 have_irq = true;
             }
             if (have_mem && have_irq) {
