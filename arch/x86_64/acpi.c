@@ -708,26 +708,26 @@ static void parse_mp_entries(const uint8_t *table, uint32_t length) {
     }
 }
 
-// The MP table instead of the MADT: true when one was found and used. `why` starts the one
-// boot line either way ("no RSDP", "no MADT", ...).
-static bool use_mp_table(const char *why) {
+// The MP table instead of the MADT, when there is a valid one. `why` starts the one boot line
+// either way ("no RSDP", "no MADT", ...).
+static void use_mp_table(const char *why) {
     const uint8_t *floating = find_mp_floating();
     if (floating == NULL) {
         kprintf("acpi: %s and no MP table found, assuming 1 CPU, LAPIC at 0x%x, I/O APIC at "
                 "0x%x\n", why, ACPI_DEFAULT_LAPIC_ADDRESS, ACPI_DEFAULT_IOAPIC_ADDRESS);
-        return false;
+        return;
     }
     uint64_t phys = acpi_get_u32(floating + MP_FLOATING_TABLE);
     if (floating[MP_FLOATING_FEATURE1] != 0) {
         // A default configuration (5): two CPUs and fixed wiring that QEMU never describes.
         kprintf("acpi: %s; the MP table is default configuration %u, not supported: assuming "
                 "1 CPU\n", why, floating[MP_FLOATING_FEATURE1]);
-        return false;
+        return;
     }
     if (phys == 0) {
         kprintf("acpi: %s; the MP floating pointer names no configuration table: assuming "
                 "1 CPU\n", why);
-        return false;
+        return;
     }
     const uint8_t *table = readable(phys, MP_TABLE_ENTRIES) ? (const uint8_t *)(uintptr_t)phys
                                                             : NULL;
@@ -736,7 +736,7 @@ static bool use_mp_table(const char *why) {
         || !readable(phys, length) || !checksum_ok(table, length)) {
         kprintf("acpi: %s; the MP table at 0x%lx is invalid (bad signature, length or "
                 "checksum), assuming 1 CPU\n", why, (unsigned long)phys);
-        return false;
+        return;
     }
     acpi_info.cpu_count = 0;
     acpi_info.ioapic_count = 0;
@@ -757,13 +757,11 @@ static bool use_mp_table(const char *why) {
     acpi_info.mp_table_address = phys;
     acpi_info.mp_spec_revision = table[MP_TABLE_REVISION];
     acpi_info.imcr_present = floating[MP_FLOATING_FEATURE2] & MP_FEATURE2_IMCRP;
-    acpi_info.ioapic_gsi_in_order = true;
     uint8_t revision = acpi_info.mp_spec_revision;
     kprintf("acpi: %s; %d CPU%s and %d I/O APIC%s from the MP table at 0x%lx (MPS %s)\n",
             why, acpi_info.cpu_count, acpi_info.cpu_count == 1 ? "" : "s",
             acpi_info.ioapic_count, acpi_info.ioapic_count == 1 ? "" : "s",
             (unsigned long)phys, revision == 4 ? "1.4" : revision == 1 ? "1.1" : "revision ?");
-    return true;
 }
 
 // ---------------------------------------------------------------------------------------

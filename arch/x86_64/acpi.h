@@ -84,10 +84,10 @@ struct acpi_info {
     int slp_typ_a, slp_typ_b;     // \_S5 package from the DSDT, -1 when not found
     uint16_t sci_interrupt;
     // The MP table (MPS 1.4), read only when there is no usable MADT.
-    uint64_t mp_table_address;    // its configuration table, 0 if none was used
+    uint64_t mp_table_address;    // its configuration table, 0 if none was used (it gives no
+                                  // GSI bases: ioapic_init numbers the pins in table order)
     uint8_t mp_spec_revision;     // 1 (MPS 1.1) or 4 (MPS 1.4)
     bool imcr_present;            // PIC mode at reset: ioapic_init switches the IMCR (3.6.2.1)
-    bool ioapic_gsi_in_order;     // MP table: no GSI bases, ioapic_init numbers pins in order
 };
 
 extern struct acpi_info acpi_info;

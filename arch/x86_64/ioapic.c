@@ -81,7 +81,7 @@ void ioapic_init(void) {
         // The MP table gives no GSI bases: each I/O APIC's pins follow the previous one's, in
         // table order (the numbering Linux gives them too).
         struct ioapic io = { .mmio = paging_map_mmio(a->address, IOAPIC_MMIO_SIZE),
-                             .gsi_base = acpi_info.ioapic_gsi_in_order ? next_gsi : a->gsi_base };
+                             .gsi_base = acpi_info.mp_table_address ? next_gsi : a->gsi_base };
         uint32_t version = ioapic_read(&io, IOAPIC_VERSION);
         if (version == 0xffffffffu) {
             kprintf("acpi: no I/O APIC answers at 0x%x, ignored\n", (unsigned)a->address);

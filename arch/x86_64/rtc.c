@@ -30,7 +30,6 @@ enum rtc_register {
 
 enum rtc_status_bits {
     RTC_A_UPDATE_IN_PROGRESS = 1u << 7,
-    RTC_A_DIVIDER_MASK = 7u << 4,       // DV2-0: 010 is the 32.768 kHz time base, running
     RTC_A_RATE_MASK = 0x0f,             // RS3-0: the periodic flag's rate
     RTC_A_RATE_8192_HZ = 0x03,          // RS 0011 with the 32.768 kHz time base: 122.07 us
     RTC_B_24_HOUR = 1u << 1,

@@ -289,7 +289,8 @@ int main(int argc, char **argv) {
     printf("\nLAPIC 0x%llx\nNMI_LINT %u %u\nMPTABLE 0x%llx %u\nIMCR %d\nINORDER %d\n",
            (unsigned long long)acpi_info.lapic_address, acpi_info.lapic_nmi_lint,
            acpi_info.lapic_nmi_flags, (unsigned long long)acpi_info.mp_table_address,
-           acpi_info.mp_spec_revision, acpi_info.imcr_present, acpi_info.ioapic_gsi_in_order);
+           acpi_info.mp_spec_revision, acpi_info.imcr_present,
+           acpi_info.mp_table_address != 0);   // what ioapic_init numbers GSIs in order by
     return 0;
 }
 """
