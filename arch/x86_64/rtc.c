@@ -148,6 +148,25 @@ int64_t rtc_read_unix_time(void) {
     return days_from_civil(full_year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
 }
 
+// The median of `count` values, sorted in place (insertion sort: at most a few hundred).
+static uint64_t median(uint64_t *values, unsigned count) {
+    for (unsigned i = 1; i < count; i++) {
+        uint64_t value = values[i];
+        unsigned j = i;
+        for (; j > 0 && values[j - 1] > value; j--) {
+            values[j] = values[j - 1];
+        }
+        values[j] = value;
+    }
+    return values[count / 2];
+}
+
+enum {
+    RTC_PERIODIC_HZ = 8192,             // RTC_A_RATE_8192_HZ
+    RTC_CALIBRATION_PERIODS = 32,       // 3.9 ms of the flag per run
+    RTC_CALIBRATION_RUNS = 5,           // the median run: ~0.05% under TCG
+};
+
 // The periodic flag (MC146818A "Register A" rate select, "Register C" PF): with PIE set it
 // rises every period (QEMU's model runs the periodic timer only then; the line it raises is
 // masked at the 8259 and the I/O APIC, and interrupts are off). Each read of register C
@@ -159,9 +178,9 @@ int64_t rtc_read_unix_time(void) {
 // median gap between edges (which merged edges and delays barely move), and the rate comes
 // from the slope through the least delayed edge of each half of the run: ~0.05% under TCG,
 // against ~0.4% (or 10% with a merged edge) from the first and last edges alone. A host
-// that delays every edge of one half still skews a run by ~1%: tsc.c takes the median of
-// several.
-uint64_t rtc_measure_tsc_ticks(unsigned periods) {
+// that delays every edge of one half still skews a run by ~1%: rtc_measure_tsc_hz takes the
+// median of several.
+static uint64_t measure_tsc_ticks(unsigned periods) {
     enum { MAX_EDGES = 129 };
     if (periods < 4 || periods >= MAX_EDGES || rtc_absent()) {
         return 0;
@@ -192,17 +211,11 @@ uint64_t rtc_measure_tsc_ticks(unsigned periods) {
     if (edges <= periods) {
         return 0;
     }
-    // The median gap (insertion sort: at most 128 of them).
     uint64_t gaps[MAX_EDGES];
     for (unsigned i = 0; i < periods; i++) {
-        uint64_t gap = edge_tsc[i + 1] - edge_tsc[i];
-        unsigned j = i;
-        for (; j > 0 && gaps[j - 1] > gap; j--) {
-            gaps[j] = gaps[j - 1];
-        }
-        gaps[j] = gap;
+        gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
     }
-    uint64_t period = gaps[periods / 2];
+    uint64_t period = median(gaps, periods);
     if (period == 0) {
         return 0;
     }
@@ -232,4 +245,18 @@ uint64_t rtc_measure_tsc_ticks(unsigned periods) {
     // TSC ticks per `periods` periods.
     return (uint64_t)((unsigned __int128)(late_tsc - early_tsc) * periods
                       / (late_number - early_number));
+}
+
+// The median of a few runs: a host that delays the emulator's timer for the whole of one run
+// (~1% off, under TCG on a busy host) is outvoted. 0 if any run fails.
+uint64_t rtc_measure_tsc_hz(void) {
+    uint64_t runs[RTC_CALIBRATION_RUNS];
+    for (int i = 0; i < RTC_CALIBRATION_RUNS; i++) {
+        runs[i] = measure_tsc_ticks(RTC_CALIBRATION_PERIODS) * RTC_PERIODIC_HZ
+                  / RTC_CALIBRATION_PERIODS;
+        if (runs[i] == 0) {
+            return 0;
+        }
+    }
+    return median(runs, RTC_CALIBRATION_RUNS);
 }

@@ -9,13 +9,10 @@
 // clock never settles or there is no RTC.
 int64_t rtc_read_unix_time(void);
 
-// The rate of the RTC's periodic flag while rtc_measure_tsc_ticks runs it.
-#define RTC_PERIODIC_HZ 8192
-
-// TSC ticks over `periods` periods of the RTC's periodic flag (1 / RTC_PERIODIC_HZ s each):
-// the TSC's reference clock of last resort, for a machine with neither HPET nor PIT
-// (microvm,pit=off). Busy-waits that long; 0 when there is no RTC or its flag never comes.
-// Call with interrupts disabled, before the I/O APIC routes the RTC's line anywhere.
-uint64_t rtc_measure_tsc_ticks(unsigned periods);
+// The TSC's rate (Hz) measured against the RTC's periodic flag: the reference clock of last
+// resort, for a machine with neither HPET nor PIT (microvm,pit=off). Busy-waits ~20 ms; 0
+// when there is no RTC or its flag never comes. Call with interrupts disabled, before the
+// I/O APIC routes the RTC's line anywhere.
+uint64_t rtc_measure_tsc_hz(void);
 
 #endif

@@ -106,8 +106,6 @@ enum hpet_register {
 // keep counting.
 enum {
     PROVISIONAL_US = 250,                  // ~1% under TCG: enough for delays and timeouts
-    RTC_CALIBRATION_PERIODS = 32,          // 3.9 ms of the RTC's 8192 Hz flag per run
-    RTC_CALIBRATION_RUNS = 5,              // the median run: ~0.05% under TCG
     MIN_WINDOW_US = 3000,                  // the finished window: ~0.01% under TCG
     SAMPLE_PAIRS = 4,
 };
@@ -255,26 +253,6 @@ static bool is_sane(uint64_t hz) {
     return hz >= SANE_TSC_HZ_MIN && hz <= SANE_TSC_HZ_MAX;
 }
 
-// The median of a few runs against the RTC's periodic flag: a host that delays the
-// emulator's timer for the whole of one run (~1% off, under TCG on a busy host) is
-// outvoted. 0 if any run fails (no RTC, or a flag that never comes).
-static uint64_t tsc_hz_from_rtc(void) {
-    uint64_t runs[RTC_CALIBRATION_RUNS];
-    for (int i = 0; i < RTC_CALIBRATION_RUNS; i++) {
-        uint64_t hz = rtc_measure_tsc_ticks(RTC_CALIBRATION_PERIODS) * RTC_PERIODIC_HZ
-                      / RTC_CALIBRATION_PERIODS;
-        if (hz == 0) {
-            return 0;
-        }
-        int j = i;
-        for (; j > 0 && runs[j - 1] > hz; j--) {
-            runs[j] = runs[j - 1];
-        }
-        runs[j] = hz;
-    }
-    return runs[RTC_CALIBRATION_RUNS / 2];
-}
-
 void tsc_calibrate_begin(void) {
     uint64_t hz = tsc_hz_from_cpuid();
     tsc_calibration_source = "cpuid";
@@ -299,7 +277,7 @@ void tsc_calibrate_begin(void) {
     if (!is_sane(hz)) {
         // No PIT either (microvm,pit=off): the RTC's periodic flag, measured once, here.
         reference_close();
-        hz = tsc_hz_from_rtc();
+        hz = rtc_measure_tsc_hz();
         tsc_calibration_source = "rtc";
     }
     if (!is_sane(hz)) {
