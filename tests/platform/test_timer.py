@@ -152,11 +152,15 @@ print(json.dumps({'tsc_hz': i['tsc_hz'], 'source': i['tsc_source'], 'timer_hz': 
 def test_clocks_calibrated_beside_the_boot(boot, machine, extra, source, summary):
     """The TSC and the LAPIC timer are measured over the boot's own device setup (no
     busy-wait window): the rates agree with the host clock, and the LAPIC timer is QEMU's
-    1 GHz bus / 16 within 0.1%."""
+    1 GHz bus / 16 within 0.1%. Against the RTC within 0.2%: QEMU's main loop sets the
+    periodic flag, late by up to a period and more, and the estimator (arch/x86_64/rtc.c)
+    measured within 0.02% on a busy host and 0.09% on an idle one over 70 boots."""
     vm = boot(machine=machine, extra_args=extra)
     got = guest_json(vm, CLOCKS)
     assert got["source"] == source, f"expected the TSC measured against the {source}, got {got}"
-    assert abs(got["timer_hz"] - 62_500_000) <= 62_500, f"expected a 62.5 MHz LAPIC timer, got {got}"
+    tolerance = 125_000 if source == "rtc" else 62_500
+    assert abs(got["timer_hz"] - 62_500_000) <= tolerance, (
+        f"expected a 62.5 MHz LAPIC timer within {tolerance / 625_000:.1f}%, got {got}")
     summary(f"clocks {machine} {' '.join(extra)}: TSC {got['tsc_hz'] / 1e6:.3f} MHz "
             f"({got['source']}), LAPIC timer {got['timer_hz'] / 1e6:.4f} MHz")
     assert_ticks_agree_with_host_clock(vm)
