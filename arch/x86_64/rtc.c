@@ -206,6 +206,47 @@ static unsigned phase_cluster(const uint64_t *edge_tsc, const uint32_t *number, 
     return fullest;
 }
 
+// The period, in TSC ticks times 2 (half a tick kept), of `count` edges of a periodic
+// reference taken at `edge_tsc`: the one under which the most edges share a phase (see
+// rtc_measure_tsc_hz). 0 when the edges are too few or too close to tell.
+uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
+    if (count < 8 || count > RTC_CALIBRATION_PERIODS + 1) {
+        return 0;
+    }
+    uint64_t gaps[RTC_CALIBRATION_PERIODS];
+    for (unsigned i = 0; i + 1 < count; i++) {
+        gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
+    }
+    uint64_t median_gap = median(gaps, count - 1);
+    if (median_gap < RTC_PHASE_BINS * 2) {
+        return 0;
+    }
+    uint32_t number[RTC_CALIBRATION_PERIODS + 1];
+    number[0] = 0;
+    for (unsigned i = 1; i < count; i++) {
+        number[i] = number[i - 1]
+                    + (uint32_t)((edge_tsc[i] - edge_tsc[i - 1] + median_gap / 2) / median_gap);
+    }
+    int64_t reach = (int64_t)(median_gap * RTC_PERIOD_SEARCH_PERCENT / 100);
+    int64_t step = (int64_t)(median_gap * RTC_PHASE_WINDOW_BINS / RTC_PHASE_BINS / 2 / (count - 1));
+    if (step < 1) {
+        step = 1;
+    }
+    unsigned fullest = 0;
+    int64_t first_best = 0, last_best = 0;
+    for (int64_t candidate = (int64_t)median_gap - reach;
+         candidate <= (int64_t)median_gap + reach; candidate += step) {
+        unsigned cluster = phase_cluster(edge_tsc, number, count, candidate);
+        if (cluster > fullest) {
+            fullest = cluster;
+            first_best = last_best = candidate;
+        } else if (cluster == fullest) {
+            last_best = candidate;
+        }
+    }
+    return (uint64_t)(first_best + last_best);    // the middle of the tie, doubled
+}
+
 // The TSC's rate from the periodic flag (MC146818A "Register A" rate select, "Register C"
 // PF): with PIE set it rises every period (QEMU's model runs the periodic timer only then;
 // the line it raises is masked at the 8259 and the I/O APIC, and interrupts are off). Each
@@ -258,39 +299,5 @@ uint64_t rtc_measure_tsc_hz(void) {
     if (edges < EDGES) {
         return 0;
     }
-
-    uint64_t gaps[EDGES - 1];
-    for (unsigned i = 0; i + 1 < EDGES; i++) {
-        gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
-    }
-    uint64_t median_gap = median(gaps, EDGES - 1);
-    if (median_gap < RTC_PHASE_BINS * 2) {
-        return 0;
-    }
-    uint32_t number[EDGES];
-    number[0] = 0;
-    for (unsigned i = 1; i < EDGES; i++) {
-        number[i] = number[i - 1]
-                    + (uint32_t)((edge_tsc[i] - edge_tsc[i - 1] + median_gap / 2) / median_gap);
-    }
-    int64_t reach = (int64_t)(median_gap * RTC_PERIOD_SEARCH_PERCENT / 100);
-    int64_t step = (int64_t)(median_gap * RTC_PHASE_WINDOW_BINS / RTC_PHASE_BINS
-                             / 2 / RTC_CALIBRATION_PERIODS);
-    if (step < 1) {
-        step = 1;
-    }
-    unsigned fullest = 0;
-    int64_t first_best = 0, last_best = 0;
-    for (int64_t candidate = (int64_t)median_gap - reach;
-         candidate <= (int64_t)median_gap + reach; candidate += step) {
-        unsigned cluster = phase_cluster(edge_tsc, number, EDGES, candidate);
-        if (cluster > fullest) {
-            fullest = cluster;
-            first_best = last_best = candidate;
-        } else if (cluster == fullest) {
-            last_best = candidate;
-        }
-    }
-    // The middle of the tie, kept to half a tick.
-    return (uint64_t)(first_best + last_best) * RTC_PERIODIC_HZ / 2;
+    return rtc_period_from_edges(edge_tsc, EDGES) * RTC_PERIODIC_HZ / 2;
 }

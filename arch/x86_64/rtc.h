@@ -15,4 +15,9 @@ int64_t rtc_read_unix_time(void);
 // I/O APIC routes the RTC's line anywhere.
 uint64_t rtc_measure_tsc_hz(void);
 
+// Its estimator, apart from the port I/O (host unit test): the period of `count` (8 to 513)
+// edges of a periodic reference seen at `edge_tsc`, each late by an unknown amount, in TSC
+// ticks times 2; 0 when they cannot tell.
+uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count);
+
 #endif
