@@ -181,6 +181,12 @@ def make_command(tree: Path, build: Path, static: bool = True,
             *(["LDFLAGS_EXTRA=-static"] if static else [])]
 
 
+def mpy_cross_command(tree: Path) -> list[str]:
+    """make for the tree's own mpy-cross (in tree/mpy-cross/build, its default place, where
+    the unix port's Makefile looks for it); a no-op once it is built."""
+    return ["make", "-C", str(tree / "mpy-cross"), "-j2"]
+
+
 def build_micropython(static: bool = True, log: Callable[[str], None] = print) -> Path:
     """build/peer/unix-static/micropython (or unix/ without -static), built with make -j2
     only when an input changed since the last build (the tree, the frozen files, the make
@@ -210,7 +216,16 @@ def build_micropython(static: bool = True, log: Callable[[str], None] = print) -
         f"into {build}")
     logfile = build / "make.log"
     with open(logfile, "w") as out:
-        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+        # mpy-cross first, on its own: the unix port's make builds it as a sub-make when it is
+        # missing (a fresh tree), and that sub-make inherits BUILD= and PROG= from this
+        # command line, so it compiled into the port's build directory and linked its objects
+        # as `micropython` (undefined mp_qstr_frozen_const_pool, on a fresh machine only).
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        result = subprocess.run(mpy_cross_command(tree), stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
+        if result.returncode == 0:
+            result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0 or not exe.is_file():
         tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-30:])
         raise PeerBuildError(f"{' '.join(cmd)} failed (status {result.returncode}; "

@@ -117,3 +117,12 @@ def test_make_command_keeps_the_standard_variant():
     assert "LDFLAGS_EXTRA=-static" not in linuxpeer.make_command(Path("/m"), Path("/b"),
                                                                 static=False,
                                                                 mbedtls=Path("/tls"))
+
+
+def test_mpy_cross_is_built_without_the_ports_variables():
+    """On a fresh tree the unix port's make would build mpy-cross as a sub-make that inherits
+    BUILD= and PROG= from the port's command line (and links mpy-cross's objects as the
+    port's binary): the peer builds mpy-cross first, in its own place."""
+    cmd = linuxpeer.mpy_cross_command(Path("/mpy"))
+    assert cmd[:3] == ["make", "-C", "/mpy/mpy-cross"]
+    assert not [a for a in cmd if "=" in a], cmd
