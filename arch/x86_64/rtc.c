@@ -228,7 +228,8 @@ uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
                     + (uint32_t)((edge_tsc[i] - edge_tsc[i - 1] + median_gap / 2) / median_gap);
     }
     int64_t reach = (int64_t)(median_gap * RTC_PERIOD_SEARCH_PERCENT / 100);
-    int64_t step = (int64_t)(median_gap * RTC_PHASE_WINDOW_BINS / RTC_PHASE_BINS / 2 / (count - 1));
+    int64_t step = (int64_t)(median_gap * RTC_PHASE_WINDOW_BINS / RTC_PHASE_BINS / 2
+                             / (count - 1));
     if (step < 1) {
         step = 1;
     }
@@ -257,7 +258,7 @@ uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
 // more, now and then by more than a period (two edges then merge into one). Numbering the
 // edges by rounding each gap to whole periods miscounts by one whenever such a stretch starts
 // or ends, and a line through the least delayed edges is only as good as the floor in each
-// part of the run (edges recorded from 12 boots: up to 1.7% off with 32-period runs).
+// part of the run.
 // Instead the period is the one under which the most edges share a phase: the on-time edges
 // crowd into one window of phase only while the candidate is within (window / periods) of
 // the truth, about 0.02% here. Candidates run within RTC_PERIOD_SEARCH_PERCENT of the median
