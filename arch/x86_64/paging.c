@@ -188,14 +188,14 @@ void paging_init(void) {
     // `make WX=0` (MANTICORE_NO_WX, a benchmark build only: `invoke bench vm --compare-wx`)
     // leaves RAM as boot.S mapped it, writable and executable, to measure the cost.
     const uint64_t large_page_mask = PAGING_LARGE_PAGE_SIZE - 1;
+    uint64_t image_start = (uintptr_t)__kernel_start & ~large_page_mask;
+    uint64_t image_end = ((uintptr_t)__rodata_pages_end + large_page_mask) & ~large_page_mask;
 #ifndef MANTICORE_NO_WX
     // The image's own 2 MiB chunks first, while boot.S's pages still let the code doing this
     // run: splitting a chunk copies its flags into all 512 pages, so every page of them is
     // set here. (Marking the chunks no-execute first and the text executable after relied on
     // stale TLB entries for the code in between, which the processor may drop at any time,
     // SDM 4.10.4.2: QEMU did, and the UBSan kernel faulted fetching next_table.)
-    uint64_t image_start = (uintptr_t)__kernel_start & ~large_page_mask;
-    uint64_t image_end = ((uintptr_t)__rodata_pages_end + large_page_mask) & ~large_page_mask;
     map_range(image_start, (uintptr_t)__kernel_start, PAGE_FLAGS_RAM | no_execute_bit);
     map_range((uintptr_t)__kernel_start, (uintptr_t)__text_pages_end, PAGE_FLAGS_TEXT);
     map_range((uintptr_t)__text_pages_end, (uintptr_t)__rodata_pages_end,
@@ -212,8 +212,12 @@ void paging_init(void) {
     find_ram_chunks(ram);
     for (uint64_t c = 0; c < BOOT_CHUNKS; c++) {
         uint64_t chunk = c * PAGING_LARGE_PAGE_SIZE;
-        if (!(boot_page_directories[c] & PTE_LARGE)) {
-            continue;   // one of the image's, split and set above
+        if (chunk >= image_start && chunk < image_end) {
+            // One of the image's, set above: split, or a 2 MiB page of its own when the text
+            // or the read-only data fills the chunk, which must not be taken for one of
+            // boot.S's (a UBSan kernel whose text ended at 4 MiB lost its execute right for
+            // [2, 4) MiB that way, and hung taking the page fault in a no-execute stub).
+            continue;
         }
         if (c >= DEVICE_WINDOW_CHUNK || !(ram[c / 64] & (1ull << (c % 64)))) {
             boot_page_directories[c] = chunk | PAGE_FLAGS_DEVICE | no_execute_bit | PTE_LARGE;

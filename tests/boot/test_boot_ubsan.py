@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from test_boot_wx import image_protection_errors
 from vmtools import REPO
 
 pytestmark = pytest.mark.timeout(150)
@@ -32,6 +33,10 @@ def test_ubsan_kernel_boots_clean_and_runs_python(boot):
         r"b'\xfa\xfb\xfc\xfd\xfe\xff'")
     assert vm.repl("2 ** 100 // 3 ** 20").strip().endswith(str(2 ** 100 // 3 ** 20))
     assert "UBSan:" not in vm.log_text(), vm.log_text()[-3000:]
+    # The UBSan image's layout differs from the plain one's (its text filled [2, 4) MiB once,
+    # which paging_init then made no-execute): its pages get their protections too.
+    errors = image_protection_errors(vm, UBSAN_ELF)
+    assert not errors, errors[:8]
 
 
 @pytest.mark.parametrize("machine,options,cpus", [

@@ -76,14 +76,35 @@ def test_an_ist_stack_overflow_hits_its_guard_page(boot, cpus):
     assert f"cpu: {cpus - 1} of {cpus}" in report, report
 
 
-def _symbol(name: str) -> int:
+def _symbol(name: str, elf=None) -> int:
     from manticore_host import image
-    out = subprocess.run(["nm", str(image.KERNEL)], capture_output=True, text=True, check=True)
+    elf = elf or image.KERNEL
+    out = subprocess.run(["nm", str(elf)], capture_output=True, text=True, check=True)
     for line in out.stdout.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[2] == name:
             return int(parts[0], 16)
-    raise AssertionError(f"{name} is not in {image.KERNEL}")
+    raise AssertionError(f"{name} is not in {elf}")
+
+
+def image_protection_errors(vm, elf=None, cpu: int = 0) -> list[str]:
+    """What is wrong with the kernel image's pages as CPU `cpu` maps them (QEMU's `info
+    tlb`): every page of the text executable and read-only, every page of the read-only data
+    read-only and no-execute, whether it is a 4 KiB page or a 2 MiB one (a chunk the text or
+    the read-only data fills is one 2 MiB page, which paging_init once took for one of
+    boot.S's and made plain RAM)."""
+    text = (_symbol("__kernel_start", elf), _symbol("__text_pages_end", elf))
+    rodata = (text[1], _symbol("__rodata_pages_end", elf))
+    table = vm.qmp.cmd("human-monitor-command", {"command-line": "info tlb", "cpu-index": cpu})
+    errors = []
+    for virt, _phys, flags in (line.split() for line in table.splitlines() if ":" in line):
+        va = int(virt.rstrip(":"), 16)
+        executable, writable = flags[0] != "X", flags[-1] == "W"
+        if text[0] <= va < text[1] and (not executable or writable):
+            errors.append(f"text page {virt} {flags}")
+        if rodata[0] <= va < rodata[1] and (executable or writable):
+            errors.append(f"read-only data page {virt} {flags}")
+    return errors
 
 
 NATIVE_ALIAS_BASE = 0x500000000000  # ports/manticore/nativecode.c: one 2 MiB area per CPU
@@ -117,3 +138,5 @@ def test_no_page_is_writable_and_executable(boot, cpus):
         assert not writable_code, f"CPU {cpu}: writable and executable: {writable_code[:8]}"
         assert not stray_code, f"CPU {cpu}: executable outside the text and aliases: {stray_code[:8]}"
         assert not writable_text, f"CPU {cpu}: writable kernel text: {writable_text[:8]}"
+        errors = image_protection_errors(vm, cpu=cpu)
+        assert not errors, f"CPU {cpu}: {errors[:8]}"
