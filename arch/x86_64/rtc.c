@@ -164,34 +164,34 @@ static uint64_t median(uint64_t *values, unsigned count) {
 enum {
     RTC_PERIODIC_HZ = 8192,             // RTC_A_RATE_8192_HZ: a period is 122.07 us
     RTC_CALIBRATION_PERIODS = 512,      // 62.5 ms of the flag
+    RTC_CALIBRATION_EDGES = RTC_CALIBRATION_PERIODS + 1,
     RTC_PHASE_BINS = 32,                // a period's phase in bins of 3.8 us
     RTC_PHASE_WINDOW_BINS = 4,          // the on-time edges' cluster: 15 us
-    RTC_PERIOD_SEARCH_PERCENT = 1,      // candidates within 1% of the median gap
-    // Between two reads of register C, a pause of this many TSC ticks (4 to 20 us at 5 to
-    // 1 GHz): each read takes QEMU's global lock, and a guest that reads back to back keeps
-    // the main loop (which sets the flag) from taking it, which delays the edges further.
+    RTC_PERIOD_SEARCH_PERCENT = 5,      // candidates within 5% of the median gap
+    // Between two reads of register C, a pause of about 1/16 of a period: each read takes
+    // QEMU's global lock, and a guest that reads back to back keeps the main loop (which
+    // sets the flag) from taking it, so the edges come later still (polled back to back,
+    // runs were up to 4% off, or found no period at all). The first run pauses this many TSC
+    // ticks (1/16 of a period at 2.6 GHz); on a TSC so slow that this is more than 1/8 of a
+    // period, a second run pauses 1/16 of the period the first one saw.
     RTC_POLL_SPACING_TSC = 20000,
-    // A flag that has not come after this many polls (>= 8 ms, 65 periods) never will: a
-    // divider held in reset, or no periodic timer.
-    RTC_MAX_POLLS_PER_EDGE = 2000,
+    RTC_POLLS_PER_PERIOD = 16,
+    // A flag that has not come after 2048 periods' worth of polls (~250 ms, longer than a
+    // busy host stalls QEMU's main loop) never will: a divider held in reset, or no
+    // periodic timer.
+    RTC_MAX_POLLS_PER_EDGE = 2048 * RTC_POLLS_PER_PERIOD,
 };
 
-// How many of the `count` edges taken at `edge_tsc` fall into the fullest window of
-// RTC_PHASE_WINDOW_BINS adjacent phase bins when the period is `candidate`: an edge's phase is
-// its time since the first edge, modulo the period. `number` (whole periods by the median
-// gap) only keeps the values small; any whole number of periods drops out.
-static unsigned phase_cluster(const uint64_t *edge_tsc, const uint32_t *number, unsigned count,
-                              int64_t candidate) {
+// How many edges fall into the fullest window of RTC_PHASE_WINDOW_BINS adjacent bins of
+// phase, given each edge's phase (in [0, candidate)) under the period `candidate`.
+static unsigned fullest_window(const int64_t *phase, unsigned count, int64_t candidate) {
     unsigned bins[RTC_PHASE_BINS] = {0};
+    // phase * RTC_PHASE_BINS / candidate by a multiplication (once per edge and candidate):
+    // phases and candidates are below 2^32, so the product fits in 64 bits.
+    uint64_t scale = ((uint64_t)RTC_PHASE_BINS << 32) / (uint64_t)candidate;
     for (unsigned i = 0; i < count; i++) {
-        int64_t phase = (int64_t)(edge_tsc[i] - edge_tsc[0]) - (int64_t)number[i] * candidate;
-        while (phase < 0) {
-            phase += candidate;
-        }
-        while (phase >= candidate) {
-            phase -= candidate;
-        }
-        bins[(uint64_t)phase * RTC_PHASE_BINS / (uint64_t)candidate]++;
+        unsigned bin = (unsigned)(((uint64_t)phase[i] * scale) >> 32);
+        bins[bin < RTC_PHASE_BINS ? bin : RTC_PHASE_BINS - 1]++;
     }
     unsigned fullest = 0;
     for (unsigned first = 0; first < RTC_PHASE_BINS; first++) {
@@ -209,8 +209,16 @@ static unsigned phase_cluster(const uint64_t *edge_tsc, const uint32_t *number, 
 // The period, in TSC ticks times 2 (half a tick kept), of `count` edges of a periodic
 // reference taken at `edge_tsc`: the one under which the most edges share a phase (see
 // rtc_measure_tsc_hz). 0 when the edges are too few or too close to tell.
+//
+// The candidates span RTC_PERIOD_SEARCH_PERCENT around the median gap, in steps of half the
+// resolution (the phase window over the run). So wide, because every gap is a whole number
+// of reads of register C and a busy host jitters the edges by tens of us: the median gap of
+// runs recorded here was up to 3% off, and a count of periods by it lost 8 to 19 of them in
+// the long gaps. Phases need no exact count: an edge's phase is its time since the first
+// edge less a whole number of candidate periods, kept in [0, candidate) as the candidate
+// steps up (a subtraction and at most one wrap per edge and step, no division).
 uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
-    if (count < 8 || count > RTC_CALIBRATION_PERIODS + 1) {
+    if (count < 8 || count > RTC_CALIBRATION_EDGES) {
         return 0;
     }
     uint64_t gaps[RTC_CALIBRATION_PERIODS];
@@ -218,34 +226,84 @@ uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
         gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
     }
     uint64_t median_gap = median(gaps, count - 1);
-    if (median_gap < RTC_PHASE_BINS * 2) {
-        return 0;
+    if (median_gap < RTC_PHASE_BINS * 2 || median_gap > UINT32_MAX / 2
+        || edge_tsc[count - 1] - edge_tsc[0] > (uint64_t)UINT32_MAX * 64) {
+        return 0;   // too close to tell, or beyond the arithmetic below
     }
-    uint32_t number[RTC_CALIBRATION_PERIODS + 1];
-    number[0] = 0;
-    for (unsigned i = 1; i < count; i++) {
-        number[i] = number[i - 1]
-                    + (uint32_t)((edge_tsc[i] - edge_tsc[i - 1] + median_gap / 2) / median_gap);
-    }
-    int64_t reach = (int64_t)(median_gap * RTC_PERIOD_SEARCH_PERCENT / 100);
-    int64_t step = (int64_t)(median_gap * RTC_PHASE_WINDOW_BINS / RTC_PHASE_BINS / 2
-                             / (count - 1));
+    int64_t reach = (int64_t)median_gap * RTC_PERIOD_SEARCH_PERCENT / 100;
+    int64_t low = (int64_t)median_gap - reach, high = (int64_t)median_gap + reach;
+    int64_t span_periods = (int64_t)((edge_tsc[count - 1] - edge_tsc[0]) / (uint64_t)low) + 1;
+    int64_t step = low * RTC_PHASE_WINDOW_BINS / RTC_PHASE_BINS / 2 / span_periods;
     if (step < 1) {
         step = 1;
     }
+    // Each edge's phase under `low`, and the multiple of the candidate taken off its time.
+    int64_t phase[RTC_CALIBRATION_EDGES];
+    int64_t multiple[RTC_CALIBRATION_EDGES];
+    for (unsigned i = 0; i < count; i++) {
+        int64_t since_first = (int64_t)(edge_tsc[i] - edge_tsc[0]);
+        multiple[i] = since_first / low;
+        phase[i] = since_first - multiple[i] * low;
+    }
     unsigned fullest = 0;
     int64_t first_best = 0, last_best = 0;
-    for (int64_t candidate = (int64_t)median_gap - reach;
-         candidate <= (int64_t)median_gap + reach; candidate += step) {
-        unsigned cluster = phase_cluster(edge_tsc, number, count, candidate);
-        if (cluster > fullest) {
-            fullest = cluster;
+    for (int64_t candidate = low; candidate <= high; candidate += step) {
+        unsigned in_window = fullest_window(phase, count, candidate);
+        if (in_window > fullest) {
+            fullest = in_window;
             first_best = last_best = candidate;
-        } else if (cluster == fullest) {
+        } else if (in_window == fullest) {
             last_best = candidate;
+        }
+        int64_t next = candidate + step;
+        for (unsigned i = 0; i < count; i++) {
+            phase[i] -= multiple[i] * step;     // the same multiple of `next`
+            while (phase[i] < 0) {
+                phase[i] += next;
+                multiple[i]--;
+            }
+            while (phase[i] >= next) {
+                phase[i] -= next;
+                multiple[i]++;
+            }
         }
     }
     return (uint64_t)(first_best + last_best);    // the middle of the tie, doubled
+}
+
+// The TSC at the next rising edge of the periodic flag, polling register C every `spacing`
+// TSC ticks; 0 when it does not come within `max_polls`.
+static uint64_t next_edge(uint64_t spacing, unsigned max_polls) {
+    unsigned polls = 0;
+    while (!(rtc_read_register(RTC_STATUS_C) & RTC_C_PERIODIC_FLAG)) {
+        if (++polls >= max_polls) {
+            return 0;
+        }
+        uint64_t until = rdtsc() + spacing;
+        while (rdtsc() < until) {
+            cpu_relax();
+        }
+    }
+    return rdtsc();
+}
+
+// RTC_CALIBRATION_EDGES rising edges of the periodic flag into `edge_tsc`, polled every
+// `spacing` TSC ticks; false when the flag stops coming.
+static bool collect_edges(uint64_t *edge_tsc, uint64_t spacing) {
+    uint8_t saved_a = rtc_read_register(RTC_STATUS_A);
+    uint8_t saved_b = rtc_read_register(RTC_STATUS_B);
+    rtc_write_register(RTC_STATUS_A, (saved_a & ~RTC_A_RATE_MASK) | RTC_A_RATE_8192_HZ);
+    rtc_write_register(RTC_STATUS_B, saved_b | RTC_B_PERIODIC_INTERRUPT);
+    rtc_read_register(RTC_STATUS_C);
+    unsigned edges = 0;
+    while (edges < RTC_CALIBRATION_EDGES
+           && (edge_tsc[edges] = next_edge(spacing, RTC_MAX_POLLS_PER_EDGE)) != 0) {
+        edges++;
+    }
+    rtc_write_register(RTC_STATUS_B, saved_b);
+    rtc_write_register(RTC_STATUS_A, saved_a);
+    rtc_read_register(RTC_STATUS_C);
+    return edges == RTC_CALIBRATION_EDGES;
 }
 
 // The TSC's rate from the periodic flag (MC146818A "Register A" rate select, "Register C"
@@ -261,44 +319,34 @@ uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
 // part of the run.
 // Instead the period is the one under which the most edges share a phase: the on-time edges
 // crowd into one window of phase only while the candidate is within (window / periods) of
-// the truth, about 0.02% here. Candidates run within RTC_PERIOD_SEARCH_PERCENT of the median
-// gap in steps of half that, and the answer is the middle of those that tie for the fullest
-// window. Against the HPET's rate for the same host (TCG, 70 boots): within 0.02% on a busy
-// host, within 0.09% (mean +0.02%) on an idle one, where the earlier 5 runs of 32 periods
-// were 0.16% to 2.6% off. A line through the least delayed edges, numbered under the
-// period found here, does no better: the late stretches defeat it. Returns TSC ticks
-// per second, 0 without a flag.
+// the truth, about 0.02% here (rtc_period_from_edges). Against the HPET's rate for the same
+// host (TCG): 140 boots within -0.04%..+0.10% on an idle host, 40 within 0.02% on a busy
+// one, and 200 recorded runs within -0.04%..+0.09% offline, where the earlier 5 runs of 32
+// periods were 0.16% to 2.6% off. A line through the least delayed edges, numbered under
+// the period found here, does no better: the late stretches defeat it. Costs ~63 ms of
+// polling and ~20 ms of arithmetic under TCG. Returns TSC ticks per second, 0 without a
+// flag.
 uint64_t rtc_measure_tsc_hz(void) {
-    enum { EDGES = RTC_CALIBRATION_PERIODS + 1 };
     if (rtc_absent()) {
         return 0;
     }
-    uint64_t edge_tsc[EDGES];
-    uint8_t saved_a = rtc_read_register(RTC_STATUS_A);
-    uint8_t saved_b = rtc_read_register(RTC_STATUS_B);
-    rtc_write_register(RTC_STATUS_A, (saved_a & ~RTC_A_RATE_MASK) | RTC_A_RATE_8192_HZ);
-    rtc_write_register(RTC_STATUS_B, saved_b | RTC_B_PERIODIC_INTERRUPT);
-    rtc_read_register(RTC_STATUS_C);
-    unsigned edges = 0;
-    while (edges < EDGES) {
-        unsigned polls = 0;
-        while (!(rtc_read_register(RTC_STATUS_C) & RTC_C_PERIODIC_FLAG)
-               && ++polls < RTC_MAX_POLLS_PER_EDGE) {
-            uint64_t until = rdtsc() + RTC_POLL_SPACING_TSC;
-            while (rdtsc() < until) {
-                cpu_relax();
-            }
-        }
-        if (polls >= RTC_MAX_POLLS_PER_EDGE) {
-            break;
-        }
-        edge_tsc[edges++] = rdtsc();
-    }
-    rtc_write_register(RTC_STATUS_B, saved_b);
-    rtc_write_register(RTC_STATUS_A, saved_a);
-    rtc_read_register(RTC_STATUS_C);
-    if (edges < EDGES) {
+    uint64_t edge_tsc[RTC_CALIBRATION_EDGES];
+    uint64_t spacing = RTC_POLL_SPACING_TSC;
+    if (!collect_edges(edge_tsc, spacing)) {
         return 0;
     }
-    return rtc_period_from_edges(edge_tsc, EDGES) * RTC_PERIODIC_HZ / 2;
+    uint64_t period = rtc_period_from_edges(edge_tsc, RTC_CALIBRATION_EDGES) / 2;
+    if (period < spacing * RTC_POLLS_PER_PERIOD / 2) {
+        // A slow TSC: the pauses were too long a part of the period (or the flag came at
+        // every read, and `period` is the pause, not the flag's).
+        uint64_t gaps[RTC_CALIBRATION_EDGES - 1];
+        for (unsigned i = 0; i + 1 < RTC_CALIBRATION_EDGES; i++) {
+            gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
+        }
+        spacing = median(gaps, RTC_CALIBRATION_EDGES - 1) / RTC_POLLS_PER_PERIOD;
+        if (!collect_edges(edge_tsc, spacing)) {
+            return 0;
+        }
+    }
+    return rtc_period_from_edges(edge_tsc, RTC_CALIBRATION_EDGES) * RTC_PERIODIC_HZ / 2;
 }

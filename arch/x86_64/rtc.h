@@ -10,7 +10,7 @@
 int64_t rtc_read_unix_time(void);
 
 // The TSC's rate (Hz) measured against the RTC's periodic flag: the reference clock of last
-// resort, for a machine with neither HPET nor PIT (microvm,pit=off). Busy-waits ~63 ms; 0
+// resort, for a machine with neither HPET nor PIT (microvm,pit=off). Busy ~83 ms under TCG; 0
 // when there is no RTC or its flag never comes. Call with interrupts disabled, before the
 // I/O APIC routes the RTC's line anywhere.
 uint64_t rtc_measure_tsc_hz(void);

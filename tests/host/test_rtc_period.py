@@ -7,6 +7,7 @@ estimator says so (0). Built with ASan and UBSan (hostcc)."""
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -26,11 +27,12 @@ US = TSC_HZ / 1e6
 
 
 def seen_edges(rng: random.Random, *, stretch_chance: float, merge_chance: float,
-               poll_us: float = 7.7) -> list[int]:
+               stall_chance: float = 0, poll_us: float = 9.5) -> list[int]:
     """When a guest polling register C every `poll_us` sees each edge: the edges lie on an
     exact grid; each is late by a few us, by 80-100 us inside a stretch (entered with
     `stretch_chance` per edge, lasting 10-60 edges), or, with `merge_chance`, by more than a
-    period, when the next edge merges into it."""
+    period, when the next edge merges into it, or with `stall_chance` by 1-5 ms (a host that
+    stalled QEMU); the guest sees it at its next read."""
     start = 1_000_000_007
     seen = []
     stretch = 0
@@ -46,8 +48,13 @@ def seen_edges(rng: random.Random, *, stretch_chance: float, merge_chance: float
         if rng.random() < merge_chance:
             k += 1                  # the next period's edge is set before this one is seen
             delay += rng.uniform(0, 30)
-        delay += rng.uniform(0, poll_us)
-        t = int(start + k * PERIOD + delay * US)
+        if rng.random() < stall_chance:
+            k += rng.randint(8, 40)     # the host stalled QEMU for 1-5 ms: all merge
+        # Seen at the first read of register C after the flag rises: reads come every
+        # `poll_us` (the pause and the port's round trip), so every gap is a whole number
+        # of reads, and the median gap can be a whole read (~8%) off the period.
+        flagged = start + k * PERIOD + delay * US
+        t = int(start + math.ceil((flagged - start) / (poll_us * US)) * poll_us * US)
         if not seen or t > seen[-1]:
             seen.append(t)
         k += 1
@@ -86,6 +93,8 @@ def test_period_from_late_edges(tmp_path):
         rng = random.Random(seed)
         cases[f"quiet_{seed}"] = seen_edges(rng, stretch_chance=0, merge_chance=0)
         cases[f"busy_{seed}"] = seen_edges(rng, stretch_chance=0.01, merge_chance=0.02)
+        cases[f"stalls_{seed}"] = seen_edges(rng, stretch_chance=0.01, merge_chance=0.02,
+                                             stall_chance=0.02)
     got = periods(tmp_path, cases)
     errors = {name: (period - PERIOD) / PERIOD * 100 for name, period in got.items()}
     worst = max(errors, key=lambda name: abs(errors[name]))
@@ -119,6 +128,30 @@ def test_late_stretches_at_the_ends_and_in_the_middle(tmp_path):
                 f"{name}: expected the end edges alone to be off by more than 0.1%")
         assert abs(got[name] - PERIOD) / PERIOD <= 0.0002, (
             f"{name}: {got[name]:.1f} ticks against {PERIOD:.1f}")
+
+
+RECORDED = REPO / "tests" / "host" / "rtc_edges"
+RECORDED_TSC_HZ = 2_596_122_000
+
+
+def recorded(path: Path) -> list[int]:
+    return [int(word) for line in path.read_text().splitlines()
+            if not line.startswith("#") for word in line.split()]
+
+
+def test_recorded_runs_from_a_busy_host(tmp_path):
+    """Runs the kernel recorded on a busy host, whose median gap was 1.3-3% off and whose
+    count of periods by it lost 10-19 (the estimator's search was once centred there and
+    missed: 0.4-2.9% off): within 0.05% of the rate the HPET measured."""
+    cases = {path.stem: recorded(path) for path in sorted(RECORDED.glob("*.txt"))}
+    assert len(cases) >= 3 and all(len(edges) == EDGES for edges in cases.values()), (
+        f"expected the recorded runs in {RECORDED}")
+    period = RECORDED_TSC_HZ / RTC_HZ
+    got = periods(tmp_path, cases)
+    errors = {name: (got[name] - period) / period * 100 for name in cases}
+    assert all(abs(e) <= 0.05 for e in errors.values()), (
+        "expected every recorded run within 0.05%: "
+        + ", ".join(f"{n} {e:+.3f}%" for n, e in errors.items()))
 
 
 def test_too_few_or_degenerate_edges(tmp_path):

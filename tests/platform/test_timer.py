@@ -154,7 +154,7 @@ def test_clocks_calibrated_beside_the_boot(boot, machine, extra, source, summary
     busy-wait window): the rates agree with the host clock, and the LAPIC timer is QEMU's
     1 GHz bus / 16 within 0.1%. Against the RTC within 0.2%: QEMU's main loop sets the
     periodic flag, late by up to a period and more, and the estimator (arch/x86_64/rtc.c)
-    measured within 0.02% on a busy host and 0.09% on an idle one over 70 boots."""
+    measured within 0.02% on a busy host and 0.1% on an idle one over 180 boots."""
     vm = boot(machine=machine, extra_args=extra)
     got = guest_json(vm, CLOCKS)
     assert got["source"] == source, f"expected the TSC measured against the {source}, got {got}"
