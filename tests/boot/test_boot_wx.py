@@ -87,19 +87,25 @@ def _symbol(name: str, elf=None) -> int:
     raise AssertionError(f"{name} is not in {elf}")
 
 
-def image_protection_errors(vm, elf=None, cpu: int = 0) -> list[str]:
-    """What is wrong with the kernel image's pages as CPU `cpu` maps them (QEMU's `info
-    tlb`): every page of the text executable and read-only, every page of the read-only data
-    read-only and no-execute, whether it is a 4 KiB page or a 2 MiB one (a chunk the text or
-    the read-only data fills is one 2 MiB page, which paging_init once took for one of
-    boot.S's and made plain RAM)."""
+def tlb_pages(vm, cpu: int = 0) -> tuple[str, list[tuple[str, int, str, bool, bool]]]:
+    """CPU `cpu`'s pages as QEMU walks its tables (`info tlb`): the table's text, and for
+    each page its address as printed, as a number, its flags, executable, writable."""
+    table = vm.qmp.cmd("human-monitor-command", {"command-line": "info tlb", "cpu-index": cpu})
+    pages = []
+    for virt, _phys, flags in (line.split() for line in table.splitlines() if ":" in line):
+        pages.append((virt, int(virt.rstrip(":"), 16), flags, flags[0] != "X", flags[-1] == "W"))
+    return table, pages
+
+
+def image_protection_errors(pages, elf=None) -> list[str]:
+    """What is wrong with the kernel image's `pages` (tlb_pages): every page of the text
+    executable and read-only, every page of the read-only data read-only and no-execute,
+    whether it is a 4 KiB page or a 2 MiB one (a chunk the text or the read-only data fills
+    is one 2 MiB page, which paging_init once took for one of boot.S's and made plain RAM)."""
     text = (_symbol("__kernel_start", elf), _symbol("__text_pages_end", elf))
     rodata = (text[1], _symbol("__rodata_pages_end", elf))
-    table = vm.qmp.cmd("human-monitor-command", {"command-line": "info tlb", "cpu-index": cpu})
     errors = []
-    for virt, _phys, flags in (line.split() for line in table.splitlines() if ":" in line):
-        va = int(virt.rstrip(":"), 16)
-        executable, writable = flags[0] != "X", flags[-1] == "W"
+    for virt, va, flags, executable, writable in pages:
         if text[0] <= va < text[1] and (not executable or writable):
             errors.append(f"text page {virt} {flags}")
         if rodata[0] <= va < rodata[1] and (executable or writable):
@@ -121,13 +127,10 @@ def test_no_page_is_writable_and_executable(boot, cpus):
     text = (_symbol("__kernel_start"), _symbol("__text_pages_end"))
     aliases = (NATIVE_ALIAS_BASE, NATIVE_ALIAS_BASE + cpus * 2 * 1024 * 1024)
     for cpu in range(cpus):
-        table = vm.qmp.cmd("human-monitor-command", {"command-line": "info tlb", "cpu-index": cpu})
-        pages = [line.split() for line in table.splitlines() if ":" in line]
+        table, pages = tlb_pages(vm, cpu)
         assert len(pages) > 1000, f"CPU {cpu}: expected the whole identity map, got:\n{table[:500]}"
         writable_code, stray_code, writable_text = [], [], []
-        for virt, _phys, flags in pages:
-            va = int(virt.rstrip(":"), 16)
-            executable, writable = flags[0] != "X", flags[-1] == "W"
+        for virt, va, _flags, executable, writable in pages:
             in_text = text[0] <= va < text[1]
             if executable and writable:
                 writable_code.append(virt)
@@ -138,5 +141,5 @@ def test_no_page_is_writable_and_executable(boot, cpus):
         assert not writable_code, f"CPU {cpu}: writable and executable: {writable_code[:8]}"
         assert not stray_code, f"CPU {cpu}: executable outside the text and aliases: {stray_code[:8]}"
         assert not writable_text, f"CPU {cpu}: writable kernel text: {writable_text[:8]}"
-        errors = image_protection_errors(vm, cpu=cpu)
+        errors = image_protection_errors(pages)
         assert not errors, f"CPU {cpu}: {errors[:8]}"
