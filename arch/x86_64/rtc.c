@@ -182,6 +182,15 @@ enum {
     RTC_MAX_POLLS_PER_EDGE = 2048 * RTC_POLLS_PER_PERIOD,
 };
 
+// The median of the gaps between `count` (2 to RTC_CALIBRATION_EDGES) edges.
+static uint64_t median_gap_of(const uint64_t *edge_tsc, unsigned count) {
+    uint64_t gaps[RTC_CALIBRATION_PERIODS];
+    for (unsigned i = 0; i + 1 < count; i++) {
+        gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
+    }
+    return median(gaps, count - 1);
+}
+
 // How many edges fall into the fullest window of RTC_PHASE_WINDOW_BINS adjacent bins of
 // phase, given each edge's phase (in [0, candidate)) under the period `candidate`.
 static unsigned fullest_window(const int64_t *phase, unsigned count, int64_t candidate) {
@@ -221,11 +230,7 @@ uint64_t rtc_period_from_edges(const uint64_t *edge_tsc, unsigned count) {
     if (count < 8 || count > RTC_CALIBRATION_EDGES) {
         return 0;
     }
-    uint64_t gaps[RTC_CALIBRATION_PERIODS];
-    for (unsigned i = 0; i + 1 < count; i++) {
-        gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
-    }
-    uint64_t median_gap = median(gaps, count - 1);
+    uint64_t median_gap = median_gap_of(edge_tsc, count);
     if (median_gap < RTC_PHASE_BINS * 2 || median_gap > UINT32_MAX / 2
         || edge_tsc[count - 1] - edge_tsc[0] > (uint64_t)UINT32_MAX * 64) {
         return 0;   // too close to tell, or beyond the arithmetic below
@@ -339,11 +344,7 @@ uint64_t rtc_measure_tsc_hz(void) {
     if (period < spacing * RTC_POLLS_PER_PERIOD / 2) {
         // A slow TSC: the pauses were too long a part of the period (or the flag came at
         // every read, and `period` is the pause, not the flag's).
-        uint64_t gaps[RTC_CALIBRATION_EDGES - 1];
-        for (unsigned i = 0; i + 1 < RTC_CALIBRATION_EDGES; i++) {
-            gaps[i] = edge_tsc[i + 1] - edge_tsc[i];
-        }
-        spacing = median(gaps, RTC_CALIBRATION_EDGES - 1) / RTC_POLLS_PER_PERIOD;
+        spacing = median_gap_of(edge_tsc, RTC_CALIBRATION_EDGES) / RTC_POLLS_PER_PERIOD;
         if (!collect_edges(edge_tsc, spacing)) {
             return 0;
         }
