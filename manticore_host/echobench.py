@@ -257,11 +257,39 @@ class HostEcho:
 
 # -- the guest --------------------------------------------------------------------------------
 
-def free_port(proto: int = socket.SOCK_DGRAM) -> int:
-    """A port that is free on 127.0.0.1 right now (for a hostfwd)."""
-    with socket.socket(socket.AF_INET, proto) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 right now for both UDP and TCP (for hostfwd
+    rules, which QEMU refuses to start with if the host port is taken).  Each port is held
+    bound in both protocols until all are found: closing one before asking for the next
+    let the kernel hand out the same port twice, and two forwards of one VM then collided
+    (CI: "Could not set up host forwarding rule")."""
+    held, ports = [], []
+    try:
+        for _ in range(64 * count):
+            if len(ports) == count:
+                break
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(udp)
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(tcp)
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:             # taken for TCP: keep the UDP one held, try another
+                continue
+            ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    if len(ports) < count:
+        raise OSError(f"found only {len(ports)} of {count} ports free for UDP and TCP")
+    return ports
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now for both UDP and TCP (see free_ports)."""
+    return free_ports(1)[0]
 
 
 def echod_config(net: str, accel: str, port: int | None = None, app: str = "echod",

@@ -10,7 +10,6 @@ different times from different staging paths."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys

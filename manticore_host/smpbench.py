@@ -16,9 +16,7 @@ whole host core, so the figures are emulation's; the ratios are what to read.
 from __future__ import annotations
 
 import re
-import socket
 import statistics
-import time
 from pathlib import Path
 
 from manticore_host.bench import time_boot, write_report
@@ -37,7 +35,7 @@ PINGPONG = re.compile(rb"pingpong: (\d+) rounds on CPU (\d+)<->(\d+): median (\d
 
 
 def _echo_case(placement: str, accel: str, seconds: float, log) -> dict:
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     cfg = VMConfig(boot="kernel", cpus=2, memory="256M", accel=accel, net="user",
                    publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
                    fw_cfg_cmdline=f"app={placement}")

@@ -19,12 +19,11 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
-import tempfile
 import time
 from pathlib import Path
 
 from manticore_host.bench import write_report
-from manticore_host.echobench import free_port
+from manticore_host.echobench import free_ports
 from manticore_host.qemu import VM, VMConfig, resolve_accel
 
 HOSTNAME = "bench.manticore.test"
@@ -165,7 +164,7 @@ def _measure(vm, net_code: str, identity, ports, handshakes: int, bulk: int,
 def _peer(accel_name: str, identity, handshakes: int, bulk: int, log) -> dict:
     from manticore_host import linuxpeer
     peer = linuxpeer.ensure_image(log=log)
-    ports = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    ports = free_ports(2)
     cfg = linuxpeer.peer_config(
         peer, mode="raw", memory=MEMORY, accel=accel_name, net="user",
         publish=[f"{ports[0]}:{TLS_PORT}/tcp", f"{ports[1]}:{TCP_PORT}/tcp"])
@@ -182,7 +181,7 @@ def run_tls_bench(quick: bool = False, accel: str = "auto", out: Path | None = N
     bulk = (4 if quick else 32) << 20
     log(f"bench tls: {'quick' if quick else 'full'} run, accel {accel_name} ({reason})")
     identity = _identity()
-    ports = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    ports = free_ports(2)
     cfg = VMConfig(boot="kernel", memory=MEMORY, accel=accel_name, net="user",
                    publish=[f"{ports[0]}:{TLS_PORT}/tcp", f"{ports[1]}:{TCP_PORT}/tcp"])
     with VM(cfg) as vm:

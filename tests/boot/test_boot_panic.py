@@ -49,7 +49,7 @@ def test_unmapped_read_panics_with_report(boot, machine):
     sym_frames = [line for line in symbolized.splitlines() if re.match(rf"\s+#\d+ {ADDR}\s+\S", line)]
     assert sym_frames, f"expected symbolized backtrace lines ('#N 0x... func+0x..'), got:\n{symbolized[-3000:]}"
     names = [re.match(rf"\s+#\d+ {ADDR}\s+([A-Za-z_][\w.]*)\+0x[0-9a-f]+", line) for line in sym_frames]
-    assert any(names), f"expected a frame symbolized as 'function+0xOFF', got:\n" + "\n".join(sym_frames)
+    assert any(names), "expected a frame symbolized as 'function+0xOFF', got:\n" + "\n".join(sym_frames)
     # The same through the symbolizer's API, frame by frame, against build/kernel.elf.
     from manticore_host.symbolize import Symbolizer
     sym = Symbolizer(REPO / "build" / "kernel.elf")

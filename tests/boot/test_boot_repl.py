@@ -173,7 +173,7 @@ def test_friendly_repl_multiline_and_autoindent(repl_vm):
         con.write("\r")
     else:
         pytest.fail("expected the statement to run after at most three blank lines")
-    assert repl_vm.repl("sq(12)") == "144", f"expected the function defined over 4 REPL lines to work"
+    assert repl_vm.repl("sq(12)") == "144", "expected the function defined over 4 REPL lines to work"
 
 
 # --------------------------------------------------------------------------- soft reset

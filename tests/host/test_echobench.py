@@ -158,3 +158,17 @@ def test_generator_counts_late_replies_apart_from_lost():
     assert r.lost == 5, f"expected the 5 unanswered requests lost, got {r.summary()}"
     assert r.late == 5, f"expected the 5 slow replies counted late, got {r.summary()}"
     assert r.received == 40, r.summary()
+
+
+def test_free_ports_are_distinct_and_free_for_udp_and_tcp():
+    """The ports for one VM's hostfwd rules: all different, each bindable for UDP and for TCP
+    (QEMU refuses to start when one forward's host port is taken, and two free_port() calls
+    in a row once returned the same port in CI)."""
+    for _ in range(20):
+        ports = echobench.free_ports(4)
+        assert len(set(ports)) == 4, ports
+        for port in ports:
+            for proto in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, proto) as s:
+                    s.bind(("127.0.0.1", port))
+

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import hostcc
 
 REPO = Path(__file__).resolve().parents[2]

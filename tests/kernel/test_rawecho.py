@@ -64,7 +64,7 @@ class RawLink:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.guest_port = free_port(socket.SOCK_DGRAM)
+        self.guest_port = free_port()
 
     def qemu_args(self) -> list[str]:
         mac = ":".join(f"{b:02x}" for b in GUEST_MAC)
@@ -205,7 +205,7 @@ def test_rawecho_survives_a_malformed_burst(raw_rawecho):
 
 
 def test_rawecho_through_slirp_port_forward(boot, summary):
-    host_port = free_port(socket.SOCK_DGRAM)
+    host_port = free_port()
     vm = start_apps(boot, f"app=rawecho ip={GUEST_IP} port={PORT}", net="user",
                     publish=[f"{host_port}:{PORT}/udp"])
     wait_for(vm, r"rawecho: 10\.0\.2\.15 udp port 7 on eth0", timeout=60)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_rawecho import GUEST_IP, PORT, RawLink, echo_to, parse_udp_reply, udp_frame
+from test_rawecho import GUEST_IP, PORT, RawLink, echo_to, udp_frame
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -29,7 +29,7 @@ from nettools import ECHO_PORT, GUEST_IP, LISTENING_TCP, guest_eval, net_up, wai
 def echod_user(boot):
     """echod under user networking: (vm, port) with 127.0.0.1:port -> guest 7777, UDP and TCP."""
     for _ in range(20):
-        port = free_port(socket.SOCK_DGRAM)
+        port = free_port()
         try:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", port))

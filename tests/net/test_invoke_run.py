@@ -29,7 +29,7 @@ PATHS = {
 @pytest.mark.parametrize("path", list(PATHS))
 def test_invoke_run_echod(path, summary):
     extra, run_line, boot_line = PATHS[path]
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     with InvokeRun(*extra, "--app", "echod", "--publish", f"{port}:{ECHO_PORT}/udp",
                    "--publish", f"{port}:{ECHO_PORT}/tcp", "--accel", "tcg") as run:
         run.wait_for(b"listening on %d/tcp" % ECHO_PORT, timeout=180)

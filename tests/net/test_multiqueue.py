@@ -14,7 +14,7 @@ import time
 import pytest
 
 from frames import ETH_P_IP, ethernet, ipv4_header, udp_segment
-from manticore_host.echobench import echo_load, free_port
+from manticore_host.echobench import echo_load, free_ports
 from nettools import ECHO_PORT, GUEST_IP, HOST_IP, LISTENING_TCP, flat, guest_eval, udp_echo
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,7 +38,7 @@ def echo_all(sockets, rounds: int, tag: bytes) -> list:
 
 
 def test_two_nics_echod_on_eth0_rawecho_on_eth1(boot, summary):
-    p0, p1 = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    p0, p1 = free_ports(2)
     vm = boot(net="user", publish=[f"{p0}:{ECHO_PORT}/udp", f"{p0}:{ECHO_PORT}/tcp"],
               nics=[f"user:{p1}:7/udp"], app="echod,rawecho", append="repl=1 nic=eth1",
               wait_prompt=False)
@@ -121,7 +121,7 @@ def test_a_queue_held_on_cpu_1_is_that_cpus_alone(boot, summary):
     the pair's counters can be read (often: no effect on its rings), but nothing that
     touches its rings is allowed, a second acquire is EBUSY, and CPU 0's soft reset (Ctrl-D,
     which mpremote sends before each command) leaves it with CPU 1's app."""
-    p0, p1 = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    p0, p1 = free_ports(2)
     vm = boot(net="user", publish=[f"{p0}:{ECHO_PORT}/udp", f"{p0}:{ECHO_PORT}/tcp"],
               nics=[f"user:{p1}:7/udp"], cpus=2, memory="256M",
               append="app=echod@0,rawecho@1 repl=1 nic=eth1", wait_prompt=False)

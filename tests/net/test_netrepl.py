@@ -4,7 +4,6 @@ refusal for a second, Ctrl-C over the network, and random bytes and half-open cl
 leave the kernel and the listener as they were."""
 
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ GUEST_PORT = 8023
 
 @pytest.fixture
 def netrepl_vm(boot):
-    port = free_port(socket.SOCK_STREAM)
+    port = free_port()
     vm = boot(net="user", publish=[f"{port}:{GUEST_PORT}/tcp"], append=f"netrepl={GUEST_PORT}")
     assert b"netrepl: the REPL on tcp port 8023 too" in vm.console.log, (
         "expected the kernel to announce the REPL over TCP at boot")

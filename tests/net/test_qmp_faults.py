@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(150)
 def echod_static(boot):
     """echod_user with a static address (ip= on the command line) instead of DHCP, whose
     client restarts its exchange when the link comes back (dhcp_network_changed_link_up)."""
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     vm = boot(app="echod", net="user", append="ip=10.0.2.15/24 gw=10.0.2.2",  # slirp's guest
               publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
               wait_prompt=False)

@@ -122,7 +122,7 @@ print('peer', peer[0])
 
 
 def test_tcp_server_in_guest_accepts_from_host(boot):
-    port = free_port(socket.SOCK_STREAM)
+    port = free_port()
     vm = boot(net="user", publish=[f"{port}:8080/tcp"])
     info = net_up(vm)
     assert info["connected"], f"expected a DHCP lease first, got {info}"
@@ -177,7 +177,7 @@ def test_data_sent_before_accept_is_readable_at_accept(boot):
     """A client that speaks first (a TLS ClientHello) usually sends before the server's
     accept() returns; lwIP holds such data as the PCB's refused data and, unpatched, offers it
     again only from its 250 ms TCP timer (patch 0006). Readable at once after accept()."""
-    port = free_port(socket.SOCK_STREAM)
+    port = free_port()
     vm = boot(net="user", publish=[f"{port}:8080/tcp"])
     assert net_up(vm)["connected"]
     rounds = 3

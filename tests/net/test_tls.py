@@ -157,7 +157,7 @@ def finish(vm, timeout: float = 180) -> tuple[int, int, int]:
 def test_guest_https_server_survives_a_handshake_flood(boot, summary):
     ca = ThrowawayCA()
     identity = ca.issue()
-    port = free_port(socket.SOCK_STREAM)
+    port = free_port()
     vm = boot(net="user", publish=[f"{port}:8443/tcp"])
     assert net_up(vm)["connected"], "expected a DHCP lease first"
     out, err = vm.console.raw_exec(SERVE.format(cert=identity.cert_pem, key=identity.key_pem))

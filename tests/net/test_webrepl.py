@@ -140,7 +140,7 @@ class WebREPLClient:
 
 @pytest.fixture
 def webrepl_vm(boot):
-    port = free_port(socket.SOCK_STREAM)
+    port = free_port()
     vm = boot(net="user", publish=[f"{port}:8266/tcp"], append=f"webrepl={PASSWORD}")
     assert b"webrepl: WebREPL on tcp port 8266" in vm.console.log
     return vm, port

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(150)
 
 
 def test_app_swallowing_keyboardinterrupt_is_contained_on_its_cpu(boot):
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="app=echod@0,stubborn@1 repl=1",
               net="user", publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
               wait_prompt=False)

@@ -70,7 +70,7 @@ def test_bad_placement_is_a_clear_error_and_the_rest_run(boot):
 
 
 def _echod_beside(boot, other: str):
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     vm = boot(cpus=2, memory="256M", fw_cfg_cmdline=f"app=echod@0,{other} repl=1",
               net="user", publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
               wait_prompt=False)
@@ -366,7 +366,7 @@ def test_console_input_is_the_console_cpus_alone(boot, tmp_path):
 def test_a_loop_typed_at_the_repl_on_its_own_cpu_does_not_stop_echod(boot):
     """replcpu=1: the REPL (and the console) is CPU 1's, so `while True: pass` typed there
     leaves echod on CPU 0 answering; Ctrl-C still interrupts it."""
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     vm = boot(cpus=2, memory="256M", fw_cfg_cmdline="app=echod@0 repl=1 replcpu=1",
               net="user", publish=[f"{port}:{ECHO_PORT}/udp", f"{port}:{ECHO_PORT}/tcp"],
               wait_prompt=False)

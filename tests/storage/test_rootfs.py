@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from storagetools import (Disk, disk, fs_lines, guest, log_text, power_off, sha256,
-                          sigkill, wait_for)
+                          sigkill)
 
 pytestmark = pytest.mark.timeout(120)
 
