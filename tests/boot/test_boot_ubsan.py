@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from test_boot_wx import image_protection_errors, tlb_pages
+from test_boot_wx import image_protection_errors, image_sections, tlb_pages
 from vmtools import REPO
 
 pytestmark = pytest.mark.timeout(150)
@@ -35,7 +35,7 @@ def test_ubsan_kernel_boots_clean_and_runs_python(boot):
     assert "UBSan:" not in vm.log_text(), vm.log_text()[-3000:]
     # The UBSan image's layout differs from the plain one's (its text filled [2, 4) MiB once,
     # which paging_init then made no-execute): its pages get their protections too.
-    errors = image_protection_errors(tlb_pages(vm)[1], UBSAN_ELF)
+    errors = image_protection_errors(tlb_pages(vm)[1], image_sections(UBSAN_ELF))
     assert not errors, errors[:8]
 
 

@@ -171,4 +171,3 @@ def test_free_ports_are_distinct_and_free_for_udp_and_tcp():
             for proto in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
                 with socket.socket(socket.AF_INET, proto) as s:
                     s.bind(("127.0.0.1", port))
-
